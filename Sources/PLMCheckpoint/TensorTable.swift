@@ -1,0 +1,126 @@
+/// Counts and a compact grouped listing of a set of stored tensors, for `plmq inspect`.
+public struct TensorTable: Sendable {
+    /// Tensors that differ only in their layer/block index, folded into one row.
+    public struct Group: Sendable, Equatable {
+        /// The name with each folded index written as `{0..15}` (or `{0,2,7}` when not a run).
+        public let pattern: String
+        public let shape: [Int]
+        public let storage: String
+        public let count: Int
+        public let parameters: Int
+        public let bytes: Int
+        public let component: Component
+    }
+
+    public struct Totals: Sendable, Equatable {
+        public var tensors = 0
+        public var parameters = 0
+        public var bytes = 0
+
+        mutating func add(parameters: Int, bytes: Int) {
+            tensors += 1
+            self.parameters += parameters
+            self.bytes += bytes
+        }
+    }
+
+    public let groups: [Group]
+    public let byComponent: [Component: Totals]
+    public let byStorage: [String: Totals]
+    public let total: Totals
+
+    /// - Parameter entries: (name, shape, storage type name, stored bytes), in file order.
+    public init(entries: [(name: String, shape: [Int], storage: String, bytes: Int)]) {
+        struct Key: Hashable { let pattern: String; let shape: [Int]; let storage: String }
+        var order: [Key] = []
+        var indices: [Key: [[Int]]] = [:]
+        var sums: [Key: (params: Int, bytes: Int, component: Component)] = [:]
+        var byComponent: [Component: Totals] = [:]
+        var byStorage: [String: Totals] = [:]
+        var total = Totals()
+        for e in entries {
+            let (pattern, numbers) = Self.fold(e.name)
+            let key = Key(pattern: pattern, shape: e.shape, storage: e.storage)
+            if indices[key] == nil { order.append(key); indices[key] = [] }
+            indices[key]!.append(numbers)
+            let params = e.shape.reduce(1, *)
+            let component = Component.of(e.name)
+            let s = sums[key] ?? (0, 0, component)
+            sums[key] = (s.params + params, s.bytes + e.bytes, component)
+            total.add(parameters: params, bytes: e.bytes)
+            byComponent[component, default: Totals()].add(parameters: params, bytes: e.bytes)
+            byStorage[e.storage, default: Totals()].add(parameters: params, bytes: e.bytes)
+        }
+        groups = order.map { key in
+            let s = sums[key]!
+            let list = indices[key]!
+            return Group(pattern: Self.render(pattern: key.pattern, indices: list), shape: key.shape, storage: key.storage,
+                         count: list.count, parameters: s.params, bytes: s.bytes, component: s.component)
+        }
+        self.byComponent = byComponent
+        self.byStorage = byStorage
+        self.total = total
+    }
+
+    /// Replaces each all-digit dotted segment by a placeholder and returns the numbers found.
+    static func fold(_ name: String) -> (String, [Int]) {
+        var numbers: [Int] = []
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false).map { part -> String in
+            if !part.isEmpty, part.allSatisfy(\.isASCII), let n = Int(part), String(n) == part {
+                numbers.append(n)
+                return "\u{0}"
+            }
+            return String(part)
+        }
+        return (parts.joined(separator: "."), numbers)
+    }
+
+    static func render(pattern: String, indices: [[Int]]) -> String {
+        var result = ""
+        var slot = 0
+        for ch in pattern {
+            guard ch == "\u{0}" else { result.append(ch); continue }
+            let values = Array(Set(indices.map { $0[slot] })).sorted()
+            slot += 1
+            if values.count == 1 {
+                result += String(values[0])
+            } else if values.count >= 3, values.last! - values.first! + 1 == values.count {
+                result += "{\(values.first!)..\(values.last!)}"
+            } else {
+                result += "{" + values.map(String.init).joined(separator: ",") + "}"
+            }
+        }
+        return result
+    }
+}
+
+/// Formats 1533524992 as "1,533,524,992".
+public func formatThousands(_ n: Int) -> String {
+    let digits = String(n.magnitude)
+    var out = ""
+    for (i, ch) in digits.enumerated() {
+        if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+        out.append(ch)
+    }
+    return n < 0 ? "-" + out : out
+}
+
+/// Formats a byte count with binary units: "2.86 GiB".
+public func formatBytes(_ n: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(n)
+    var unit = 0
+    while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
+    if unit == 0 { return "\(n) B" }
+    return String(format2: value) + " " + units[unit]
+}
+
+extension String {
+    /// Two decimals without Foundation's String(format:).
+    init(format2 value: Double) {
+        let scaled = (value * 100).rounded()
+        let whole = Int(scaled / 100)
+        let frac = Int(scaled) - whole * 100
+        self = "\(whole)." + (frac < 10 ? "0" : "") + "\(frac)"
+    }
+}

@@ -1,0 +1,1 @@
+// The fp32 engine lands here.

@@ -1,0 +1,35 @@
+import ArgumentParser
+import PLMCheckpoint
+
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Describe a checkpoint: architecture, sizes per component, dtypes and tensors.",
+        discussion: """
+            Reads config.json and the safetensors headers only; tensor data is never read, so it \
+            returns at once even on multi-gigabyte checkpoints. The config is checked against the \
+            stored tensor shapes and every disagreement is listed; the exit status is non-zero when \
+            there is one.
+            """
+    )
+
+    @Argument(help: "A checkpoint folder (config.json with model.safetensors or a sharded index).")
+    var path: String
+
+    @Flag(help: "List every tensor instead of grouping layers.")
+    var tensors = false
+
+    @Flag(help: "Print one JSON object for machines instead of the text report.")
+    var json = false
+
+    func run() throws {
+        let folder: CheckpointFolder
+        do { folder = try CheckpointFolder(path: path) } catch {
+            printError("\(error)")
+            throw ExitCode.failure
+        }
+        let report = CheckpointReport(folder: folder)
+        print(json ? report.json().serialized(pretty: true) : report.text(listAll: tensors))
+        if folder.layoutIssues.contains(where: \.isError) { throw ExitCode.failure }
+    }
+}
