@@ -60,5 +60,17 @@ public final class MappedFile: @unchecked Sendable {
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), range.upperBound - start, MADV_WILLNEED)
     }
 
+    /// Drops the pages of a range from this process's memory (they are re-read from the file if
+    /// touched again). Used after widening a tensor so the mapping does not double the footprint.
+    public func dropPages(_ range: UnsafeRawBufferPointer) {
+        guard let base, let start = range.baseAddress, range.count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let lo = (start - base) / page * page
+        let hi = start - base + range.count
+        let first = (hi - lo) / page * page  // whole pages only; the tail page may hold the next tensor
+        guard first > 0 else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + lo), first, MADV_DONTNEED)
+    }
+
     static func errnoText() -> String { String(cString: strerror(errno)) }
 }

@@ -18,7 +18,7 @@ struct PLMQ: ParsableCommand {
               plmq generate Examples/tiny-plm --inputs case.safetensors --max-new-tokens 16
             """,
         version: version,
-        subcommands: [InspectCommand.self]
+        subcommands: [InspectCommand.self, ForwardCommand.self, GenerateCommand.self]
     )
 }
 

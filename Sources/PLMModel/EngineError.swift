@@ -1,0 +1,21 @@
+import PLMCheckpoint
+
+/// What can go wrong building or running the engine. Each case carries what the user needs to fix it.
+public enum EngineError: Error, Equatable, CustomStringConvertible {
+    case checkpoint(CheckpointError)
+    case missingTensor(source: String, tensor: String)
+    case tensorShape(source: String, tensor: String, expected: [Int], actual: [Int])
+    case imageTokenCount(kind: String, tokens: Int, features: Int)
+    case invalidInput(String)
+
+    public var description: String {
+        switch self {
+        case .checkpoint(let e): return e.description
+        case .missingTensor(let s, let t): return "\(s): tensor '\(t)' is missing"
+        case .tensorShape(let s, let t, let e, let a): return "\(s): tensor '\(t)' has shape \(formatShape(a)), expected \(formatShape(e))"
+        case .imageTokenCount(let kind, let tokens, let features):
+            return "the prompt has \(tokens) \(kind) tokens but the \(kind) inputs produce \(features) features"
+        case .invalidInput(let d): return d
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import PLMCheckpoint
+
+/// Keys (after RoPE) and values of every layer for the positions seen so far.
+public struct KVCache {
+    public private(set) var length = 0
+    let kvDim: Int
+    var keys: [[Float]]
+    var values: [[Float]]
+
+    public init(layers: Int, kvDim: Int, reserve: Int = 0) {
+        self.kvDim = kvDim
+        keys = Array(repeating: [], count: layers)
+        values = Array(repeating: [], count: layers)
+        for l in 0..<layers { keys[l].reserveCapacity(reserve * kvDim); values[l].reserveCapacity(reserve * kvDim) }
+    }
+
+    mutating func append(layer: Int, keys k: UnsafeBufferPointer<Float>, values v: UnsafeBufferPointer<Float>) {
+        keys[layer].append(contentsOf: k)
+        values[layer].append(contentsOf: v)
+    }
+
+    mutating func advance(by n: Int) { length += n }
+}
+
+/// One Llama decoder layer, named after transformers' module tree.
+struct DecoderLayer {
+    let inputLayernorm: [Float]
+    let qProj: any LinearMap, kProj: any LinearMap, vProj: any LinearMap, oProj: any LinearMap
+    let postAttentionLayernorm: [Float]
+    let gateProj: any LinearMap, upProj: any LinearMap, downProj: any LinearMap
+
+    init(source: WeightSource, prefix p: String, config t: TextConfig) throws(EngineError) {
+        let h = t.hiddenSize, q = t.numAttentionHeads * t.headDim, kv = t.numKeyValueHeads * t.headDim
+        inputLayernorm = try source.floats(p + "input_layernorm.weight", shape: [h])
+        qProj = try source.linear(p + "self_attn.q_proj", outFeatures: q, inFeatures: h, bias: t.attentionBias)
+        kProj = try source.linear(p + "self_attn.k_proj", outFeatures: kv, inFeatures: h, bias: t.attentionBias)
+        vProj = try source.linear(p + "self_attn.v_proj", outFeatures: kv, inFeatures: h, bias: t.attentionBias)
+        oProj = try source.linear(p + "self_attn.o_proj", outFeatures: h, inFeatures: q, bias: t.attentionBias)
+        postAttentionLayernorm = try source.floats(p + "post_attention_layernorm.weight", shape: [h])
+        gateProj = try source.linear(p + "mlp.gate_proj", outFeatures: t.intermediateSize, inFeatures: h, bias: t.mlpBias)
+        upProj = try source.linear(p + "mlp.up_proj", outFeatures: t.intermediateSize, inFeatures: h, bias: t.mlpBias)
+        downProj = try source.linear(p + "mlp.down_proj", outFeatures: h, inFeatures: t.intermediateSize, bias: t.mlpBias)
+    }
+}
+
+/// The Llama decoder with its embedding, final norm and head.
+public struct LlamaDecoder {
+    public let config: TextConfig
+    let embedTokens: [Float]
+    let layers: [DecoderLayer]
+    let norm: [Float]
+    let lmHead: any LinearMap
+    let rope: LlamaRope
+    let attention = BlockedAttention()
+    /// Rows of the position-wise MLP processed at once, to bound scratch memory on long prompts.
+    let mlpChunkRows = 512
+
+    init(source: WeightSource, config c: PerceptionLMConfig) throws(EngineError) {
+        let t = c.text, p = Component.languagePrefix
+        config = t
+        embedTokens = try source.floats(p + "embed_tokens.weight", shape: [t.vocabSize, t.hiddenSize])
+        var layers: [DecoderLayer] = []
+        for i in 0..<t.numHiddenLayers { layers.append(try DecoderLayer(source: source, prefix: p + "layers.\(i).", config: t)) }
+        self.layers = layers
+        norm = try source.floats(p + "norm.weight", shape: [t.hiddenSize])
+        if c.tieWordEmbeddings {
+            lmHead = DenseLinear(weight: embedTokens, bias: nil, outFeatures: t.vocabSize, inFeatures: t.hiddenSize)
+        } else {
+            lmHead = try source.linear(weight: Component.lmHead, bias: nil, outFeatures: t.vocabSize, inFeatures: t.hiddenSize)
+        }
+        rope = LlamaRope(headDim: t.headDim, parameters: t.rope)
+    }
+
+    public func newCache(reserve: Int = 0) -> KVCache {
+        KVCache(layers: config.numHiddenLayers, kvDim: config.numKeyValueHeads * config.headDim, reserve: reserve)
+    }
+
+    /// Embedding rows for token ids (ids already validated against the vocabulary).
+    func embed(_ ids: [Int]) -> [Float] {
+        let h = config.hiddenSize
+        var out = [Float](repeating: 0, count: ids.count * h)
+        for (i, id) in ids.enumerated() { for c in 0..<h { out[i * h + c] = embedTokens[id * h + c] } }
+        return out
+    }
+
+    /// Runs `rows` new positions (embeddings [rows, H]) after the cached ones; returns the final
+    /// normalised hidden states [rows, H] and extends the cache.
+    func forward(_ embeddings: [Float], rows: Int, cache: inout KVCache) -> [Float] {
+        let t = config, h = t.hiddenSize, hd = t.headDim
+        let qDim = t.numAttentionHeads * hd, kvDim = t.numKeyValueHeads * hd
+        let start = cache.length, eps = Float(t.rmsNormEps)
+        var x = embeddings
+        var normed = [Float](repeating: 0, count: rows * h)
+        var attended = [Float](repeating: 0, count: rows * qDim)
+        for (l, layer) in layers.enumerated() {
+            rmsNorm(x, rows: rows, weight: layer.inputLayernorm, eps: eps, into: &normed)
+            var q = layer.qProj(normed, rows: rows)
+            var k = layer.kProj(normed, rows: rows)
+            let v = layer.vProj(normed, rows: rows)
+            q.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress!, rows: rows, stride: qDim, heads: t.numAttentionHeads, firstPosition: start) }
+            k.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress!, rows: rows, stride: kvDim, heads: t.numKeyValueHeads, firstPosition: start) }
+            k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in cache.append(layer: l, keys: kp, values: vp) } }
+            q.withUnsafeBufferPointer { qp in
+                cache.keys[l].withUnsafeBufferPointer { kp in
+                    cache.values[l].withUnsafeBufferPointer { vp in
+                        attended.withUnsafeMutableBufferPointer { op in
+                            attention.run(q: qp.baseAddress!, qStride: qDim, k: kp.baseAddress!, kStride: kvDim,
+                                          v: vp.baseAddress!, vStride: kvDim, out: op.baseAddress!, outStride: qDim,
+                                          queries: rows, keys: start + rows, heads: t.numAttentionHeads,
+                                          kvHeads: t.numKeyValueHeads, headDim: hd, causalOffset: start)
+                        }
+                    }
+                }
+            }
+            addScaled(&x, layer.oProj(attended, rows: rows), rows: rows, width: h, scale: nil)
+            rmsNorm(x, rows: rows, weight: layer.postAttentionLayernorm, eps: eps, into: &normed)
+            var r0 = 0
+            while r0 < rows {
+                let n = min(mlpChunkRows, rows - r0)
+                let chunk = Array(normed[(r0 * h)..<((r0 + n) * h)])
+                var gate = layer.gateProj(chunk, rows: n)
+                let up = layer.upProj(chunk, rows: n)
+                gate.withUnsafeMutableBufferPointer { Ops.activate($0.baseAddress!, count: $0.count, t.hiddenAct) }
+                for i in 0..<gate.count { gate[i] *= up[i] }
+                let down = layer.downProj(gate, rows: n)
+                for i in 0..<(n * h) { x[r0 * h + i] += down[i] }
+                r0 += n
+            }
+        }
+        cache.advance(by: rows)
+        rmsNorm(x, rows: rows, weight: norm, eps: eps, into: &normed)
+        return normed
+    }
+
+    /// Logits [rows, vocab] for final hidden states [rows, H].
+    func logits(_ hidden: ArraySlice<Float>, rows: Int) -> [Float] {
+        lmHead(Array(hidden), rows: rows)
+    }
+
+    private func rmsNorm(_ x: [Float], rows: Int, weight: [Float], eps: Float, into y: inout [Float]) {
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                Ops.rmsNorm(xp.baseAddress!, rows: rows, width: config.hiddenSize, weight: weight, eps: eps, into: yp.baseAddress!)
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import PLMCheckpoint
+
+/// Row-wise and element-wise operations of the forward pass, written as plain loops so anyone
+/// can check them against the PyTorch definitions by eye.
+enum Ops {
+    /// LayerNorm over the last dimension: (x − mean) / sqrt(biased var + eps) · w + b.
+    /// Statistics are accumulated in Double so the result matches PyTorch's fp32 kernel to rounding.
+    static func layerNorm(_ x: UnsafePointer<Float>, rows: Int, width: Int, weight: [Float], bias: [Float], eps: Float,
+                          into y: UnsafeMutablePointer<Float>) {
+        for r in 0..<rows {
+            let row = x + r * width, out = y + r * width
+            var sum = 0.0
+            for i in 0..<width { sum += Double(row[i]) }
+            let mean = sum / Double(width)
+            var sq = 0.0
+            for i in 0..<width { let d = Double(row[i]) - mean; sq += d * d }
+            let inv = Float(1 / (sq / Double(width) + Double(eps)).squareRoot())
+            let m = Float(mean)
+            for i in 0..<width { out[i] = (row[i] - m) * inv * weight[i] + bias[i] }
+        }
+    }
+
+    /// RMSNorm as transformers' LlamaRMSNorm: x · rsqrt(mean(x²) + eps), then · w.
+    static func rmsNorm(_ x: UnsafePointer<Float>, rows: Int, width: Int, weight: [Float], eps: Float,
+                        into y: UnsafeMutablePointer<Float>) {
+        for r in 0..<rows {
+            let row = x + r * width, out = y + r * width
+            var sq = 0.0
+            for i in 0..<width { sq += Double(row[i]) * Double(row[i]) }
+            let variance = Float(sq / Double(width))
+            let inv = 1 / (variance + eps).squareRoot()
+            for i in 0..<width { out[i] = weight[i] * (row[i] * inv) }
+        }
+    }
+
+    @inline(__always) static func geluErf(_ x: Float) -> Float { 0.5 * x * (1 + erff(x * 0.70710678118654752)) }
+    @inline(__always) static func geluTanh(_ x: Float) -> Float {
+        0.5 * x * (1 + tanhf(0.79788456080286536 * (x + 0.044715 * x * x * x)))
+    }
+    @inline(__always) static func silu(_ x: Float) -> Float { x / (1 + expf(-x)) }
+
+    static func activate(_ x: UnsafeMutablePointer<Float>, count: Int, _ act: Activation) {
+        switch act {
+        case .geluErf: for i in 0..<count { x[i] = geluErf(x[i]) }
+        case .geluTanh: for i in 0..<count { x[i] = geluTanh(x[i]) }
+        case .silu: for i in 0..<count { x[i] = silu(x[i]) }
+        case .relu: for i in 0..<count { x[i] = max(0, x[i]) }
+        }
+    }
+
+    /// x += s ⊙ y, row-wise with a per-column scale (layer-scale gammas); s nil means 1.
+    static func addScaled(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, rows: Int, width: Int, scale: [Float]?) {
+        if let scale {
+            for r in 0..<rows { for i in 0..<width { x[r * width + i] += scale[i] * y[r * width + i] } }
+        } else {
+            for i in 0..<(rows * width) { x[i] += y[i] }
+        }
+    }
+
+    /// Index of the largest value; the first one on ties, as torch.argmax.
+    static func argmax(_ x: UnsafeBufferPointer<Float>) -> Int {
+        var best = 0
+        for i in 1..<x.count where x[i] > x[best] { best = i }
+        return best
+    }
+}

@@ -1,0 +1,171 @@
+import PLMCheckpoint
+
+/// Image tiles (or video frames) as normalised pixels, [count, 3, height, width].
+public struct PixelTiles: Sendable {
+    public let count: Int
+    public let height: Int
+    public let width: Int
+    public let values: [Float]
+
+    public init(count: Int, height: Int, width: Int, values: [Float]) throws(EngineError) {
+        guard count >= 0, values.count == count * 3 * height * width else {
+            throw .invalidInput("pixel values hold \(values.count) numbers, not \(count) tiles of 3×\(height)×\(width)")
+        }
+        self.count = count
+        self.height = height
+        self.width = width
+        self.values = values
+    }
+}
+
+/// What the vision path produced for a set of tiles.
+public struct VisionEncoding: Sendable {
+    /// Tower output per tile, [tiles, tokens, Dv] flattened (CLS row included when the tower has one).
+    public var visionHidden: [Float] = []
+    /// Projector output per tile, [tiles, tokensPerTile, H] flattened.
+    public var features: [Float] = []
+    public var tiles = 0
+}
+
+/// PerceptionLM: vision tower → projector → token merge → Llama decoder, in fp32.
+/// Mirrors `PerceptionLMForConditionalGeneration` module for module.
+public final class PerceptionLM {
+    public let config: PerceptionLMConfig
+    public let generation: GenerationConfig
+    public let vision: VisionTower
+    let projector: Projector
+    public let decoder: LlamaDecoder
+
+    public init(source: WeightSource, config: PerceptionLMConfig, generation: GenerationConfig) throws(EngineError) {
+        self.config = config
+        self.generation = generation
+        vision = try VisionTower(source: source, config: config.vision)
+        projector = try Projector(source: source, config: config)
+        decoder = try LlamaDecoder(source: source, config: config)
+    }
+
+    /// Loads a Hugging Face checkpoint folder, widening its weights to fp32.
+    public static func load(checkpoint path: String) throws(EngineError) -> PerceptionLM {
+        let folder: CheckpointFolder
+        do {
+            folder = try CheckpointFolder(path: path)
+            try folder.requireConsistentLayout()
+        } catch { throw .checkpoint(error) }
+        return try PerceptionLM(source: CheckpointWeightSource(weights: folder.weights), config: folder.config, generation: folder.generation)
+    }
+
+    /// Runs the tower and projector on every tile, in order.
+    public func encode(_ tiles: PixelTiles) throws(EngineError) -> VisionEncoding {
+        let v = config.vision
+        guard tiles.height == v.imageHeight, tiles.width == v.imageWidth else {
+            throw .invalidInput("tiles are \(tiles.height)×\(tiles.width) pixels but the vision tower takes exactly \(v.imageHeight)×\(v.imageWidth)")
+        }
+        var out = VisionEncoding()
+        out.tiles = tiles.count
+        let tileSize = 3 * v.imageHeight * v.imageWidth
+        for i in 0..<tiles.count {
+            let hidden = tiles.values.withUnsafeBufferPointer { vision.forward(tile: $0.baseAddress! + i * tileSize) }
+            out.visionHidden.append(contentsOf: hidden)
+            // The CLS token is dropped before the projector when vision_use_cls_token is set.
+            let skip = config.visionUseClsToken ? v.embedDim : 0
+            out.features.append(contentsOf: projector.forward(Array(hidden[skip...])))
+        }
+        return out
+    }
+
+    public struct ForwardResult {
+        /// Logits of the last `positions` positions, [positions, vocab].
+        public var logits: [Float]
+        public var positions: Int
+        public var images: VisionEncoding?
+        public var videos: VisionEncoding?
+    }
+
+    /// Embeds a sequence and fills its image, then video, placeholder positions with the next
+    /// feature rows (`imageRow`/`videoRow` advance across the batch, like `masked_scatter`).
+    func mergedEmbeddings(_ ids: [Int], images: VisionEncoding?, videos: VisionEncoding?,
+                          imageRow: inout Int, videoRow: inout Int) throws(EngineError) -> [Float] {
+        let h = config.text.hiddenSize, vocab = config.text.vocabSize
+        if let bad = ids.first(where: { $0 < 0 || $0 >= vocab }) {
+            throw .invalidInput("token id \(bad) is outside the vocabulary of \(vocab)")
+        }
+        var e = decoder.embed(ids)
+        func fill(_ id: Int, _ features: [Float], _ row: inout Int) {
+            for p in ids.indices where ids[p] == id {
+                for c in 0..<h { e[p * h + c] = features[row * h + c] }
+                row += 1
+            }
+        }
+        fill(config.imageTokenId, images?.features ?? [], &imageRow)
+        fill(config.videoTokenId, videos?.features ?? [], &videoRow)
+        return e
+    }
+
+    /// Checks that the batch has exactly one placeholder per feature row, as transformers does.
+    func checkPlaceholderCounts(_ sequences: [[Int]], images: VisionEncoding?, videos: VisionEncoding?) throws(EngineError) {
+        let h = config.text.hiddenSize
+        for (kind, id, encoding) in [("image", config.imageTokenId, images), ("video", config.videoTokenId, videos)] {
+            let tokens = sequences.reduce(0) { $0 + $1.filter { $0 == id }.count }
+            let rows = (encoding?.features.count ?? 0) / h
+            guard tokens == rows else { throw .imageTokenCount(kind: kind, tokens: tokens, features: rows) }
+        }
+    }
+
+    /// Full forward pass of a batch of independent sequences (no padding). Image features fill the
+    /// image positions of the whole batch in (sequence, position) order, tiles in order.
+    /// `lastPositions` keeps only the final logits rows of each sequence.
+    public func forward(batch sequences: [[Int]], images: PixelTiles? = nil, videos: PixelTiles? = nil,
+                        lastPositions: Int? = nil) throws(EngineError) -> [ForwardResult] {
+        guard !sequences.isEmpty, sequences.allSatisfy({ !$0.isEmpty }) else { throw .invalidInput("input_ids is empty") }
+        let imageEncoding = try images.map { tiles throws(EngineError) in try encode(tiles) }
+        let videoEncoding = try videos.map { tiles throws(EngineError) in try encode(tiles) }
+        try checkPlaceholderCounts(sequences, images: imageEncoding, videos: videoEncoding)
+        var imageRow = 0, videoRow = 0
+        var results: [ForwardResult] = []
+        let h = config.text.hiddenSize
+        for ids in sequences {
+            let embeddings = try mergedEmbeddings(ids, images: imageEncoding, videos: videoEncoding, imageRow: &imageRow, videoRow: &videoRow)
+            var cache = decoder.newCache(reserve: ids.count)
+            let hidden = decoder.forward(embeddings, rows: ids.count, cache: &cache)
+            let keep = min(lastPositions ?? ids.count, ids.count)
+            let logits = decoder.logits(hidden[((ids.count - keep) * h)...], rows: keep)
+            results.append(ForwardResult(logits: logits, positions: keep, images: imageEncoding, videos: videoEncoding))
+        }
+        return results
+    }
+
+    /// Full forward pass of one sequence.
+    public func forward(inputIds: [Int], images: PixelTiles? = nil, videos: PixelTiles? = nil,
+                        lastPositions: Int? = nil) throws(EngineError) -> ForwardResult {
+        try forward(batch: [inputIds], images: images, videos: videos, lastPositions: lastPositions)[0]
+    }
+
+    /// Greedy decoding with the KV cache: vision inputs only at prefill, then one token per step.
+    /// Stops after `maxNewTokens` or on a token of `stopTokens` (which is included in the result).
+    public func generate(inputIds: [Int], images: PixelTiles? = nil, videos: PixelTiles? = nil,
+                         maxNewTokens: Int, stopTokens: Set<Int>,
+                         onToken: (Int) -> Void = { _ in }) throws(EngineError) -> [Int] {
+        guard !inputIds.isEmpty else { throw .invalidInput("input_ids is empty") }
+        guard maxNewTokens > 0 else { return [] }
+        let imageEncoding = try images.map { tiles throws(EngineError) in try encode(tiles) }
+        let videoEncoding = try videos.map { tiles throws(EngineError) in try encode(tiles) }
+        try checkPlaceholderCounts([inputIds], images: imageEncoding, videos: videoEncoding)
+        var imageRow = 0, videoRow = 0
+        let embeddings = try mergedEmbeddings(inputIds, images: imageEncoding, videos: videoEncoding, imageRow: &imageRow, videoRow: &videoRow)
+        var cache = decoder.newCache(reserve: inputIds.count + maxNewTokens)
+        let h = config.text.hiddenSize
+        var hidden = decoder.forward(embeddings, rows: inputIds.count, cache: &cache)
+        var lastRow = hidden[((inputIds.count - 1) * h)...]
+        var generated: [Int] = []
+        while true {
+            let logits = decoder.logits(lastRow, rows: 1)
+            let next = logits.withUnsafeBufferPointer { Ops.argmax($0) }
+            generated.append(next)
+            onToken(next)
+            if stopTokens.contains(next) || generated.count >= maxNewTokens { break }
+            hidden = decoder.forward(decoder.embed([next]), rows: 1, cache: &cache)
+            lastRow = hidden[0...]
+        }
+        return generated
+    }
+}

@@ -1,1 +1,0 @@
-// The fp32 engine lands here.

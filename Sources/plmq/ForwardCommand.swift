@@ -1,0 +1,123 @@
+import ArgumentParser
+import PLMCheckpoint
+import PLMModel
+
+struct ForwardCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Run one forward pass and save logits and vision outputs (for parity checks).",
+        discussion: """
+            INPUTS is a safetensors file with `input_ids` (I64/I32, [B, L] or [L]) and optional \
+            `pixel_values` / `pixel_values_videos` (F32, [N, T, 3, S, S] or [T, 3, S, S]). The output \
+            holds `logits` [B, L, V] (f32), and when images are given `image_features` (projector \
+            output) and `vision_hidden` (tower output); videos add `video_features`. Compare it with \
+            transformers' outputs for the same inputs.
+            """
+    )
+
+    @Argument(help: "A checkpoint folder.")
+    var model: String
+
+    @Option(help: "Input tensors (safetensors).")
+    var inputs: String
+
+    @Option(help: "Where to write the outputs (safetensors, written atomically).")
+    var output: String
+
+    @Option(help: "Keep only the logits of the last N positions of each sequence.")
+    var last: Int?
+
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        if let last, last < 1 { throw ValidationError("--last must be at least 1") }
+    }
+
+    func run() throws {
+        do {
+            compute.apply()
+            let started = monotonicSeconds()
+            let model = try loadModel(model)
+            let loaded = monotonicSeconds()
+            let inputs = try ModelInputs(path: inputs)
+            let results = try model.forward(batch: inputs.sequences, images: inputs.images, videos: inputs.videos, lastPositions: last)
+            let done = monotonicSeconds()
+            let vocab = model.config.text.vocabSize
+            var records = [TensorRecord(name: "logits", shape: [results.count, results[0].positions, vocab], floats: results.flatMap(\.logits))]
+            let v = model.config.vision
+            if let images = results[0].images {
+                records.append(TensorRecord(name: "vision_hidden", shape: [images.tiles, v.tokenCount, v.embedDim], floats: images.visionHidden))
+                records.append(TensorRecord(name: "image_features", shape: [images.tiles, model.config.tokensPerTile, model.config.text.hiddenSize], floats: images.features))
+            }
+            if let videos = results[0].videos {
+                records.append(TensorRecord(name: "video_features", shape: [videos.tiles, model.config.tokensPerTile, model.config.text.hiddenSize], floats: videos.features))
+            }
+            try SafetensorsWriter.write(records, metadata: ["producer": "plmq \(PLMQ.version)"], to: output)
+            let tokens = inputs.sequences.reduce(0) { $0 + $1.count }
+            writeStandardError("forward: \(inputs.sequences.count) sequence(s), \(tokens) tokens, load \(seconds(loaded - started)), "
+                + "forward \(seconds(done - loaded)), peak RSS \(formatBytes(peakResidentBytes())) → \(output)\n")
+        } catch {
+            printError("\(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Greedy generation from prepared inputs; prints the generated token ids.",
+        discussion: """
+            INPUTS is the same safetensors file `plmq forward` reads (one sequence). Vision inputs \
+            are used at prefill only. Generation stops on an eos id of generation_config.json \
+            (unless --ignore-eos) or after --max-new-tokens.
+            """
+    )
+
+    @Argument(help: "A checkpoint folder.")
+    var model: String
+
+    @Option(help: "Input tensors (safetensors) with one sequence.")
+    var inputs: String
+
+    @Option(help: "Most tokens to generate.")
+    var maxNewTokens = 32
+
+    @Flag(help: "Do not stop on eos tokens.")
+    var ignoreEos = false
+
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        if maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be at least 1") }
+    }
+
+    func run() throws {
+        do {
+            compute.apply()
+            let model = try loadModel(model)
+            let inputs = try ModelInputs(path: inputs)
+            guard inputs.sequences.count == 1 else {
+                throw UserFacingError("\(self.inputs): generate takes one sequence, found \(inputs.sequences.count)")
+            }
+            let stops = ignoreEos ? [] : Set(model.generation.eosTokenIds)
+            let started = monotonicSeconds()
+            let tokens = try model.generate(inputIds: inputs.sequences[0], images: inputs.images, videos: inputs.videos,
+                                            maxNewTokens: maxNewTokens, stopTokens: stops)
+            let elapsed = monotonicSeconds() - started
+            print(tokens.map(String.init).joined(separator: " "))
+            writeStandardError("generate: \(tokens.count) tokens in \(seconds(elapsed)) (prompt \(inputs.sequences[0].count) tokens), peak RSS \(formatBytes(peakResidentBytes()))\n")
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            printError("\(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+func seconds(_ s: Double) -> String { s < 1 ? "\(Int((s * 1000).rounded())) ms" : String(Int(s * 100) / 100) + "." + String(format02: Int(s * 100) % 100) + " s" }
+
+extension String {
+    init(format02 n: Int) { self = n < 10 ? "0\(n)" : "\(n)" }
+}
