@@ -37,5 +37,7 @@ let package = Package(
         ),
         .testTarget(name: "PLMCheckpointTests", dependencies: ["PLMCheckpoint"]),
         .testTarget(name: "PLMModelTests", dependencies: ["PLMModel", "PLMCheckpoint"]),
+        // Runs the built `plmq` binary: exit codes, messages, files written.
+        .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMCheckpoint"]),
     ]
 )

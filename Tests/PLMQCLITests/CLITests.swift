@@ -1,0 +1,150 @@
+import Foundation
+import Testing
+import PLMCheckpoint
+
+enum Fixtures {
+    static let root: String = {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures").path
+    }()
+    static func model(_ variant: String) -> String { root + "/models/" + variant }
+    static func testCase(_ variant: String, _ name: String) -> String { root + "/cases/" + variant + "/" + name + ".safetensors" }
+}
+
+struct RunResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+/// Runs the `plmq` built next to this test bundle.
+func plmq(_ arguments: String...) throws -> RunResult {
+    let buildDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    var binary = buildDir.appendingPathComponent("plmq")
+    // On some layouts the test runner is inside an .xctest bundle folder.
+    if !FileManager.default.fileExists(atPath: binary.path) {
+        binary = buildDir.deletingLastPathComponent().appendingPathComponent("plmq")
+    }
+    let process = Process()
+    process.executableURL = binary
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
+    let stderrData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return RunResult(status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
+                     stderr: String(decoding: stderrData, as: UTF8.self))
+}
+
+func scratchFolder() throws -> String {
+    let path = NSTemporaryDirectory() + "plmq-cli-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+@Suite(.serialized) struct CLITests {
+    @Test func inspectPrintsArchitectureAndCounts() throws {
+        let r = try plmq("inspect", Fixtures.model("tiny-bf16-gqa-llama3-sharded"))
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("8 heads / 2 kv heads × 16"))
+        #expect(r.stdout.contains("model.language_model.layers.{0,1}.self_attn.q_proj.weight"))
+        #expect(r.stdout.contains("layout: config.json matches all 72 stored tensors"))
+    }
+
+    @Test func inspectJSONCountsEqualTheHeaders() throws {
+        let model = Fixtures.model("tiny-fp32-mha-tied")
+        let r = try plmq("inspect", model, "--json")
+        #expect(r.status == 0)
+        let json = try JSONParser.parse(r.stdout)
+        let total = try #require(json.objectValue?["total"]?.objectValue)
+        let weights = try CheckpointWeights(folder: model)
+        #expect(total["parameters"]?.intValue == weights.tensors.reduce(0) { $0 + $1.info.elementCount })
+        #expect(total["tensors"]?.intValue == weights.tensors.count)
+        #expect(json.objectValue?["tensors"]?.arrayValue?.count == weights.tensors.count)
+    }
+
+    @Test func inspectOfAMissingFolderFailsCleanly() throws {
+        let r = try plmq("inspect", "/nonexistent/plm")
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("/nonexistent/plm: no such folder"))
+    }
+
+    @Test func inspectOfATruncatedShardNamesTheFile() throws {
+        let folder = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let source = Fixtures.model("tiny-fp32-mha-tied")
+        for name in ["config.json", "generation_config.json"] {
+            try FileManager.default.copyItem(atPath: source + "/" + name, toPath: folder + "/" + name)
+        }
+        let data = try Data(contentsOf: URL(fileURLWithPath: source + "/model.safetensors"))
+        try data.prefix(data.count - 100).write(to: URL(fileURLWithPath: folder + "/model.safetensors"))
+        let r = try plmq("inspect", folder)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains(folder + "/model.safetensors"))
+        #expect(r.stderr.contains("data section"))
+    }
+
+    @Test func forwardWritesTheSameLogitsAsTheFixture() throws {
+        let folder = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let output = folder + "/out.safetensors"
+        let r = try plmq("forward", Fixtures.model("tiny-g-nocls"), "--inputs", Fixtures.testCase("tiny-g-nocls", "tile1"),
+                         "--output", output, "--last", "2", "--threads", "1")
+        #expect(r.status == 0, "\(r.stderr)")
+        let out = try SafetensorsFile(path: output)
+        let reference = try SafetensorsFile(path: Fixtures.testCase("tiny-g-nocls", "tile1"))
+        let logits = try out.view("logits")
+        let ref = try reference.view("logits")
+        #expect(logits.shape == [1, 2, ref.shape[2]])
+        let expected = Array(try ref.floats().suffix(2 * ref.shape[2]))
+        let got = try logits.floats()
+        #expect(zip(got, expected).allSatisfy { abs($0 - $1) <= 1e-4 })
+        #expect(out.info("image_features")?.shape == reference.info("image_features")?.shape)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".tmp") }
+        #expect(leftovers.isEmpty)
+    }
+
+    @Test func generatePrintsTheGreedyTokens() throws {
+        let c = Fixtures.testCase("tiny-fp32-mha-tied", "tiles3")
+        let expected = try SafetensorsFile(path: c).view("greedy_tokens").integers()
+        let r = try plmq("generate", Fixtures.model("tiny-fp32-mha-tied"), "--inputs", c, "--max-new-tokens", String(expected.count), "--ignore-eos")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == expected.map(String.init).joined(separator: " "))
+    }
+
+    @Test func badInputsGiveClearErrors() throws {
+        let folder = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let model = Fixtures.model("tiny-fp32-mha-tied")
+        // No input_ids.
+        let noIds = folder + "/noids.safetensors"
+        try SafetensorsWriter.write([TensorRecord(name: "x", shape: [1], floats: [0])], to: noIds)
+        var r = try plmq("forward", model, "--inputs", noIds, "--output", folder + "/o.safetensors")
+        #expect(r.status == 1 && r.stderr.contains("no 'input_ids' tensor"))
+        // Image tokens without pixels.
+        let config = try PerceptionLMConfig.load(path: model + "/config.json")
+        let ids = folder + "/ids.safetensors"
+        try SafetensorsWriter.write([TensorRecord(name: "input_ids", shape: [1, 3], int64s: [1, config.imageTokenId, 2])], to: ids)
+        r = try plmq("forward", model, "--inputs", ids, "--output", folder + "/o.safetensors")
+        #expect(r.status == 1 && r.stderr.contains("1 image tokens but the image inputs produce 0 features"))
+        // Token id outside the vocabulary.
+        let big = folder + "/big.safetensors"
+        try SafetensorsWriter.write([TensorRecord(name: "input_ids", shape: [2], int64s: [1, 1_000_000])], to: big)
+        r = try plmq("generate", model, "--inputs", big)
+        #expect(r.status == 1 && r.stderr.contains("outside the vocabulary"))
+        // Wrong tile size.
+        let tiles = folder + "/tiles.safetensors"
+        try SafetensorsWriter.write([
+            TensorRecord(name: "input_ids", shape: [1], int64s: [1]),
+            TensorRecord(name: "pixel_values", shape: [1, 3, 8, 8], floats: [Float](repeating: 0, count: 192)),
+        ], to: tiles)
+        r = try plmq("forward", model, "--inputs", tiles, "--output", folder + "/o.safetensors")
+        #expect(r.status == 1 && r.stderr.contains("takes exactly"))
+        #expect(!FileManager.default.fileExists(atPath: folder + "/o.safetensors"))
+        // A file instead of a folder.
+        r = try plmq("forward", noIds, "--inputs", ids, "--output", folder + "/o.safetensors")
+        #expect(r.status == 1 && r.stderr.contains("expected a checkpoint folder"))
+    }
+}
