@@ -9,12 +9,12 @@ public protocol LinearMap: Sendable {
 
 /// An fp32 weight [out, in] with an optional bias, multiplied through OpenBLAS.
 public struct DenseLinear: LinearMap {
-    public let weight: [Float]
+    public let weight: FloatBuffer
     public let bias: [Float]?
     public let inFeatures: Int
     public let outFeatures: Int
 
-    public init(weight: [Float], bias: [Float]?, outFeatures: Int, inFeatures: Int) {
+    public init(weight: FloatBuffer, bias: [Float]?, outFeatures: Int, inFeatures: Int) {
         precondition(weight.count == outFeatures * inFeatures && (bias == nil || bias!.count == outFeatures))
         self.weight = weight
         self.bias = bias
@@ -22,11 +22,15 @@ public struct DenseLinear: LinearMap {
         self.outFeatures = outFeatures
     }
 
+    public init(weight: [Float], bias: [Float]?, outFeatures: Int, inFeatures: Int) {
+        let buffer = FloatBuffer(count: weight.count)
+        _ = buffer.buffer.initialize(from: weight)
+        self.init(weight: buffer, bias: bias, outFeatures: outFeatures, inFeatures: inFeatures)
+    }
+
     public func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
-        weight.withUnsafeBufferPointer { w in
-            BLAS.gemmABt(m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures, b: w.baseAddress!, ldb: inFeatures,
-                         c: y, ldc: outFeatures)
-        }
+        BLAS.gemmABt(m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures, b: weight.pointer, ldb: inFeatures,
+                     c: y, ldc: outFeatures)
         if let bias {
             for r in 0..<rows { for o in 0..<outFeatures { y[r * outFeatures + o] += bias[o] } }
         }

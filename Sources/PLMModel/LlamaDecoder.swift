@@ -46,7 +46,7 @@ struct DecoderLayer {
 /// The Llama decoder with its embedding, final norm and head.
 public struct LlamaDecoder {
     public let config: TextConfig
-    let embedTokens: [Float]
+    let embedTokens: FloatBuffer
     let layers: [DecoderLayer]
     let norm: [Float]
     let lmHead: any LinearMap
@@ -58,7 +58,7 @@ public struct LlamaDecoder {
     init(source: WeightSource, config c: PerceptionLMConfig) throws(EngineError) {
         let t = c.text, p = Component.languagePrefix
         config = t
-        embedTokens = try source.floats(p + "embed_tokens.weight", shape: [t.vocabSize, t.hiddenSize])
+        embedTokens = try source.buffer(p + "embed_tokens.weight", shape: [t.vocabSize, t.hiddenSize])
         var layers: [DecoderLayer] = []
         for i in 0..<t.numHiddenLayers { layers.append(try DecoderLayer(source: source, prefix: p + "layers.\(i).", config: t)) }
         self.layers = layers

@@ -8,6 +8,8 @@ public protocol WeightSource {
     func shape(of tensor: String) -> [Int]?
     /// The tensor widened to fp32, checked against the expected shape.
     func floats(_ tensor: String, shape: [Int]) throws(EngineError) -> [Float]
+    /// A large fp32 tensor (embeddings) in a huge-page buffer.
+    func buffer(_ tensor: String, shape: [Int]) throws(EngineError) -> FloatBuffer
     /// A linear map for weight [out, in] and optional bias [out].
     func linear(weight: String, bias: String?, outFeatures: Int, inFeatures: Int) throws(EngineError) -> any LinearMap
 }
@@ -29,19 +31,34 @@ public struct CheckpointWeightSource: WeightSource {
 
     public func shape(of tensor: String) -> [Int]? { weights.info(tensor)?.shape }
 
-    public func floats(_ tensor: String, shape: [Int]) throws(EngineError) -> [Float] {
+    private func checkedView(_ tensor: String, shape: [Int]) throws(EngineError) -> TensorView {
         guard weights.contains(tensor) else { throw .missingTensor(source: sourceName, tensor: tensor) }
         let view: TensorView
         do { view = try weights.view(tensor) } catch { throw .checkpoint(error) }
         guard view.shape == shape else { throw .tensorShape(source: sourceName, tensor: tensor, expected: shape, actual: view.shape) }
-        let out: [Float]
-        do { out = try view.floats() } catch { throw .checkpoint(.safetensors(error)) }
+        guard view.dtype.isFloatConvertible else {
+            throw .checkpoint(.safetensors(SafetensorsError(file: view.file.path, problem: .notFloatConvertible(tensor: tensor, dtype: view.dtype))))
+        }
+        return view
+    }
+
+    public func floats(_ tensor: String, shape: [Int]) throws(EngineError) -> [Float] {
+        let view = try checkedView(tensor, shape: shape)
+        let out = (try? view.floats()) ?? []  // dtype checked above
+        view.file.dropPages(view.bytes)
+        return out
+    }
+
+    public func buffer(_ tensor: String, shape: [Int]) throws(EngineError) -> FloatBuffer {
+        let view = try checkedView(tensor, shape: shape)
+        let out = FloatBuffer(count: view.elementCount)
+        try? view.copyFloats(into: out.buffer)  // dtype checked above
         view.file.dropPages(view.bytes)
         return out
     }
 
     public func linear(weight: String, bias: String?, outFeatures: Int, inFeatures: Int) throws(EngineError) -> any LinearMap {
-        let w = try floats(weight, shape: [outFeatures, inFeatures])
+        let w = try buffer(weight, shape: [outFeatures, inFeatures])
         let b = try bias.map { name throws(EngineError) in try floats(name, shape: [outFeatures]) }
         return DenseLinear(weight: w, bias: b, outFeatures: outFeatures, inFeatures: inFeatures)
     }
