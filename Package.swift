@@ -2,7 +2,8 @@
 // plmq: PerceptionLM checkpoints → compact quantized files → a CPU engine that runs them.
 //
 // The targets follow the data flow:
-//   PLMCheckpoint (safetensors + config readers) → PLMModel (fp32 reference engine) → plmq (CLI)
+//   PLMCheckpoint (safetensors + config readers) → PLMQuant (quantizers) → PLMFormat (.plm writer
+//   and mapped reader) → PLMConvert (streaming conversion) → PLMModel (engine) → plmq (CLI)
 import PackageDescription
 
 let package = Package(
@@ -11,6 +12,9 @@ let package = Package(
     products: [
         .executable(name: "plmq", targets: ["plmq"]),
         .library(name: "PLMCheckpoint", targets: ["PLMCheckpoint"]),
+        .library(name: "PLMQuant", targets: ["PLMQuant"]),
+        .library(name: "PLMFormat", targets: ["PLMFormat"]),
+        .library(name: "PLMConvert", targets: ["PLMConvert"]),
         .library(name: "PLMModel", targets: ["PLMModel"]),
     ],
     dependencies: [
@@ -24,18 +28,30 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // Hot loops in C (checksums, later the quantized matmul kernels), each with a reference twin.
+        .target(name: "CPLMKernels"),
         // Readers: memory-mapped safetensors (single or sharded) and config.json.
         .target(name: "PLMCheckpoint"),
+        // Storage types and the reference (scalar) quantizers.
+        .target(name: "PLMQuant"),
+        // The .plm container: spec constants, streaming writer, validating mapped reader.
+        .target(name: "PLMFormat", dependencies: ["PLMQuant", "PLMCheckpoint", "CPLMKernels", "CZstd"]),
+        // checkpoint folder → .plm: policy, plan, multi-threaded streaming conversion.
+        .target(name: "PLMConvert", dependencies: ["PLMCheckpoint", "PLMQuant", "PLMFormat", "CCrypto"]),
         // The fp32 reference engine: vision tower, projector, Llama decoder.
         .target(name: "PLMModel", dependencies: ["PLMCheckpoint", "COpenBLAS"]),
         .executableTarget(
             name: "plmq",
             dependencies: [
-                "PLMCheckpoint", "PLMModel",
+                "PLMCheckpoint", "PLMModel", "PLMFormat", "PLMConvert", "PLMQuant",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "PLMCheckpointTests", dependencies: ["PLMCheckpoint"]),
+        .testTarget(name: "PLMQuantTests", dependencies: ["PLMQuant"]),
+        .testTarget(name: "PLMFormatTests", dependencies: ["PLMFormat", "PLMConvert", "PLMQuant", "PLMCheckpoint"]),
         .testTarget(name: "PLMModelTests", dependencies: ["PLMModel", "PLMCheckpoint"]),
         // Runs the built `plmq` binary: exit codes, messages, files written.
         .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMCheckpoint"]),

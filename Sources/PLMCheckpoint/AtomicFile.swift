@@ -13,6 +13,8 @@ public final class AtomicFileWriter {
     public let temporaryPath: String
     private var fd: Int32
     private var committed = false
+    /// Bytes written sequentially so far (the offset of the next `write`).
+    public private(set) var position = 0
 
     public init(path: String) throws(FileAccessError) {
         self.path = path
@@ -32,6 +34,20 @@ public final class AtomicFileWriter {
                 throw FileAccessError(path: path, reason: "write failed: \(MappedFile.errnoText())")
             }
             offset += n
+        }
+        position += bytes.count
+    }
+
+    /// Overwrites bytes already written (a header placeholder), without moving `position`.
+    public func write(_ bytes: [UInt8], at offset: Int) throws(FileAccessError) {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, bytes.count - done, off_t(offset + done)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileAccessError(path: path, reason: "write failed: \(MappedFile.errnoText())")
+            }
+            done += n
         }
     }
 

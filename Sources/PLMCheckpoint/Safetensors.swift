@@ -82,25 +82,32 @@ public struct TensorView: @unchecked Sendable {
     /// Widens the tensor to Float into `destination` (which must hold `elementCount` values).
     /// F32 is copied, F16 and BF16 widen exactly.
     public func copyFloats(into destination: UnsafeMutableBufferPointer<Float>) throws(SafetensorsError) {
-        precondition(destination.count >= elementCount, "destination too small")  // caller's bug, not input data
-        let n = elementCount
+        try copyFloats(elements: 0..<elementCount, into: destination)
+    }
+
+    /// Widens a range of elements (in row-major order) into `destination`.
+    public func copyFloats(elements range: Range<Int>, into destination: UnsafeMutableBufferPointer<Float>) throws(SafetensorsError) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= elementCount && destination.count >= range.count,
+                     "element range or destination out of bounds")  // caller's bug, not input data
+        let n = range.count, first = range.lowerBound
         guard let out = destination.baseAddress, n > 0 else { return }
-        guard let src = bytes.baseAddress else { return }
+        guard let base = bytes.baseAddress else { return }
         switch dtype {
         case .f32:
-            UnsafeMutableRawPointer(out).copyMemory(from: src, byteCount: 4 * n)
+            UnsafeMutableRawPointer(out).copyMemory(from: base + 4 * first, byteCount: 4 * n)
         case .bf16:
             // Widening is a 16-bit shift; the loop vectorises when the source is 2-byte aligned
             // (safetensors offsets of 16-bit tensors always are, relative to an aligned header).
+            let src = base + 2 * first
             if Int(bitPattern: src) % 2 == 0 {
                 let halfs = src.assumingMemoryBound(to: UInt16.self)
                 let bits = UnsafeMutableRawPointer(out).assumingMemoryBound(to: UInt32.self)
                 for i in 0..<n { bits[i] = UInt32(halfs[i]) << 16 }
             } else {
-                for i in 0..<n { out[i] = FloatWidening.bf16ToFloat(bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+                for i in 0..<n { out[i] = FloatWidening.bf16ToFloat(bytes.loadUnaligned(fromByteOffset: 2 * (first + i), as: UInt16.self)) }
             }
         case .f16:
-            for i in 0..<n { out[i] = FloatWidening.f16ToFloat(bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+            for i in 0..<n { out[i] = FloatWidening.f16ToFloat(bytes.loadUnaligned(fromByteOffset: 2 * (first + i), as: UInt16.self)) }
         default:
             throw SafetensorsError(file: file.path, problem: .notFloatConvertible(tensor: name, dtype: dtype))
         }

@@ -62,6 +62,38 @@ public struct TensorTable: Sendable {
         self.total = total
     }
 
+    /// The group pattern a tensor name falls in.
+    public static func groupPattern(_ name: String, in table: TensorTable) -> String {
+        let (pattern, numbers) = fold(name)
+        return table.groups.first { g in
+            render(pattern: pattern, indices: [numbers]) == g.pattern || matches(g.pattern, pattern: pattern, numbers: numbers)
+        }?.pattern ?? name
+    }
+
+    private static func matches(_ rendered: String, pattern: String, numbers: [Int]) -> Bool {
+        // Compare segment by segment: a folded segment "{a..b}" or "{a,b}" accepts its numbers.
+        let r = rendered.split(separator: ".", omittingEmptySubsequences: false)
+        let p = pattern.split(separator: ".", omittingEmptySubsequences: false)
+        guard r.count == p.count else { return false }
+        var k = 0
+        for (rs, ps) in zip(r, p) {
+            if ps == "\u{0}" {
+                let n = numbers[k]; k += 1
+                if rs == Substring(String(n)) { continue }
+                guard rs.hasPrefix("{") else { return false }
+                let body = rs.dropFirst().dropLast()
+                if let range = body.firstRange(of: "..") {
+                    guard let lo = Int(body[..<range.lowerBound]), let hi = Int(body[range.upperBound...]), (lo...hi).contains(n) else { return false }
+                } else if !body.split(separator: ",").contains(Substring(String(n))) {
+                    return false
+                }
+            } else if rs != ps {
+                return false
+            }
+        }
+        return true
+    }
+
     /// Replaces each all-digit dotted segment by a placeholder and returns the numbers found.
     static func fold(_ name: String) -> (String, [Int]) {
         var numbers: [Int] = []

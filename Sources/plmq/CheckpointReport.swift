@@ -13,47 +13,13 @@ struct CheckpointReport {
     }
 
     var config: PerceptionLMConfig { folder.config }
+    var architecture: ArchitectureSummary { ArchitectureSummary(config: folder.config) }
 
     var weightFiles: String {
         let w = folder.weights
         let names = w.shards.map { FileSystem.fileName($0.path) }
         let source = w.indexPath.map { "\(FileSystem.fileName($0)) → \(names.count) shards" } ?? names.joined(separator: ", ")
         return "\(source), \(formatBytes(w.totalFileBytes))"
-    }
-
-    var visionSummary: String {
-        let v = config.vision
-        var parts = [
-            "\(v.architecture): \(v.depth) blocks, width \(v.embedDim), \(v.numHeads) heads × \(v.headDim), MLP \(v.mlpHidden)",
-            "\(v.imageHeight)×\(v.imageWidth) px, patch \(v.patchSize) (\(v.gridHeight)×\(v.gridWidth) grid)",
-            v.classToken ? "CLS token" : "no CLS token",
-            "2D RoPE offset \(formatNumber(v.ropeGridOffset))",
-        ]
-        if v.usePostTransformerNorm { parts.append("final LayerNorm") }
-        return parts.joined(separator: ", ")
-    }
-
-    var projectorSummary: String {
-        let r = config.projectorPoolingRatio
-        let pooling = r == 1 ? "no pooling" : "\(r)×\(r) average pooling"
-        return "\(config.vision.embedDim) → \(config.text.hiddenSize) → \(config.text.hiddenSize), GELU, \(pooling) → \(config.tokensPerTile) tokens per tile"
-            + (config.visionUseClsToken ? ", CLS dropped" : "")
-    }
-
-    var textSummary: String {
-        let t = config.text
-        let rope: String
-        switch t.rope.scaling {
-        case .none: rope = "RoPE θ \(formatNumber(t.rope.theta))"
-        case .linear(let f): rope = "RoPE θ \(formatNumber(t.rope.theta)) linear ×\(formatNumber(f))"
-        case .llama3(let f, let lo, let hi, let orig):
-            rope = "RoPE θ \(formatNumber(t.rope.theta)) llama3 (factor \(formatNumber(f)), low \(formatNumber(lo)), high \(formatNumber(hi)), original \(orig))"
-        }
-        let attention = t.numKeyValueHeads == t.numAttentionHeads
-            ? "\(t.numAttentionHeads) heads × \(t.headDim)"
-            : "\(t.numAttentionHeads) heads / \(t.numKeyValueHeads) kv heads × \(t.headDim)"
-        return "Llama: \(t.numHiddenLayers) layers, hidden \(t.hiddenSize), \(attention), MLP \(t.intermediateSize) (\(t.hiddenAct.rawValue)), "
-            + "vocab \(t.vocabSize), \(rope), \(config.tieWordEmbeddings ? "tied head" : "separate head"), RMSNorm eps \(formatNumber(t.rmsNormEps))"
     }
 
     func text(listAll: Bool) -> String {
@@ -63,13 +29,7 @@ struct CheckpointReport {
         let side = folder.sideFiles.map(\.name).filter { $0 != "config.json" }
         lines.append("  side files: " + (side.isEmpty ? "none" : side.joined(separator: ", ")))
         lines.append("")
-        lines.append("architecture")
-        lines.append("  vision tower    \(visionSummary)")
-        lines.append("  projector       \(projectorSummary)")
-        lines.append("  language model  \(textSummary)")
-        lines.append("  tokens          image \(config.imageTokenId), video \(config.videoTokenId)"
-            + (folder.generation.eosTokenIds.isEmpty ? "" : ", eos \(folder.generation.eosTokenIds.map(String.init).joined(separator: ", "))")
-            + (folder.generation.bosTokenId.map { ", bos \($0)" } ?? ""))
+        lines.append(contentsOf: architecture.lines(generation: folder.generation))
         lines.append("")
 
         var rows: [[String]] = [["component", "tensors", "parameters", "bytes"]]
@@ -182,4 +142,56 @@ extension String {
 func formatNumber(_ x: Double) -> String {
     if x == x.rounded() && abs(x) < 1e15 { return String(Int64(x)) }
     return "\(x)"
+}
+
+/// The architecture lines shared by the checkpoint and `.plm` reports.
+struct ArchitectureSummary {
+    let config: PerceptionLMConfig
+
+    var visionSummary: String {
+        let v = config.vision
+        var parts = [
+            "\(v.architecture): \(v.depth) blocks, width \(v.embedDim), \(v.numHeads) heads × \(v.headDim), MLP \(v.mlpHidden)",
+            "\(v.imageHeight)×\(v.imageWidth) px, patch \(v.patchSize) (\(v.gridHeight)×\(v.gridWidth) grid)",
+            v.classToken ? "CLS token" : "no CLS token",
+            "2D RoPE offset \(formatNumber(v.ropeGridOffset))",
+        ]
+        if v.usePostTransformerNorm { parts.append("final LayerNorm") }
+        return parts.joined(separator: ", ")
+    }
+
+    var projectorSummary: String {
+        let r = config.projectorPoolingRatio
+        let pooling = r == 1 ? "no pooling" : "\(r)×\(r) average pooling"
+        return "\(config.vision.embedDim) → \(config.text.hiddenSize) → \(config.text.hiddenSize), GELU, \(pooling) → \(config.tokensPerTile) tokens per tile"
+            + (config.visionUseClsToken ? ", CLS dropped" : "")
+    }
+
+    var textSummary: String {
+        let t = config.text
+        let rope: String
+        switch t.rope.scaling {
+        case .none: rope = "RoPE θ \(formatNumber(t.rope.theta))"
+        case .linear(let f): rope = "RoPE θ \(formatNumber(t.rope.theta)) linear ×\(formatNumber(f))"
+        case .llama3(let f, let lo, let hi, let orig):
+            rope = "RoPE θ \(formatNumber(t.rope.theta)) llama3 (factor \(formatNumber(f)), low \(formatNumber(lo)), high \(formatNumber(hi)), original \(orig))"
+        }
+        let attention = t.numKeyValueHeads == t.numAttentionHeads
+            ? "\(t.numAttentionHeads) heads × \(t.headDim)"
+            : "\(t.numAttentionHeads) heads / \(t.numKeyValueHeads) kv heads × \(t.headDim)"
+        return "Llama: \(t.numHiddenLayers) layers, hidden \(t.hiddenSize), \(attention), MLP \(t.intermediateSize) (\(t.hiddenAct.rawValue)), "
+            + "vocab \(t.vocabSize), \(rope), \(config.tieWordEmbeddings ? "tied head" : "separate head"), RMSNorm eps \(formatNumber(t.rmsNormEps))"
+    }
+
+    func lines(generation: GenerationConfig) -> [String] {
+        [
+            "architecture",
+            "  vision tower    \(visionSummary)",
+            "  projector       \(projectorSummary)",
+            "  language model  \(textSummary)",
+            "  tokens          image \(config.imageTokenId), video \(config.videoTokenId)"
+                + (generation.eosTokenIds.isEmpty ? "" : ", eos \(generation.eosTokenIds.map(String.init).joined(separator: ", "))")
+                + (generation.bosTokenId.map { ", bos \($0)" } ?? ""),
+        ]
+    }
 }

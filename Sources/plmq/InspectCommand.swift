@@ -1,5 +1,6 @@
 import ArgumentParser
 import PLMCheckpoint
+import PLMFormat
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,7 +14,7 @@ struct InspectCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "A checkpoint folder (config.json with model.safetensors or a sharded index).")
+    @Argument(help: "A checkpoint folder (config.json with model.safetensors or a sharded index), or a .plm file.")
     var path: String
 
     @Flag(help: "List every tensor instead of grouping layers.")
@@ -23,6 +24,16 @@ struct InspectCommand: ParsableCommand {
     var json = false
 
     func run() throws {
+        if !FileSystem.isDirectory(path) && FileSystem.exists(path) {
+            do {
+                let report = try PLMReport(file: PLMFile(path: path))
+                print(json ? report.json().serialized(pretty: true) : report.text(listAll: tensors))
+                return
+            } catch {
+                printError("\(error)")
+                throw ExitCode.failure
+            }
+        }
         let folder: CheckpointFolder
         do { folder = try CheckpointFolder(path: path) } catch {
             printError("\(error)")

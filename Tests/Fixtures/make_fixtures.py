@@ -12,6 +12,13 @@ What it makes (all random weights, nothing is downloaded; runs with HF_HUB_OFFLI
 * ``cases/<variant>/<case>.safetensors`` -- inputs and fp32 reference outputs (``text``,
   ``tile1``, ``tiles3``, ``png`` and, for ``tiny-bf16-gqa-llama3`` only, ``long``), plus
   ``cases/<variant>/png.png`` (the synthetic image fed through the real processor).
+* ``cases/<variant>/tensors.safetensors`` -- fp32 copies (torch ``.float()``) of five checkpoint
+  tensors, same names; ``cases/<variant>/rope.safetensors`` -- decoder ``inv_freq`` and cos/sin at
+  position 2999, timm vision RoPE sin/cos tables (interleaved pairs, [x | y] halves).
+* ``cases/tiny-fp32-mha-tied/image_video.safetensors`` -- one image tile plus a 2-frame video, video
+  tokens before image tokens; ``cases/tiny-g-nocls/batch2.safetensors`` -- a batch of 2 equal-length
+  prompts with one tile each, from one batched forward.
+* ``cases/f16_values.safetensors`` -- 4096 F16 and 4096 BF16 values (no NaN) with torch's ``.float()``.
 * ``cases/tokenizer_cases.json`` -- strings with their ids from the trained tokenizer, and a
   rendered chat-template prompt with its ids.
 * ``SHA256SUMS`` -- sha256 of every file above (relative paths).
@@ -459,10 +466,11 @@ def load_fp32(path):
 
 
 @torch.no_grad()
-def greedy(model, input_ids, pixel_values, n):
+def greedy(model, input_ids, pixel_values, n, pixel_values_videos=None):
     """Own greedy loop (prefill, argmax, append; KV cache; eos ignored). Returns tokens, margins,
     and the prefill logits of the last position."""
-    out = model(input_ids=input_ids, pixel_values=pixel_values, use_cache=True, logits_to_keep=1)
+    out = model(input_ids=input_ids, pixel_values=pixel_values, pixel_values_videos=pixel_values_videos,
+                use_cache=True, logits_to_keep=1)
     cache = out.cache
     last = out.logits[0, -1].float()
     prefill_last = last.clone()
@@ -479,19 +487,22 @@ def greedy(model, input_ids, pixel_values, n):
 
 
 @torch.no_grad()
-def reference(model, input_ids, pixel_values, full_logits=True, n=MAX_NEW_TOKENS, check_generate=True):
+def reference(model, input_ids, pixel_values, full_logits=True, n=MAX_NEW_TOKENS, check_generate=True,
+              pixel_values_videos=None):
     res = {}
     if pixel_values is not None:
         img = model.model.get_image_features(pixel_values=pixel_values, return_dict=True)
         res["vision_hidden"] = img.last_hidden_state.float().contiguous()
         res["image_features"] = img.pooler_output.float().contiguous()
-    logits = model(input_ids=input_ids, pixel_values=pixel_values).logits.float()
+    logits = model(input_ids=input_ids, pixel_values=pixel_values, pixel_values_videos=pixel_values_videos).logits.float()
     assert torch.isfinite(logits).all()
-    tokens, margins, prefill_last = greedy(model, input_ids, pixel_values, n)
+    tokens, margins, prefill_last = greedy(model, input_ids, pixel_values, n, pixel_values_videos)
     # The cached greedy path must agree with the full forward on the last position.
     assert torch.allclose(prefill_last, logits[0, -1], atol=1e-4, rtol=1e-5)
     if check_generate:
         extra = {} if pixel_values is None else {"pixel_values": pixel_values}
+        if pixel_values_videos is not None:
+            extra["pixel_values_videos"] = pixel_values_videos
         gen = model.generate(
             input_ids=input_ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, **extra
         )
@@ -508,7 +519,7 @@ def reference(model, input_ids, pixel_values, full_logits=True, n=MAX_NEW_TOKENS
     return res, min(margins)
 
 
-ST_DTYPES = {torch.float32: "F32", torch.int64: "I64", torch.bfloat16: "BF16"}
+ST_DTYPES = {torch.float32: "F32", torch.int64: "I64", torch.bfloat16: "BF16", torch.float16: "F16"}
 
 
 def write_safetensors(path, tensors, metadata):
@@ -690,11 +701,219 @@ def make_tiny(out_root):
             ids[0, 0] = B
             run("long", ids, None, {}, full_logits=False, check_generate=False)
 
+        make_extra_cases(name, spec, ref, vdir, vcases, tokenizer, B, tpt, margins)
+
         summary["variants"][name] = {"min_margin": min(margins.values()), "margins": margins}
         del ref
 
+    write_float_values(cases_dir / "f16_values.safetensors")
+
     # the png is identical for every variant; keep it per variant as documented
     return summary
+
+
+# --------------------------------------------------------------------------------------------
+# Extra cases: raw tensors, RoPE tables, video, batch, half-float conversions
+# --------------------------------------------------------------------------------------------
+
+VIDEO_CASE_VARIANT = "tiny-fp32-mha-tied"
+BATCH_CASE_VARIANT = "tiny-g-nocls"
+RAW_TENSOR_NAMES = [
+    "model.vision_tower.timm_model.blocks.0.attn.qkv.weight",
+    "model.vision_tower.timm_model.pos_embed",
+    "model.language_model.norm.weight",
+    "model.multi_modal_projector.linear_1.bias",
+]
+TEXT_ROPE_POSITION = 2999
+
+
+def make_extra_cases(name, spec, ref, vdir, vcases, tokenizer, B, tpt, margins):
+    write_raw_tensors(name, ref, vdir, vcases / "tensors.safetensors")
+    write_rope(name, ref, vcases / "rope.safetensors")
+    if name == VIDEO_CASE_VARIANT:
+        m = write_video_case(name, spec, ref, vcases / "image_video.safetensors", tokenizer, B, tpt)
+        margins["image_video"] = m
+    if name == BATCH_CASE_VARIANT:
+        write_batch_case(name, spec, ref, vcases / "batch2.safetensors", B, tpt)
+
+
+def write_raw_tensors(name, ref, vdir, path):
+    """fp32 copies (torch .float()) of a few checkpoint tensors as stored in model.safetensors."""
+    from safetensors.torch import load_file
+
+    stored = load_file(str(vdir / "model.safetensors"))
+    state = ref.state_dict()
+    tensors, dtypes = {}, set()
+    for k in RAW_TENSOR_NAMES:
+        dtypes.add(ST_DTYPES[stored[k].dtype])
+        tensors[k] = stored[k].float().contiguous()
+        assert torch.equal(tensors[k], state[k]), k
+    assert len(dtypes) == 1, dtypes
+    write_case(path, tensors, {}, {"variant": name, "case": "tensors", "stored_dtype": dtypes.pop()})
+
+
+@torch.no_grad()
+def write_rope(name, ref, path):
+    """Decoder inv_freq and cos/sin at one position; timm vision RoPE sin/cos tables."""
+    rot = ref.model.language_model.rotary_emb
+    inv_freq = rot.inv_freq.detach().float().clone()
+    cos, sin = rot(torch.zeros(1, dtype=torch.float32), torch.tensor([[TEXT_ROPE_POSITION]]))
+    cos, sin = cos[0, 0].float().contiguous(), sin[0, 0].float().contiguous()
+    freqs = TEXT_ROPE_POSITION * inv_freq
+    assert rot.attention_scaling == 1.0
+    assert torch.equal(cos, torch.cat([freqs, freqs]).cos()) and torch.equal(sin, torch.cat([freqs, freqs]).sin())
+
+    tm = ref.model.vision_tower.timm_model
+    rope = tm.rope
+    emb = rope.get_embed()  # [N, 2*head_dim] = cat(sin, cos)
+    vsin, vcos = (t.float().contiguous() for t in emb.chunk(2, -1))
+    head_dim = tm.blocks[0].attn.head_dim if hasattr(tm.blocks[0].attn, "head_dim") else vsin.shape[-1]
+    H, W = tm.patch_embed.grid_size
+    assert vsin.shape == (H * W, head_dim), vsin.shape
+    assert rope.grid_indexing == "xy" and not rope.rotate_half and not rope.in_pixels
+    assert not getattr(tm.blocks[0].attn, "rotate_half", False)
+    # Layout check: patch p = row*W + col; the first head_dim/2 channels hold column (x) angles,
+    # the second half row (y) angles; each frequency is repeated for an adjacent (even, odd) pair.
+    bands = rope.bands.float()
+    ref_h, ref_w = rope.ref_feat_shape
+    p = torch.arange(H * W)
+    xpos = (p % W).float() + rope.grid_offset
+    ypos = (p // W).float() + rope.grid_offset
+    xpos, ypos = xpos / W * ref_w, ypos / H * ref_h
+    ang = torch.cat([xpos[:, None] * bands, ypos[:, None] * bands], -1).repeat_interleave(2, -1)
+    assert torch.allclose(vsin, ang.sin(), atol=1e-6) and torch.allclose(vcos, ang.cos(), atol=1e-6)
+    # ... and that is what the attention applies: pairs (2j, 2j+1) rotate together.
+    from timm.layers.pos_embed_sincos import apply_rot_embed_cat
+    q = torch.randn((1, 2, H * W, head_dim), generator=torch.Generator().manual_seed(5))
+    want = torch.empty_like(q)
+    want[..., 0::2] = q[..., 0::2] * vcos[:, 0::2] - q[..., 1::2] * vsin[:, 0::2]
+    want[..., 1::2] = q[..., 1::2] * vcos[:, 1::2] + q[..., 0::2] * vsin[:, 1::2]
+    assert torch.allclose(apply_rot_embed_cat(q, emb, half=False), want, atol=1e-6)
+
+    tensors = {
+        "text_inv_freq": inv_freq,
+        "text_cos_3000": cos,
+        "text_sin_3000": sin,
+        "vision_rope_sin": vsin,
+        "vision_rope_cos": vcos,
+        "vision_rope_bands": bands.contiguous(),
+    }
+    meta = {
+        "variant": name, "case": "rope", "text_position": TEXT_ROPE_POSITION,
+        "text_rope_type": ref.config.text_config.rope_parameters["rope_type"],
+        "vision_grid": f"{H}x{W}", "vision_ref_feat_shape": f"{ref_h}x{ref_w}",
+        "vision_grid_offset": float(rope.grid_offset), "vision_layout": "interleaved; [x(col) | y(row)] halves",
+    }
+    write_case(path, tensors, {}, meta)
+
+
+def check_scatter(model, input_ids, pixel_values, pixel_values_videos, logits):
+    """Rebuild inputs_embeds by hand (image rows <- image features in order, video rows <- video
+    features in order) and check the language model reproduces the logits."""
+    with torch.no_grad():
+        emb = model.get_input_embeddings()(input_ids).clone()
+        flat = emb.view(-1, emb.shape[-1])
+        ids = input_ids.reshape(-1)
+        cfg = model.config
+        for pv, tok in ((pixel_values, cfg.image_token_id), (pixel_values_videos, cfg.video_token_id)):
+            if pv is None:
+                continue
+            feats = model.model.get_image_features(pixel_values=pv, return_dict=True).pooler_output
+            rows = (ids == tok).nonzero().flatten()
+            flat[rows] = feats.reshape(-1, feats.shape[-1])
+        out = model(inputs_embeds=emb).logits.float()
+    assert torch.allclose(out, logits, atol=1e-4, rtol=1e-5)
+
+
+def write_video_case(name, spec, ref, path, tokenizer, B, tpt):
+    gen = torch.Generator().manual_seed(spec["seed"] + 17)
+    text = "Watch " + "<|video|>" * (2 * tpt) + " then " + image_tokens(tpt) + " and describe."
+    ids = tokenizer(text, return_tensors="pt").input_ids
+    pos_v = (ids[0] == B + 3).nonzero().flatten()
+    pos_i = (ids[0] == B + 2).nonzero().flatten()
+    assert len(pos_v) == 2 * tpt and len(pos_i) == tpt and pos_v.max() < pos_i.min()
+    pv = random_pixels(gen, 1, 56)
+    pvv = random_pixels(gen, 2, 56)
+    outs, m = reference(ref, ids, pv, pixel_values_videos=pvv)
+    assert m > MIN_MARGIN, f"{name}/image_video: greedy margin {m} too small; change the seed"
+    with torch.no_grad():
+        vid = ref.model.get_image_features(pixel_values=pvv, return_dict=True).pooler_output.float()
+    assert vid.shape == (2, tpt, ref.config.text_config.hidden_size), vid.shape
+    check_scatter(ref, ids, pv, pvv, outs["logits"])
+    del outs["vision_hidden"]
+    outs["video_features"] = vid.contiguous()
+    meta = {"variant": name, "case": "image_video", "max_new_tokens": MAX_NEW_TOKENS, "seq_len": ids.shape[1],
+            "image_token_id": B + 2, "video_token_id": B + 3, "bos_token_id": B, "num_tiles": 1,
+            "num_frames": 2, "prompt": text}
+    write_case(path, {"input_ids": ids, "pixel_values": pv, "pixel_values_videos": pvv}, outs, meta)
+    print(f"  image_video: L={ids.shape[1]} min margin {m:.4f} tokens {outs['greedy_tokens'].tolist()}", flush=True)
+    return m
+
+
+@torch.no_grad()
+def write_batch_case(name, spec, ref, path, B, tpt):
+    gen = torch.Generator().manual_seed(spec["seed"] + 19)
+    L = 20
+    rows = []
+    for start in (3, 11):  # the image tokens sit at different positions in the two rows
+        r = torch.randint(0, B, (L,), generator=gen, dtype=torch.int64)
+        r[0] = B
+        r[start:start + tpt] = B + 2
+        rows.append(r)
+    ids = torch.stack(rows)
+    pv = random_pixels(gen, 2, 56).reshape(2, 1, 3, 56, 56)
+    logits = ref(input_ids=ids, pixel_values=pv).logits.float()
+    assert logits.shape == (2, L, ref.config.text_config.vocab_size) and torch.isfinite(logits).all()
+    for b in range(2):
+        single = ref(input_ids=ids[b:b + 1], pixel_values=pv[b:b + 1]).logits.float()
+        assert torch.allclose(single, logits[b:b + 1], atol=1e-4, rtol=1e-5), b
+    check_scatter(ref, ids, pv, None, logits)
+    feats = ref.model.get_image_features(pixel_values=pv, return_dict=True).pooler_output.float()
+    meta = {"variant": name, "case": "batch2", "batch": 2, "seq_len": L, "num_tiles": 1,
+            "image_token_id": B + 2, "bos_token_id": B}
+    write_case(path, {"input_ids": ids, "pixel_values": pv}, {"image_features": feats.contiguous(), "logits": logits.contiguous()}, meta)
+    print(f"  batch2: [2, {L}] image rows {[(ids[b] == B + 2).nonzero().flatten().tolist() for b in range(2)]}",
+          flush=True)
+
+
+def _half_patterns(exp_mask, mant_mask, specials, n=4096):
+    """n sorted 16-bit patterns without NaNs: every 16th pattern, the specials, then evenly spaced
+    patterns = 8 (mod 16) to fill up."""
+    def is_nan(v):
+        return (v & exp_mask) == exp_mask and (v & mant_mask) != 0
+
+    chosen = {v for v in range(0, 65536, 16) if not is_nan(v)} | set(specials)
+    assert not any(is_nan(v) for v in chosen)
+    fill = [v for v in range(8, 65536, 16) if not is_nan(v) and v not in chosen]
+    need = n - len(chosen)
+    assert 0 <= need <= len(fill)
+    chosen |= {fill[i * len(fill) // need] for i in range(need)}
+    assert len(chosen) == n
+    return np.array(sorted(chosen), dtype=np.uint16)
+
+
+def write_float_values(path):
+    """F16 and BF16 values (normals, subnormals, +-0, +-inf, extremes; no NaN) with torch's .float()."""
+    h_specials = [0x0000, 0x8000, 0x7C00, 0xFC00,          # +-0, +-inf
+                  0x0001, 0x8001, 0x03FF, 0x83FF,          # min / max subnormal
+                  0x0400, 0x8400, 0x7BFF, 0xFBFF,          # min / max normal
+                  0x3C00, 0xBC00, 0x3C01, 0x3BFF, 0x3555]  # 1, -1, 1+ulp, 1-ulp/2, ~1/3
+    b_specials = [0x0000, 0x8000, 0x7F80, 0xFF80,
+                  0x0001, 0x8001, 0x007F, 0x807F,
+                  0x0080, 0x8080, 0x7F7F, 0xFF7F,
+                  0x3F80, 0xBF80, 0x3F81, 0x3F7F, 0x3EAB]
+    hb = _half_patterns(0x7C00, 0x03FF, h_specials)
+    bb = _half_patterns(0x7F80, 0x007F, b_specials)
+    h = torch.from_numpy(hb.view(np.int16).copy()).view(torch.float16)
+    b = torch.from_numpy(bb.view(np.int16).copy()).view(torch.bfloat16)
+    h32, b32 = h.float(), b.float()
+    assert not torch.isnan(h32).any() and not torch.isnan(b32).any()
+    assert np.array_equal(h32.numpy(), hb.view(np.float16).astype(np.float32))
+    assert np.array_equal(b32.numpy().view(np.uint32), bb.astype(np.uint32) << 16)
+    assert int((h32 == 0).sum()) == 2 and int(torch.isinf(h32).sum()) == 2
+    assert int((b32 == 0).sum()) == 2 and int(torch.isinf(b32).sum()) == 2
+    write_case(path, {"h": h, "b": b}, {"h_as_f32": h32, "b_as_f32": b32},
+               {"case": "f16_values", "count": len(hb)})
 
 
 def write_tokenizer_cases(processor, tokenizer, B, path):

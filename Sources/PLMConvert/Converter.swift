@@ -1,0 +1,271 @@
+import Dispatch
+import PLMCheckpoint
+import PLMFormat
+import PLMQuant
+
+/// One tensor of the output and why it is stored the way it is.
+public struct PlannedTensor: Sendable {
+    public let info: TensorInfo
+    public let type: StorageType
+    /// Empty for the default choice, otherwise why this tensor differs.
+    public let reason: String
+    public var name: String { info.name }
+    public var shape: [Int] { info.shape }
+    public var layout: StorageLayout { StorageLayout(shape: info.shape, type: type) }
+}
+
+/// The full plan of a conversion: every tensor in output order with its storage.
+public struct ConversionPlan: Sendable {
+    public let folder: CheckpointFolder
+    public let options: ConversionOptions
+    public let tensors: [PlannedTensor]
+    /// Stored tensors the forward pass never reads (timm's attention-pool head, a tied lm_head).
+    public let skipped: [(name: String, reason: String)]
+
+    public init(folder: CheckpointFolder, options: ConversionOptions) throws(ConversionError) {
+        do { try folder.requireConsistentLayout() } catch { throw .checkpoint(error) }
+        self.folder = folder
+        self.options = options
+        let policy = Policy(options: options)
+        var planned: [PlannedTensor] = []
+        // Module order (vision tower, projector, language model), as the config lists them.
+        for expected in folder.config.expectedTensors() {
+            guard let info = folder.weights.info(expected.name) else { continue }
+            let (type, reason) = try policy.decide(name: info.name, shape: info.shape, source: info.dtype)
+            planned.append(PlannedTensor(info: info, type: type, reason: reason))
+        }
+        tensors = planned
+        skipped = folder.layoutIssues.compactMap { issue in
+            if case .unused(let name, let reason) = issue { return (name, reason) }
+            return nil
+        }
+    }
+
+    public var sourceBytes: Int { tensors.reduce(0) { $0 + $1.info.byteCount } }
+    public var parameters: Int { tensors.reduce(0) { $0 + $1.info.elementCount } }
+}
+
+/// Progress after each tensor.
+public struct ConversionProgress: Sendable {
+    public let tensorsDone: Int
+    public let tensorCount: Int
+    public let sourceBytesDone: Int
+    public let sourceBytes: Int
+    public let seconds: Double
+    public let current: String
+}
+
+public struct ConversionSummary: Sendable {
+    public let fileBytes: Int
+    public let tensors: Int
+    public let parameters: Int
+    public let sourceBytes: Int
+    public let seconds: Double
+    /// Stored bytes (all parts) and parameters per component.
+    public let byComponent: [Component: (bytes: Int, parameters: Int)]
+    /// Relative RMSE ‖W − Ŵ‖ / ‖W‖ of each quantized tensor, in output order.
+    public let errors: [(name: String, type: StorageType, relativeRMSE: Double)]
+
+    public var bitsPerWeight: Double { Double(8 * byComponent.values.reduce(0) { $0 + $1.bytes }) / Double(max(parameters, 1)) }
+}
+
+/// Streams a checkpoint into a `.plm` file: one tensor at a time from the memory map, its rows
+/// quantized on all threads, written in order. Peak memory is the quantized size of the largest
+/// tensor plus per-thread scratch, whatever the model's size.
+public struct Converter {
+    public let plan: ConversionPlan
+    public let producer: String
+
+    public init(plan: ConversionPlan, producer: String) {
+        self.plan = plan
+        self.producer = producer
+    }
+
+    /// Elements quantized per work item; fixed, so results do not depend on the thread count.
+    static let chunkElements = 1 << 16
+
+    public func run(output: String, dryRun: Bool, started: (PLMWriter) -> Void = { _ in },
+                    progress: (ConversionProgress) -> Void = { _ in }) throws(ConversionError) -> ConversionSummary {
+        let clock = ContinuousClock.now
+        func elapsed() -> Double { let d = ContinuousClock.now - clock; return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+        let folder = plan.folder
+        let writer: PLMWriter
+        do { writer = try PLMWriter(path: output, dryRun: dryRun) } catch { throw .output(error) }
+        started(writer)
+
+        var sources: [JSONValue] = []
+        do {
+            for (name, path) in folder.sideFiles {
+                let bytes = try FileSystem.readBytes(path)
+                try writer.addFile(name: name, contents: bytes)
+                sources.append(sourceRecord(name: name, file: try MappedFile(path: path)))
+            }
+        } catch { throw .output(error) }
+        for shard in folder.weights.shards {
+            sources.append(sourceRecord(name: FileSystem.fileName(shard.path), file: shard.file))
+        }
+
+        var errors: [(String, StorageType, Double)] = []
+        // Every quantized tensor's error goes into the header with a fixed width, so a dry run
+        // (which does not quantize) writes a header of exactly the same length.
+        var errorEntries: [(String, JSONValue)] = []
+        var byComponent: [Component: (bytes: Int, parameters: Int)] = [:]
+        var done = 0
+        for (i, t) in plan.tensors.enumerated() {
+            let view: TensorView
+            do { view = try folder.weights.view(t.name) } catch { throw .checkpoint(error) }
+            let parts: [(String, PartRecord)]
+            do {
+                if t.type.isQuantized {
+                    if dryRun && !plan.options.compress {
+                        errorEntries.append((t.name, .number(Self.format(0))))
+                        var reserved: [(String, PartRecord)] = []
+                        for spec in t.layout.parts { reserved.append((spec.name, try writer.reservePart(length: spec.bytes))) }
+                        parts = reserved
+                    } else {
+                        let q = Self.quantize(view, layout: t.layout, threads: plan.options.threads)
+                        errors.append((t.name, t.type, q.relativeRMSE))
+                        errorEntries.append((t.name, .number(Self.format(q.relativeRMSE))))
+                        var written: [(String, PartRecord)] = []
+                        for (spec, bytes) in zip(t.layout.parts, q.parts) { written.append((spec.name, try write(bytes, writer))) }
+                        parts = written
+                    }
+                } else if dryRun && !plan.options.compress {
+                    parts = [("data", try writer.reservePart(length: t.layout.dataBytes))]
+                } else if Self.sameEncoding(view.dtype, t.type) {
+                    parts = [("data", try writer.writePart(view.bytes, compressLevel: plan.options.compress ? 3 : nil))]
+                } else {
+                    parts = [("data", try write(Self.narrow(view, to: t.type), writer))]
+                }
+            } catch { throw .output(error) }
+            view.file.dropPages(view.bytes)
+            writer.addTensor(name: t.name, shape: t.shape, type: t.type, parts: parts)
+            let c = Component.of(t.name)
+            let stored = parts.reduce(0) { $0 + $1.1.length }
+            byComponent[c] = ((byComponent[c]?.bytes ?? 0) + stored, (byComponent[c]?.parameters ?? 0) + t.info.elementCount)
+            done += t.info.byteCount
+            progress(ConversionProgress(tensorsDone: i + 1, tensorCount: plan.tensors.count, sourceBytesDone: done,
+                                        sourceBytes: plan.sourceBytes, seconds: elapsed(), current: t.name))
+        }
+
+        let metadata = JSONObject([
+            ("plmq_version", .string(producer)),
+            ("recipe", .object(JSONObject([
+                ("name", .string(plan.options.recipe.rawValue)), ("summary", .string(plan.options.recipe.summary)),
+                ("linear", .string(plan.options.linearType.description)), ("embedding", .string(plan.options.embeddingType.description)),
+                ("exceptions", .array(plan.tensors.filter { !$0.reason.isEmpty }.map {
+                    .object(JSONObject([("tensor", .string($0.name)), ("storage", .string($0.type.description)), ("reason", .string($0.reason))]))
+                })),
+            ]))),
+            ("options", plan.options.json),
+            ("source", .object(JSONObject([("files", .array(sources))]))),
+            ("skipped", .array(plan.skipped.map { .object(JSONObject([("tensor", .string($0.name)), ("reason", .string($0.reason))])) })),
+            ("quantization_error", .object(JSONObject(errorEntries))),
+        ])
+        let size: Int
+        do { size = try writer.finish(metadata: metadata) } catch { throw .output(error) }
+        return ConversionSummary(fileBytes: size, tensors: plan.tensors.count, parameters: plan.parameters, sourceBytes: plan.sourceBytes,
+                                 seconds: elapsed(), byComponent: byComponent, errors: errors)
+    }
+
+    private func sourceRecord(name: String, file: MappedFile) -> JSONValue {
+        .object(JSONObject([("name", .string(name)), ("bytes", .int(file.size)), ("sha256", .string(SHA256.hex(of: file)))]))
+    }
+
+    private func write(_ bytes: [UInt8], _ writer: PLMWriter) throws(FileAccessError) -> PartRecord {
+        var result: Result<PartRecord, FileAccessError>!
+        let level: Int32? = plan.options.compress ? 3 : nil
+        bytes.withUnsafeBytes { raw in
+            do throws(FileAccessError) { result = .success(try writer.writePart(raw, compressLevel: level)) } catch { result = .failure(error) }
+        }
+        return try result.get()
+    }
+
+    /// Quantizes a tensor on `threads` workers; each work item is a fixed block of rows.
+    public static func quantize(_ view: TensorView, layout: StorageLayout, threads: Int) -> (parts: [[UInt8]], relativeRMSE: Double) {
+        let rowsPerChunk = max(1, Self.chunkElements / max(layout.columns, 1))
+        let chunks = (layout.rows + rowsPerChunk - 1) / rowsPerChunk
+        let data = UnsafeMutableRawBufferPointer.allocate(byteCount: max(layout.dataBytes, 1), alignment: 64)
+        let scales = UnsafeMutableRawBufferPointer.allocate(byteCount: max(layout.scaleBytes, 1), alignment: 64)
+        let mins = UnsafeMutableRawBufferPointer.allocate(byteCount: max(layout.minBytes, 1), alignment: 64)
+        let sums = UnsafeMutableBufferPointer<(Double, Double)>.allocate(capacity: chunks)
+        defer { data.deallocate(); scales.deallocate(); mins.deallocate(); sums.deallocate() }
+        let quantizer = RowQuantizer(layout: layout)
+        let threads = max(1, threads)
+        // The buffers are disjoint per chunk, so workers never write the same bytes.
+        nonisolated(unsafe) let (d, s, m, partial) = (data, scales, mins, sums)
+        DispatchQueue.concurrentPerform(iterations: min(threads, chunks)) { worker in
+            var rowsIn = [Float](repeating: 0, count: rowsPerChunk * layout.columns)
+            var rowsOut = rowsIn
+            var chunk = worker
+            while chunk < chunks {
+                let r0 = chunk * rowsPerChunk, n = min(rowsPerChunk, layout.rows - r0)
+                let elements = (r0 * layout.columns)..<((r0 + n) * layout.columns)
+                rowsIn.withUnsafeMutableBufferPointer { buf in try? view.copyFloats(elements: elements, into: buf) }
+                let parts = RowQuantizer.RowParts(
+                    data: d.baseAddress! + r0 * layout.dataBytesPerRow,
+                    scales: layout.scaleBytes > 0 ? s.baseAddress! + r0 * layout.scaleBytesPerRow : nil,
+                    mins: layout.minBytes > 0 ? m.baseAddress! + r0 * layout.minBytesPerRow : nil)
+                rowsIn.withUnsafeBufferPointer { quantizer.quantize($0.baseAddress!, rows: n, into: parts) }
+                rowsOut.withUnsafeMutableBufferPointer { quantizer.dequantize(parts, rows: n, into: $0.baseAddress!) }
+                var sse = 0.0, norm = 0.0
+                for k in 0..<elements.count {
+                    let e = Double(rowsIn[k] - rowsOut[k])
+                    sse += e * e
+                    norm += Double(rowsIn[k]) * Double(rowsIn[k])
+                }
+                partial[chunk] = (sse, norm)
+                let bytes = view.bytes
+                let width = bytes.count / max(view.elementCount, 1)
+                view.file.dropPages(UnsafeRawBufferPointer(rebasing: bytes[(elements.lowerBound * width)..<(elements.upperBound * width)]))
+                chunk += min(threads, chunks)
+            }
+        }
+        var sse = 0.0, norm = 0.0
+        for c in 0..<chunks { sse += sums[c].0; norm += sums[c].1 }  // fixed order: deterministic
+        var out = [Array(UnsafeRawBufferPointer(rebasing: data[0..<layout.dataBytes]))]
+        if layout.scaleBytes > 0 { out.append(Array(UnsafeRawBufferPointer(rebasing: scales[0..<layout.scaleBytes]))) }
+        if layout.minBytes > 0 { out.append(Array(UnsafeRawBufferPointer(rebasing: mins[0..<layout.minBytes]))) }
+        return (out, norm > 0 ? (sse / norm).squareRoot() : 0)
+    }
+
+    static func sameEncoding(_ dtype: TensorDType, _ type: StorageType) -> Bool {
+        (dtype == .f32 && type == .f32) || (dtype == .f16 && type == .f16) || (dtype == .bf16 && type == .bf16)
+    }
+
+    /// Converts an exact tensor to another float encoding (round to nearest even).
+    static func narrow(_ view: TensorView, to type: StorageType) -> [UInt8] {
+        let floats = (try? view.floats()) ?? []
+        switch type {
+        case .f32: return floats.withUnsafeBytes { Array($0) }
+        case .f16: return floats.map { Float16($0).bitPattern }.withUnsafeBytes { Array($0) }
+        case .bf16: return floats.map { bf16Bits($0) }.withUnsafeBytes { Array($0) }
+        default: preconditionFailure("narrow is for exact types")
+        }
+    }
+
+    static func bf16Bits(_ x: Float) -> UInt16 {
+        let bits = x.bitPattern
+        if x.isNaN { return UInt16(bits >> 16) | 0x40 }
+        let rounding = 0x7FFF + ((bits >> 16) & 1)
+        return UInt16((bits &+ rounding) >> 16)
+    }
+
+    /// Six significant digits in a fixed width ("7.09870e-02"), so the header length does not
+    /// depend on the values.
+    static func format(_ x: Double) -> String {
+        guard x > 0, x.isFinite else { return "0.00000e+00" }
+        var exponent = 0
+        var m = x
+        while m < 1 { m *= 10; exponent -= 1 }
+        while m >= 10 { m /= 10; exponent += 1 }
+        var digits = Int((m * 100_000).rounded())
+        if digits >= 1_000_000 { digits /= 10; exponent += 1 }
+        let e = abs(exponent)
+        return "\(digits / 100_000).\(String(digits % 100_000).leftPadded(5))e\(exponent < 0 ? "-" : "+")\(e < 10 ? "0" : "")\(e)"
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}

@@ -1,0 +1,135 @@
+import PLMCheckpoint
+import PLMQuant
+
+/// A `--keep REGEX=TYPE` override: tensors whose name matches REGEX (searched, not anchored) get
+/// TYPE; `exact` keeps the source dtype.
+public struct KeepRule: Sendable, CustomStringConvertible {
+    public let pattern: String
+    public let target: Target
+    public enum Target: Sendable, Equatable { case exact, type(StorageType) }
+
+    public var description: String {
+        switch target {
+        case .exact: return "\(pattern)=exact"
+        case .type(let t): return "\(pattern)=\(t)"
+        }
+    }
+
+    public init(pattern: String, target: Target) {
+        self.pattern = pattern
+        self.target = target
+    }
+
+    /// Parses `REGEX=TYPE`; the type may omit the group size (the default group then applies).
+    public static func parse(_ text: String, defaultGroupSize: Int) throws(ConversionError) -> KeepRule {
+        guard let eq = text.lastIndex(of: "=") else { throw .badOption("--keep \(text): expected REGEX=TYPE") }
+        let pattern = String(text[..<eq]), typeName = String(text[text.index(after: eq)...])
+        do { _ = try Regex(pattern) } catch { throw .badOption("--keep \(text): invalid regular expression: \(error)") }
+        if typeName == "exact" { return KeepRule(pattern: pattern, target: .exact) }
+        guard let type = StorageType.parse(typeName, defaultGroupSize: defaultGroupSize) else {
+            throw .badOption("--keep \(text): unknown type '\(typeName)' (f32, f16, bf16, exact, int8[-sym|-asym][-gN], int4[-sym|-asym][-k6|-f16][-gN])")
+        }
+        return KeepRule(pattern: pattern, target: .type(type))
+    }
+
+    func matches(_ name: String) -> Bool {
+        guard let regex = try? Regex(pattern) else { return false }
+        return name.contains(regex)
+    }
+}
+
+/// Named recipes: the default types of the tensor classes.
+public enum Recipe: String, Sendable, CaseIterable {
+    /// Every linear weight at --bits; the token embedding and an lm_head at int8 when --bits is 4.
+    case standard
+    /// Like standard, but the vision tower and projector at int8 (the tower is ~19 % of PLM-1B).
+    case vision8
+
+    public var summary: String {
+        switch self {
+        case .standard: return "linear weights at --bits; token embedding and lm_head at int8 with --bits 4; norms, biases, scales, position embeddings exact"
+        case .vision8: return "as standard, with the vision tower and projector at int8"
+        }
+    }
+}
+
+public enum ConversionError: Error, CustomStringConvertible {
+    case badOption(String)
+    case checkpoint(CheckpointError)
+    case output(FileAccessError)
+    case unsupportedTensor(name: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case .badOption(let d): return d
+        case .checkpoint(let e): return e.description
+        case .output(let e): return e.description
+        case .unsupportedTensor(let n, let d): return "tensor '\(n)': \(d)"
+        }
+    }
+}
+
+/// What `plmq convert` was asked for.
+public struct ConversionOptions: Sendable {
+    public var bits: Int = 4
+    public var groupSize: Int = 32
+    public var scheme: QuantScheme?
+    public var recipe: Recipe = .standard
+    public var keep: [KeepRule] = []
+    public var compress = false
+    public var threads = 1
+
+    public init() {}
+
+    /// The type of ordinary linear weights.
+    public var linearType: StorageType {
+        bits == 8 ? .int8(scheme ?? .symmetric, groupSize: groupSize)
+                  : .int4(scheme ?? .asymmetric, groupSize: groupSize, scales: (scheme ?? .asymmetric) == .asymmetric ? .k6 : .f16)
+    }
+
+    /// The type of the token embedding and lm_head: int8 keeps the head's logits close at a small
+    /// cost (measured in CHANGELOG / Formats/PLM.md).
+    public var embeddingType: StorageType { .int8(.symmetric, groupSize: groupSize) }
+
+    /// The options recorded in the file's metadata (those that change the output).
+    var json: JSONValue {
+        .object(JSONObject([
+            ("bits", .int(bits)), ("group_size", .int(groupSize)), ("scheme", scheme.map { .string($0.rawValue) } ?? .null),
+            ("recipe", .string(recipe.rawValue)), ("keep", .array(keep.map { .string($0.description) })),
+            ("compress", .bool(compress)),
+        ]))
+    }
+}
+
+/// Decides the storage of each tensor, with the reason for every exception.
+struct Policy {
+    let options: ConversionOptions
+
+    func decide(name: String, shape: [Int], source: TensorDType) throws(ConversionError) -> (StorageType, String) {
+        let exact: StorageType
+        switch source {
+        case .f32: exact = .f32
+        case .f16: exact = .f16
+        case .bf16: exact = .bf16
+        default: throw .unsupportedTensor(name: name, detail: "dtype \(source.rawValue) is not a float type plmq can store")
+        }
+        if let rule = options.keep.first(where: { $0.matches(name) }) {
+            switch rule.target {
+            case .exact: return (exact, "--keep \(rule)")
+            case .type(let t):
+                if t.isQuantized && shape.count < 2 { throw .badOption("--keep \(rule): '\(name)' is 1-D and cannot be quantized") }
+                return (t, "--keep \(rule)")
+            }
+        }
+        if shape.count < 2 { return (exact, "1-D (norm, bias or layer scale): kept exact") }
+        if name.hasSuffix("pos_embed") { return (exact, "position embedding: kept exact") }
+        if name.hasSuffix("cls_token") { return (exact, "class token: kept exact") }
+        let isEmbedding = name == Component.languagePrefix + "embed_tokens.weight" || name == Component.lmHead
+        if isEmbedding && options.bits == 4 { return (options.embeddingType, "token embedding / lm_head: int8 at --bits 4") }
+        let component = Component.of(name)
+        if options.recipe == .vision8 && options.bits == 4 && (component == .visionTower || component == .projector) {
+            return (.int8(.symmetric, groupSize: options.groupSize), "recipe vision8: vision tower and projector at int8")
+        }
+        return (options.linearType, "")
+    }
+}

@@ -1,0 +1,244 @@
+import PLMCheckpoint
+import PLMQuant
+
+/// A tensor entry of a `.plm` file, validated against its storage type.
+public struct PLMTensor: Sendable {
+    public let name: String
+    public let shape: [Int]
+    public let type: StorageType
+    public let layout: StorageLayout
+    /// Parts in file order (`data`, then `scales`, then `mins` where the type has them).
+    public let parts: [(name: String, record: PartRecord)]
+
+    public func part(_ name: String) -> PartRecord? { parts.first { $0.name == name }?.record }
+    public var storedBytes: Int { parts.reduce(0) { $0 + $1.record.length } }
+    public var elementCount: Int { shape.reduce(1, *) }
+}
+
+/// An embedded side file.
+public struct PLMSideFile: Sendable {
+    public let name: String
+    public let record: PartRecord
+    public let size: Int
+}
+
+/// The bytes of one part: a zero-copy slice of the mapping, or a decompressed copy.
+public struct PartBytes: @unchecked Sendable {
+    // `mapped` points into `file`, which the struct keeps alive.
+    private let file: MappedFile?
+    private let owned: [UInt8]?
+    private let mapped: UnsafeRawBufferPointer?
+
+    init(file: MappedFile, slice: UnsafeRawBufferPointer) { self.file = file; mapped = slice; owned = nil }
+    init(owned: [UInt8]) { file = nil; mapped = nil; self.owned = owned }
+
+    public var isMapped: Bool { mapped != nil }
+
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        if let mapped { return try body(mapped) }
+        return try owned!.withUnsafeBytes(body)
+    }
+}
+
+/// A memory-mapped `.plm` file. Opening validates the preamble, the header checksum and every
+/// entry (types, sizes, alignment, bounds, overlaps) before any payload is touched; `verify()`
+/// then checks every payload checksum.
+public struct PLMFile: Sendable {
+    public let file: MappedFile
+    public let version: (major: Int, minor: Int)
+    public let metadata: JSONObject
+    public let files: [PLMSideFile]
+    public let tensors: [PLMTensor]
+    public let headerOffset: Int
+    public let headerLength: Int
+    private let index: [String: Int]
+
+    public var path: String { file.path }
+
+    public init(path: String) throws(PLMError) {
+        let mapped: MappedFile
+        do { mapped = try MappedFile(path: path) } catch { throw .fileAccess(error) }
+        try self.init(file: mapped)
+    }
+
+    public init(file: MappedFile) throws(PLMError) {
+        self.file = file
+        let f = file.path
+        let bytes = file.bytes
+        guard bytes.count >= PLMSpec.preambleSize else { throw .tooSmall(file: f, size: bytes.count) }
+        guard Array(bytes.prefix(8)) == PLMSpec.magic else { throw .badMagic(file: f) }
+        let major = Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt16.self)))
+        let minor = Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 10, as: UInt16.self)))
+        guard major == Int(PLMSpec.majorVersion) else { throw .unsupportedVersion(file: f, major: major, minor: minor) }
+        version = (major, minor)
+        let flags = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+        guard flags == 0 else { throw .unknownFlags(file: f, flags: flags) }
+        let offset = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        let length = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+        let storedChecksum = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 32, as: UInt64.self))
+        guard length <= UInt64(PLMSpec.maxHeaderLength) else { throw .headerOutOfBounds(file: f, detail: "length \(length) exceeds 256 MiB") }
+        guard offset >= UInt64(PLMSpec.preambleSize), offset + length == UInt64(bytes.count) else {
+            throw .headerOutOfBounds(file: f, detail: "at \(offset)+\(length) does not end the \(bytes.count)-byte file")
+        }
+        let payloadEnd = Int(offset)
+        headerOffset = payloadEnd
+        headerLength = Int(length)
+        let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[payloadEnd..<bytes.count])
+        let computed = XXH64.hash(headerBytes)
+        guard computed == storedChecksum else {
+            throw .headerChecksum(file: f, stored: XXH64.hex(storedChecksum), computed: XXH64.hex(computed))
+        }
+        let root: JSONValue
+        do { root = try JSONParser.parse(headerBytes) } catch { throw .headerInvalid(file: f, detail: "\(error)") }
+        guard let header = root.objectValue, header["format"]?.stringValue == "plm" else {
+            throw .headerInvalid(file: f, detail: "not a .plm header object")
+        }
+        metadata = header["metadata"]?.objectValue ?? JSONObject()
+
+        var spans: [(range: Range<Int>, owner: String)] = []
+        func part(_ item: String, _ partName: String, _ value: JSONValue?, expected: Int?) throws(PLMError) -> PartRecord {
+            guard let o = value?.objectValue, let off = o["offset"]?.intValue, let len = o["length"]?.intValue,
+                  let sum = o["checksum"]?.stringValue, sum.count == 16, let checksum = UInt64(sum, radix: 16) else {
+                throw .partOutOfBounds(file: f, item: item, part: partName, detail: "missing or malformed offset/length/checksum")
+            }
+            var size: Int?
+            switch o["compression"]?.stringValue {
+            case nil, "none": break
+            case "zstd":
+                guard let s = o["size"]?.intValue, s >= 0 else {
+                    throw .partOutOfBounds(file: f, item: item, part: partName, detail: "compressed part without a size")
+                }
+                size = s
+            case let other?:
+                throw .unknownStorage(file: f, tensor: item, detail: "unknown compression \"\(other)\" in part '\(partName)'")
+            }
+            guard off >= PLMSpec.preambleSize, off % PLMSpec.alignment == 0, len >= 0, off + len <= payloadEnd else {
+                throw .partOutOfBounds(file: f, item: item, part: partName, detail: "offset \(off) length \(len) is not an aligned range inside the payload area")
+            }
+            if let expected, (size ?? len) != expected {
+                throw .partOutOfBounds(file: f, item: item, part: partName, detail: "holds \(size ?? len) bytes but its shape and type need \(expected)")
+            }
+            spans.append((off..<(off + len), "'\(item)' part '\(partName)'"))
+            return PartRecord(offset: off, length: len, checksum: checksum, uncompressedSize: size)
+        }
+
+        var sideFiles: [PLMSideFile] = []
+        for entry in header["files"]?.arrayValue ?? [] {
+            guard let o = entry.objectValue, let name = o["name"]?.stringValue else {
+                throw .headerInvalid(file: f, detail: "a files entry has no name")
+            }
+            let record = try part(name, "contents", entry, expected: nil)
+            sideFiles.append(PLMSideFile(name: name, record: record, size: record.uncompressedSize ?? record.length))
+        }
+
+        var entries: [PLMTensor] = []
+        var byName: [String: Int] = [:]
+        for entry in header["tensors"]?.arrayValue ?? [] {
+            let t = try Self.parseTensor(entry, file: f, part: part)
+            guard byName[t.name] == nil else { throw .tensorInvalid(file: f, tensor: t.name, detail: "listed twice") }
+            byName[t.name] = entries.count
+            entries.append(t)
+        }
+
+        let sorted = spans.filter { !$0.range.isEmpty }.sorted { $0.range.lowerBound < $1.range.lowerBound }
+        for (a, b) in zip(sorted, sorted.dropFirst()) where b.range.lowerBound < a.range.upperBound {
+            throw .partsOverlap(file: f, first: a.owner, second: b.owner)
+        }
+        files = sideFiles
+        tensors = entries
+        index = byName
+    }
+
+    private static func parseTensor(_ entry: JSONValue, file f: String,
+                                    part: (String, String, JSONValue?, Int?) throws(PLMError) -> PartRecord) throws(PLMError) -> PLMTensor {
+        guard let o = entry.objectValue, let name = o["name"]?.stringValue else {
+            throw .headerInvalid(file: f, detail: "a tensor entry has no name")
+        }
+        guard let shapeValues = o["shape"]?.arrayValue else { throw .tensorInvalid(file: f, tensor: name, detail: "no shape") }
+        var shape: [Int] = []
+        for v in shapeValues {
+            guard let d = v.intValue, d >= 0 else { throw .tensorInvalid(file: f, tensor: name, detail: "shape entries must be non-negative integers") }
+            shape.append(d)
+        }
+        var elements = 1
+        for d in shape {
+            let (p, overflow) = elements.multipliedReportingOverflow(by: d)
+            guard !overflow, p < 1 << 48 else { throw .tensorInvalid(file: f, tensor: name, detail: "shape is too large") }
+            elements = p
+        }
+        let storage = o["storage"]?.stringValue ?? ""
+        let type: StorageType
+        switch storage {
+        case "f32": type = .f32
+        case "f16": type = .f16
+        case "bf16": type = .bf16
+        case "int8", "int4":
+            guard let schemeName = o["scheme"]?.stringValue else { throw .tensorInvalid(file: f, tensor: name, detail: "quantized tensor without a scheme") }
+            guard let scheme = QuantScheme(rawValue: schemeName) else { throw .unknownStorage(file: f, tensor: name, detail: "unknown scheme \"\(schemeName)\"") }
+            guard let g = o["group_size"]?.intValue else { throw .tensorInvalid(file: f, tensor: name, detail: "quantized tensor without a group_size") }
+            guard StorageType.groupSizes.contains(g) else { throw .unknownStorage(file: f, tensor: name, detail: "unsupported group size \(g)") }
+            let formatName = o["scale_format"]?.stringValue ?? "f16"
+            guard let format = ScaleFormat(rawValue: formatName) else { throw .unknownStorage(file: f, tensor: name, detail: "unknown scale_format \"\(formatName)\"") }
+            guard shape.count >= 2 else { throw .tensorInvalid(file: f, tensor: name, detail: "quantized tensors need at least 2 dimensions") }
+            if storage == "int8" {
+                guard format == .f16 else { throw .unknownStorage(file: f, tensor: name, detail: "int8 with scale_format \"\(formatName)\"") }
+                type = .int8(scheme, groupSize: g)
+            } else {
+                guard !(scheme == .symmetric && format == .k6) else { throw .unknownStorage(file: f, tensor: name, detail: "symmetric int4 with k6 scales") }
+                type = .int4(scheme, groupSize: g, scales: format)
+            }
+        default:
+            throw .unknownStorage(file: f, tensor: name, detail: "unknown storage type \"\(storage)\"")
+        }
+        let layout = StorageLayout(shape: shape, type: type)
+        guard let partsObject = o["parts"]?.objectValue else { throw .tensorInvalid(file: f, tensor: name, detail: "no parts") }
+        var parts: [(String, PartRecord)] = []
+        for (partName, expected) in layout.parts {
+            parts.append((partName, try part(name, partName, partsObject[partName], expected)))
+        }
+        return PLMTensor(name: name, shape: shape, type: type, layout: layout, parts: parts)
+    }
+
+    public func tensor(_ name: String) -> PLMTensor? { index[name].map { tensors[$0] } }
+
+    /// The bytes of a part, in place when stored uncompressed.
+    public func bytes(of record: PartRecord, item: String, part: String) throws(PLMError) -> PartBytes {
+        let slice = file.slice(record.offset..<(record.offset + record.length))
+        guard let size = record.uncompressedSize else { return PartBytes(file: file, slice: slice) }
+        do { return PartBytes(owned: try Zstd.decompress(slice, size: size)) } catch {
+            throw .decompression(file: path, item: item, part: part, detail: error.description)
+        }
+    }
+
+    public func bytes(_ tensor: PLMTensor, part: String) throws(PLMError) -> PartBytes {
+        guard let record = tensor.part(part) else { throw .tensorInvalid(file: path, tensor: tensor.name, detail: "has no part '\(part)'") }
+        return try bytes(of: record, item: tensor.name, part: part)
+    }
+
+    /// A side file's contents (decompressed).
+    public func sideFile(_ name: String) throws(PLMError) -> [UInt8]? {
+        guard let f = files.first(where: { $0.name == name }) else { return nil }
+        return try bytes(of: f.record, item: name, part: "contents").withBytes { Array($0) }
+    }
+
+    /// Checks every payload checksum (and that compressed parts decompress). Throws on the first
+    /// bad part, naming it. `progress` receives bytes checked so far.
+    public func verify(progress: (Int) -> Void = { _ in }) throws(PLMError) {
+        var done = 0
+        func check(_ record: PartRecord, item: String, part: String) throws(PLMError) {
+            let slice = file.slice(record.offset..<(record.offset + record.length))
+            let computed = XXH64.hash(slice)
+            guard computed == record.checksum else {
+                throw .checksumMismatch(file: path, item: item, part: part, stored: XXH64.hex(record.checksum), computed: XXH64.hex(computed))
+            }
+            if record.uncompressedSize != nil { _ = try bytes(of: record, item: item, part: part) }
+            file.dropPages(slice)  // verifying a large file should not grow this process
+            done += record.length
+            progress(done)
+        }
+        for f in files { try check(f.record, item: f.name, part: "contents") }
+        for t in tensors { for p in t.parts { try check(p.record, item: t.name, part: p.name) } }
+    }
+
+    public var payloadBytes: Int { tensors.reduce(0) { $0 + $1.storedBytes } + files.reduce(0) { $0 + $1.record.length } }
+}

@@ -1,0 +1,169 @@
+import ArgumentParser
+import PLMCheckpoint
+import PLMConvert
+import PLMFormat
+import PLMQuant
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct ConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Quantize a checkpoint folder into one verifiable .plm file.",
+        discussion: """
+            Linear weights of the language model, vision tower and projector are quantized in \
+            groups along their input dimension; norms, biases, layer scales, position embeddings \
+            and the class token stay exact. With --bits 4 the token embedding and lm_head use int8. \
+            Use --dry-run to see the plan and the exact output size first.
+
+            Storage types: int4 (default: asymmetric, two-level k6 scales, 4.5 bits per weight at \
+            group 32), int4-sym, int4-asym-f16, int8 (symmetric, 8.5 bits per weight at group 32), \
+            int8-asym; f32, f16, bf16 and exact (the source dtype) keep values exactly.
+
+            The output is written to a temporary file next to OUT, fsync'ed and renamed: an error, \
+            Ctrl-C or a full disk never leaves a partial OUT and never harms an existing one. The \
+            same input and options always give the same bytes.
+            """
+    )
+
+    @Argument(help: "A checkpoint folder (config.json + model.safetensors, or a sharded index).")
+    var input: String
+
+    @Argument(help: "The .plm file to write.")
+    var output: String
+
+    @Option(help: "Bits of the linear weights: 4 or 8.")
+    var bits = 4
+
+    @Option(help: "Weights per quantization group along the input dimension: 32, 64 or 128.")
+    var groupSize = 32
+
+    @Flag(help: "Scheme of the quantized weights (default: asymmetric for 4 bits, symmetric for 8).")
+    var scheme: SchemeFlag?
+
+    @Option(help: "Named recipe: \(Recipe.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var recipe = "standard"
+
+    @Option(name: .customLong("keep"), help: ArgumentHelp("Store tensors matching REGEX as TYPE (repeatable, first match wins), e.g. 'vision_tower=int8' or 'lm_head=exact'.", valueName: "REGEX=TYPE"))
+    var keep: [String] = []
+
+    @Flag(help: "zstd-compress payloads where that saves at least 5 % (they are then decompressed at load).")
+    var compress = false
+
+    @Flag(help: "Print the plan and the exact output size without writing anything.")
+    var dryRun = false
+
+    @Flag(help: "Print only errors.")
+    var quiet = false
+
+    @Option(help: "Threads for quantization (default: all cores).")
+    var threads: Int?
+
+    enum SchemeFlag: String, EnumerableFlag {
+        case symmetric, asymmetric
+    }
+
+    func validate() throws {
+        guard bits == 4 || bits == 8 else { throw ValidationError("--bits must be 4 or 8") }
+        guard StorageType.groupSizes.contains(groupSize) else { throw ValidationError("--group-size must be 32, 64 or 128") }
+        guard Recipe(rawValue: recipe) != nil else { throw ValidationError("unknown --recipe '\(recipe)'") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        do {
+            var options = ConversionOptions()
+            options.bits = bits
+            options.groupSize = groupSize
+            options.scheme = scheme.map { $0 == .symmetric ? .symmetric : .asymmetric }
+            options.recipe = Recipe(rawValue: recipe) ?? .standard
+            options.keep = try keep.map { try KeepRule.parse($0, defaultGroupSize: groupSize) }
+            options.compress = compress
+            options.threads = threads ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+            let folder = try CheckpointFolder(path: input)
+            let plan = try ConversionPlan(folder: folder, options: options)
+            let converter = Converter(plan: plan, producer: "plmq \(PLMQ.version)")
+            let bar = ProgressLine(enabled: !quiet && !dryRun)
+            let summary = try converter.run(output: output, dryRun: dryRun, started: { writer in
+                if let temp = writer.temporaryPath { InterruptCleanup.install(removing: temp) }
+            }, progress: { bar.update($0) })
+            InterruptCleanup.clear()
+            bar.finish()
+            if dryRun {
+                print(PlanReport(plan: plan, summary: summary).text())
+            } else if !quiet {
+                writeStandardError(ConversionReport(plan: plan, summary: summary, output: output).text() + "\n")
+            }
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            printError("\(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// Removes the temporary output when the user presses Ctrl-C (or the process gets SIGTERM).
+enum InterruptCleanup {
+    nonisolated(unsafe) static var path: UnsafeMutablePointer<CChar>?
+
+    static func install(removing temp: String) {
+        path = strdup(temp)
+        let handler: @convention(c) (Int32) -> Void = { signal in
+            if let p = InterruptCleanup.path { unlink(p) }
+            _exit(128 + signal)
+        }
+        Glibc.signal(SIGINT, handler)
+        Glibc.signal(SIGTERM, handler)
+    }
+
+    static func clear() {
+        Glibc.signal(SIGINT, SIG_DFL)
+        Glibc.signal(SIGTERM, SIG_DFL)
+        free(path)
+        path = nil
+    }
+}
+
+/// A progress bar on a terminal, one line per 10 % otherwise.
+final class ProgressLine {
+    let enabled: Bool
+    let terminal = standardErrorIsTerminal()
+    var lastDecile = -1
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func update(_ p: ConversionProgress) {
+        guard enabled else { return }
+        let fraction = Double(p.sourceBytesDone) / Double(max(p.sourceBytes, 1))
+        let rate = Double(p.sourceBytesDone) / max(p.seconds, 1e-9)
+        let eta = rate > 0 ? Double(p.sourceBytes - p.sourceBytesDone) / rate : 0
+        let stats = "\(p.tensorsDone)/\(p.tensorCount) tensors  \(formatBytes(p.sourceBytesDone))/\(formatBytes(p.sourceBytes))  "
+            + "\(formatRate(rate))  ETA \(Int(eta.rounded())) s"
+        if terminal {
+            let width = 30, filled = Int(fraction * Double(width))
+            let bar = String(repeating: "=", count: filled) + (filled < width ? ">" : "") + String(repeating: " ", count: max(0, width - filled - 1))
+            writeStandardError("\r[\(bar)] \(stats)\u{1B}[K")
+        } else {
+            let decile = Int(fraction * 10)
+            if decile > lastDecile {
+                lastDecile = decile
+                writeStandardError("convert: \(decile * 10)%  \(stats)\n")
+            }
+        }
+    }
+
+    func finish() { if enabled && terminal { writeStandardError("\n") } }
+}
+
+func formatRate(_ bytesPerSecond: Double) -> String {
+    bytesPerSecond >= 1e9 ? String(format2: bytesPerSecond / 1e9) + " GB/s" : String(format2: bytesPerSecond / 1e6) + " MB/s"
+}
+
+extension String {
+    init(format2 value: Double) {
+        let scaled = Int((value * 100).rounded())
+        self = "\(scaled / 100)." + (scaled % 100 < 10 ? "0" : "") + "\(scaled % 100)"
+    }
+}

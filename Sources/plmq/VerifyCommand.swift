@@ -1,0 +1,28 @@
+import ArgumentParser
+import PLMCheckpoint
+import PLMFormat
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check a .plm file: structure, header checksum and every payload checksum.",
+        discussion: "Exits non-zero naming the first damaged tensor or file."
+    )
+
+    @Argument(help: "The .plm file.")
+    var path: String
+
+    func run() throws {
+        let started = monotonicSeconds()
+        do {
+            let file = try PLMFile(path: path)
+            try file.verify()
+            let seconds = monotonicSeconds() - started
+            print("\(path): ok — \(file.tensors.count) tensors and \(file.files.count) embedded files, "
+                + "\(formatBytes(file.payloadBytes)) checked in \(String(format2: seconds)) s (\(formatRate(Double(file.payloadBytes) / max(seconds, 1e-9))))")
+        } catch {
+            printError("\(error)")
+            throw ExitCode.failure
+        }
+    }
+}
