@@ -3,6 +3,31 @@ import PLMCheckpoint
 import PLMFormat
 import PLMQuant
 
+/// The quantized parts of one tensor, owned until written (no copy on the way to the file).
+public final class QuantizedParts {
+    let data: UnsafeMutableRawBufferPointer
+    let scales: UnsafeMutableRawBufferPointer
+    let mins: UnsafeMutableRawBufferPointer
+    let layout: StorageLayout
+
+    init(layout: StorageLayout) {
+        self.layout = layout
+        data = .allocate(byteCount: max(layout.dataBytes, 1), alignment: 64)
+        scales = .allocate(byteCount: max(layout.scaleBytes, 1), alignment: 64)
+        mins = .allocate(byteCount: max(layout.minBytes, 1), alignment: 64)
+    }
+
+    deinit { data.deallocate(); scales.deallocate(); mins.deallocate() }
+
+    /// The parts in `layout.parts` order.
+    public var buffers: [UnsafeRawBufferPointer] {
+        var out = [UnsafeRawBufferPointer(rebasing: data[0..<layout.dataBytes])]
+        if layout.scaleBytes > 0 { out.append(UnsafeRawBufferPointer(rebasing: scales[0..<layout.scaleBytes])) }
+        if layout.minBytes > 0 { out.append(UnsafeRawBufferPointer(rebasing: mins[0..<layout.minBytes])) }
+        return out
+    }
+}
+
 /// One tensor of the output and why it is stored the way it is.
 public struct PlannedTensor: Sendable {
     public let info: TensorInfo
@@ -26,7 +51,7 @@ public struct ConversionPlan: Sendable {
         do { try folder.requireConsistentLayout() } catch { throw .checkpoint(error) }
         self.folder = folder
         self.options = options
-        let policy = Policy(options: options)
+        var policy = Policy(options: options)
         var planned: [PlannedTensor] = []
         // Module order (vision tower, projector, language model), as the config lists them.
         for expected in folder.config.expectedTensors() {
@@ -34,6 +59,7 @@ public struct ConversionPlan: Sendable {
             let (type, reason) = try policy.decide(name: info.name, shape: info.shape, source: info.dtype)
             planned.append(PlannedTensor(info: info, type: type, reason: reason))
         }
+        try policy.checkAllRulesUsed()
         tensors = planned
         skipped = folder.layoutIssues.compactMap { issue in
             if case .unused(let name, let reason) = issue { return (name, reason) }
@@ -127,7 +153,9 @@ public struct Converter {
                         errors.append((t.name, t.type, q.relativeRMSE))
                         errorEntries.append((t.name, .number(Self.format(q.relativeRMSE))))
                         var written: [(String, PartRecord)] = []
-                        for (spec, bytes) in zip(t.layout.parts, q.parts) { written.append((spec.name, try write(bytes, writer))) }
+                        for (spec, bytes) in zip(t.layout.parts, q.parts.buffers) {
+                            written.append((spec.name, try writer.writePart(bytes, compressLevel: plan.options.compress ? 3 : nil)))
+                        }
                         parts = written
                     }
                 } else if dryRun && !plan.options.compress {
@@ -182,14 +210,13 @@ public struct Converter {
     }
 
     /// Quantizes a tensor on `threads` workers; each work item is a fixed block of rows.
-    public static func quantize(_ view: TensorView, layout: StorageLayout, threads: Int) -> (parts: [[UInt8]], relativeRMSE: Double) {
+    public static func quantize(_ view: TensorView, layout: StorageLayout, threads: Int) -> (parts: QuantizedParts, relativeRMSE: Double) {
         let rowsPerChunk = max(1, Self.chunkElements / max(layout.columns, 1))
         let chunks = (layout.rows + rowsPerChunk - 1) / rowsPerChunk
-        let data = UnsafeMutableRawBufferPointer.allocate(byteCount: max(layout.dataBytes, 1), alignment: 64)
-        let scales = UnsafeMutableRawBufferPointer.allocate(byteCount: max(layout.scaleBytes, 1), alignment: 64)
-        let mins = UnsafeMutableRawBufferPointer.allocate(byteCount: max(layout.minBytes, 1), alignment: 64)
+        let parts = QuantizedParts(layout: layout)
+        let (data, scales, mins) = (parts.data, parts.scales, parts.mins)
         let sums = UnsafeMutableBufferPointer<(Double, Double)>.allocate(capacity: chunks)
-        defer { data.deallocate(); scales.deallocate(); mins.deallocate(); sums.deallocate() }
+        defer { sums.deallocate() }
         let quantizer = RowQuantizer(layout: layout)
         let threads = max(1, threads)
         // The buffers are disjoint per chunk, so workers never write the same bytes.
@@ -223,10 +250,7 @@ public struct Converter {
         }
         var sse = 0.0, norm = 0.0
         for c in 0..<chunks { sse += sums[c].0; norm += sums[c].1 }  // fixed order: deterministic
-        var out = [Array(UnsafeRawBufferPointer(rebasing: data[0..<layout.dataBytes]))]
-        if layout.scaleBytes > 0 { out.append(Array(UnsafeRawBufferPointer(rebasing: scales[0..<layout.scaleBytes]))) }
-        if layout.minBytes > 0 { out.append(Array(UnsafeRawBufferPointer(rebasing: mins[0..<layout.minBytes]))) }
-        return (out, norm > 0 ? (sse / norm).squareRoot() : 0)
+        return (parts, norm > 0 ? (sse / norm).squareRoot() : 0)
     }
 
     static func sameEncoding(_ dtype: TensorDType, _ type: StorageType) -> Bool {

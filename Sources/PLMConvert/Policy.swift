@@ -6,7 +6,10 @@ import PLMQuant
 public struct KeepRule: Sendable, CustomStringConvertible {
     public let pattern: String
     public let target: Target
-    public enum Target: Sendable, Equatable { case exact, type(StorageType) }
+    public enum Target: Sendable, Equatable {
+        case exact, type(StorageType)
+        var storage: StorageType? { if case .type(let t) = self { return t } else { return nil } }
+    }
 
     public var description: String {
         switch target {
@@ -104,8 +107,19 @@ public struct ConversionOptions: Sendable {
 /// Decides the storage of each tensor, with the reason for every exception.
 struct Policy {
     let options: ConversionOptions
+    /// Indices of the --keep rules that applied to at least one tensor.
+    private(set) var used: Set<Int> = []
 
-    func decide(name: String, shape: [Int], source: TensorDType) throws(ConversionError) -> (StorageType, String) {
+    init(options: ConversionOptions) { self.options = options }
+
+    /// A rule that applied to nothing is almost always a typo: say so instead of ignoring it.
+    func checkAllRulesUsed() throws(ConversionError) {
+        for (i, rule) in options.keep.enumerated() where !used.contains(i) {
+            throw .badOption("--keep \(rule) matches no tensor it can apply to (quantized types apply to matrices only)")
+        }
+    }
+
+    mutating func decide(name: String, shape: [Int], source: TensorDType) throws(ConversionError) -> (StorageType, String) {
         let exact: StorageType
         switch source {
         case .f32: exact = .f32
@@ -113,12 +127,16 @@ struct Policy {
         case .bf16: exact = .bf16
         default: throw .unsupportedTensor(name: name, detail: "dtype \(source.rawValue) is not a float type plmq can store")
         }
-        if let rule = options.keep.first(where: { $0.matches(name) }) {
+        // A rule with a quantized type applies to matrices only: `vision_tower=int8` leaves the
+        // tower's norms and biases exact instead of failing on them.
+        if let index = options.keep.firstIndex(where: { rule in
+            rule.matches(name) && (shape.count >= 2 || !(rule.target.storage?.isQuantized ?? false))
+        }) {
+            used.insert(index)
+            let rule = options.keep[index]
             switch rule.target {
             case .exact: return (exact, "--keep \(rule)")
-            case .type(let t):
-                if t.isQuantized && shape.count < 2 { throw .badOption("--keep \(rule): '\(name)' is 1-D and cannot be quantized") }
-                return (t, "--keep \(rule)")
+            case .type(let t): return (t, "--keep \(rule)")
             }
         }
         if shape.count < 2 { return (exact, "1-D (norm, bias or layer scale): kept exact") }

@@ -29,15 +29,23 @@ public struct RowQuantizer: Sendable {
     /// Quantizes `rows` consecutive rows of `w` (rows × K floats) into the part buffers, which
     /// point at the first of these rows.
     public func quantize(_ w: UnsafePointer<Float>, rows: Int, into parts: RowParts) {
+        var lanes = GroupLanes(capacity: groupSize)
+        defer { lanes.deallocate() }
         for r in 0..<rows {
             quantizeRow(w + r * layout.columns, into: RowParts(
                 data: parts.data + r * layout.dataBytesPerRow,
                 scales: parts.scales.map { $0 + r * layout.scaleBytesPerRow },
-                mins: parts.mins.map { $0 + r * layout.minBytesPerRow }))
+                mins: parts.mins.map { $0 + r * layout.minBytesPerRow }), lanes: &lanes)
         }
     }
 
     public func quantizeRow(_ w: UnsafePointer<Float>, into p: RowParts) {
+        var lanes = GroupLanes(capacity: groupSize)
+        defer { lanes.deallocate() }
+        quantizeRow(w, into: p, lanes: &lanes)
+    }
+
+    func quantizeRow(_ w: UnsafePointer<Float>, into p: RowParts, lanes: inout GroupLanes) {
         let g = groupSize
         switch layout.type {
         case .int8(let scheme, _):
@@ -45,7 +53,8 @@ public struct RowQuantizer: Sendable {
                 let n = layout.groupLength(i)
                 let q = p.data + i * g
                 if scheme == .symmetric {
-                    let s = Int8Codec.symmetric(w + i * g, count: n, into: q.assumingMemoryBound(to: Int8.self))
+                    lanes.load(w + i * g, count: n)
+                    let s = Int8Codec.symmetric(lanes, into: q.assumingMemoryBound(to: Int8.self))
                     storeF16(s, p.scales!, i)
                 } else {
                     let (s, m) = Int8Codec.asymmetric(w + i * g, count: n, into: q.assumingMemoryBound(to: UInt8.self))
@@ -57,10 +66,10 @@ public struct RowQuantizer: Sendable {
             var levels = [UInt8](repeating: 0, count: g)
             for i in 0..<layout.groupsPerRow {
                 let n = layout.groupLength(i), x = w + i * g
-                let s = GroupSearch.symmetric(x, count: n, lo: -8, hi: 7)
-                for j in 0..<n {
-                    levels[j] = UInt8(s == 0 ? 8 : GroupSearch.clamp((x[j] / Float(s)).rounded(), -8, 7) + 8)
-                }
+                lanes.load(x, count: n)
+                let s = GroupSearch.symmetric(lanes, lo: -8, hi: 7)
+                let inverse: Float = s == 0 ? 0 : 1 / Float(s)
+                for j in 0..<n { levels[j] = UInt8(GroupSearch.level(x[j] * inverse, -8, 7) + 8) }
                 Nibbles.pack(levels, count: n, into: p.data + (i * g / 2))
                 storeF16(s, p.scales!, i)
             }
@@ -68,12 +77,13 @@ public struct RowQuantizer: Sendable {
             var levels = [UInt8](repeating: 0, count: g)
             for i in 0..<layout.groupsPerRow {
                 let n = layout.groupLength(i), x = w + i * g
-                let fit = GroupSearch.asymmetric(x, count: n, levels: 15, nonPositiveMin: false)
+                lanes.load(x, count: n)
+                let fit = GroupSearch.asymmetric(lanes, levels: 15, nonPositiveMin: false)
                 // Round to f16 and keep the neighbour pair with the lowest error.
                 var best = (e: Float.infinity, s: Float16(0), m: Float16(0))
                 for s in GroupSearch.f16Neighbours(fit.scale) {
                     for m in GroupSearch.f16Neighbours(fit.min) {
-                        let e = GroupSearch.asymmetricError(x, n, scale: Float(s), min: Float(m), levels: 15)
+                        let e = GroupSearch.asymmetricError(lanes, scale: Float(s), min: Float(m), levels: 15)
                         if e < best.e { best = (e, s, m) }
                     }
                 }
@@ -84,7 +94,7 @@ public struct RowQuantizer: Sendable {
             }
         case .int4(.asymmetric, _, .k6):
             for b in 0..<layout.superBlocksPerRow {
-                quantizeSuperBlock(w, block: b, into: p)
+                quantizeSuperBlock(w, block: b, into: p, lanes: &lanes)
             }
         default:
             preconditionFailure("not a quantized type")
@@ -94,13 +104,14 @@ public struct RowQuantizer: Sendable {
     /// k6: search each group's (scale, min ≤ 0), then quantize the 8 scales and 8 mins to 6-bit
     /// indices under f16 super-scales, then improve each group's indices by a ±1 local search on
     /// its real error (llama.cpp's Q4_K stops after rounding the indices).
-    private func quantizeSuperBlock(_ w: UnsafePointer<Float>, block b: Int, into p: RowParts) {
+    private func quantizeSuperBlock(_ w: UnsafePointer<Float>, block b: Int, into p: RowParts, lanes: inout GroupLanes) {
         let g = groupSize
         let first = b * 8, count = min(8, layout.groupsPerRow - first)
         var fits: [(scale: Float, min: Float)] = []
         for j in 0..<count {
             let i = first + j
-            fits.append(GroupSearch.asymmetric(w + i * g, count: layout.groupLength(i), levels: 15, nonPositiveMin: true))
+            lanes.load(w + i * g, count: layout.groupLength(i))
+            fits.append(GroupSearch.asymmetric(lanes, levels: 15, nonPositiveMin: true))
         }
         let maxScale = fits.map(\.scale).max() ?? 0
         let maxNegMin = fits.map { -$0.min }.max() ?? 0
@@ -109,6 +120,7 @@ public struct RowQuantizer: Sendable {
         var levels = [UInt8](repeating: 0, count: g)
         for j in 0..<count {
             let i = first + j, n = layout.groupLength(i), x = w + i * g
+            lanes.load(x, count: n)
             let a0 = d == 0 ? 0 : GroupSearch.clamp((fits[j].scale / Float(d)).rounded(), 0, 63)
             let b0 = dmin == 0 ? 0 : GroupSearch.clamp((-fits[j].min / Float(dmin)).rounded(), 0, 63)
             var best = (e: Float.infinity, a: a0, b: b0)
@@ -116,7 +128,7 @@ public struct RowQuantizer: Sendable {
                 for db in -1...1 {
                     let ca = a0 + da, cb = b0 + db
                     guard (0...63).contains(ca), (0...63).contains(cb) else { continue }
-                    let e = GroupSearch.asymmetricError(x, n, scale: Float(d) * Float(ca), min: -Float(dmin) * Float(cb), levels: 15)
+                    let e = GroupSearch.asymmetricError(lanes, scale: Float(d) * Float(ca), min: -Float(dmin) * Float(cb), levels: 15)
                     if e < best.e { best = (e, ca, cb) }
                 }
             }
@@ -132,10 +144,10 @@ public struct RowQuantizer: Sendable {
         SixBit.pack(bIdx, into: s + 10)
     }
 
+    /// The levels `asymmetricError` evaluates: the same rounding, so the stored error is the chosen one.
     private func assignAsymmetric(_ x: UnsafePointer<Float>, _ n: Int, scale: Float, min: Float, levels: inout [UInt8]) {
-        for j in 0..<n {
-            levels[j] = scale > 0 ? UInt8(GroupSearch.clamp(((x[j] - min) / scale).rounded(), 0, 15)) : 0
-        }
+        let inverse: Float = scale > 0 ? 1 / scale : 0
+        for j in 0..<n { levels[j] = UInt8(GroupSearch.level((x[j] - min) * inverse, 0, 15)) }
     }
 
     /// Reconstructs `rows` rows into `out` (rows × K floats).
@@ -192,18 +204,19 @@ public struct RowQuantizer: Sendable {
 /// int8 group codecs: range-based, quantized with the stored f16 values, so every weight is
 /// within half a step of its reconstruction.
 enum Int8Codec {
-    static func symmetric(_ w: UnsafePointer<Float>, count n: Int, into q: UnsafeMutablePointer<Int8>) -> Float16 {
+    static func symmetric(_ g: GroupLanes, into q: UnsafeMutablePointer<Int8>) -> Float16 {
         var amax: Float = 0
-        for i in 0..<n { amax = max(amax, abs(w[i])) }
+        for c in 0..<g.chunks { amax = max(amax, g.values[c].replacing(with: -g.values[c], where: g.values[c] .< 0).max()) }
+        let n = g.count
         guard amax > 0 else { for i in 0..<n { q[i] = 0 }; return 0 }
         // Candidates: the f16 neighbours of amax/127 shrunk by up to 0.3 %. Shrinking can clip the
         // largest weight by at most 127 × 0.35 % ≈ 0.44 of a step, so every weight stays within
         // half a step, and the squared error can only go down versus plain absmax rounding.
         var candidates: [Float16] = []
         for k in 0..<4 { candidates.append(contentsOf: GroupSearch.f16Neighbours(amax / 127 * (1 - 0.001 * Float(k)))) }
-        let s = GroupSearch.pickBest(candidates) { GroupSearch.symmetricError(w, n, scale: Float($0), lo: -127, hi: 127) }
-        let scale = Float(s)
-        for i in 0..<n { q[i] = Int8(GroupSearch.clamp((w[i] / scale).rounded(), -127, 127)) }
+        let s = GroupSearch.pickBest(candidates) { GroupSearch.symmetricError(g, scale: Float($0), lo: -127, hi: 127) }
+        let inverse = 1 / Float(s)
+        for i in 0..<n { q[i] = Int8(GroupSearch.level(g.values[i / 8][i % 8] * inverse, -127, 127)) }
         return s
     }
 
@@ -214,8 +227,8 @@ enum Int8Codec {
         if Float(m) > lo { m = m.nextDown }  // the minimum sits at or below every weight
         var s = Float16((hi - Float(m)) / 255)
         if Float(s) * 255 + Float(m) < hi { s = s.nextUp }
-        let scale = Float(s), minimum = Float(m)
-        for i in 0..<n { q[i] = scale > 0 ? UInt8(GroupSearch.clamp(((w[i] - minimum) / scale).rounded(), 0, 255)) : 0 }
+        let inverse: Float = Float(s) > 0 ? 1 / Float(s) : 0, minimum = Float(m)
+        for i in 0..<n { q[i] = UInt8(GroupSearch.level((w[i] - minimum) * inverse, 0, 255)) }
         return (s, m)
     }
 }
