@@ -41,7 +41,7 @@ let package = Package(
         // checkpoint folder → .plm: policy, plan, multi-threaded streaming conversion.
         .target(name: "PLMConvert", dependencies: ["PLMCheckpoint", "PLMQuant", "PLMFormat", "CCrypto"]),
         // The fp32 reference engine: vision tower, projector, Llama decoder.
-        .target(name: "PLMModel", dependencies: ["PLMCheckpoint", "COpenBLAS"]),
+        .target(name: "PLMModel", dependencies: ["PLMCheckpoint", "PLMFormat", "PLMQuant", "CPLMKernels", "COpenBLAS"]),
         .executableTarget(
             name: "plmq",
             dependencies: [
@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "PLMCheckpointTests", dependencies: ["PLMCheckpoint"]),
         .testTarget(name: "PLMQuantTests", dependencies: ["PLMQuant"]),
         .testTarget(name: "PLMFormatTests", dependencies: ["PLMFormat", "PLMConvert", "PLMQuant", "PLMCheckpoint"]),
-        .testTarget(name: "PLMModelTests", dependencies: ["PLMModel", "PLMCheckpoint"]),
+        .testTarget(name: "PLMModelTests", dependencies: ["PLMModel", "PLMCheckpoint", "PLMConvert", "PLMFormat", "PLMQuant", "CPLMKernels"]),
         // Runs the built `plmq` binary: exit codes, messages, files written.
         .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMCheckpoint"]),
     ]

@@ -1,8 +1,10 @@
 import PLMCheckpoint
+import PLMFormat
 
 /// What can go wrong building or running the engine. Each case carries what the user needs to fix it.
 public enum EngineError: Error, Equatable, CustomStringConvertible {
     case checkpoint(CheckpointError)
+    case plm(PLMError)
     case missingTensor(source: String, tensor: String)
     case tensorShape(source: String, tensor: String, expected: [Int], actual: [Int])
     case imageTokenCount(kind: String, tokens: Int, features: Int)
@@ -11,6 +13,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .checkpoint(let e): return e.description
+        case .plm(let e): return e.description
         case .missingTensor(let s, let t): return "\(s): tensor '\(t)' is missing"
         case .tensorShape(let s, let t, let e, let a): return "\(s): tensor '\(t)' has shape \(formatShape(a)), expected \(formatShape(e))"
         case .imageTokenCount(let kind, let tokens, let features):

@@ -46,7 +46,7 @@ struct DecoderLayer {
 /// The Llama decoder with its embedding, final norm and head.
 public struct LlamaDecoder {
     public let config: TextConfig
-    let embedTokens: FloatBuffer
+    let embedTokens: any TokenEmbedding
     let layers: [DecoderLayer]
     let norm: [Float]
     let lmHead: any LinearMap
@@ -58,13 +58,14 @@ public struct LlamaDecoder {
     init(source: WeightSource, config c: PerceptionLMConfig) throws(EngineError) {
         let t = c.text, p = Component.languagePrefix
         config = t
-        embedTokens = try source.buffer(p + "embed_tokens.weight", shape: [t.vocabSize, t.hiddenSize])
+        let embedding = try source.embedding(p + "embed_tokens.weight", vocab: t.vocabSize, hidden: t.hiddenSize)
+        embedTokens = embedding.table
         var layers: [DecoderLayer] = []
         for i in 0..<t.numHiddenLayers { layers.append(try DecoderLayer(source: source, prefix: p + "layers.\(i).", config: t)) }
         self.layers = layers
         norm = try source.floats(p + "norm.weight", shape: [t.hiddenSize])
         if c.tieWordEmbeddings {
-            lmHead = DenseLinear(weight: embedTokens, bias: nil, outFeatures: t.vocabSize, inFeatures: t.hiddenSize)
+            lmHead = embedding.head
         } else {
             lmHead = try source.linear(weight: Component.lmHead, bias: nil, outFeatures: t.vocabSize, inFeatures: t.hiddenSize)
         }
@@ -79,7 +80,9 @@ public struct LlamaDecoder {
     func embed(_ ids: [Int]) -> [Float] {
         let h = config.hiddenSize
         var out = [Float](repeating: 0, count: ids.count * h)
-        for (i, id) in ids.enumerated() { for c in 0..<h { out[i * h + c] = embedTokens[id * h + c] } }
+        out.withUnsafeMutableBufferPointer { buf in
+            for (i, id) in ids.enumerated() { embedTokens.row(id, into: buf.baseAddress! + i * h) }
+        }
         return out
     }
 

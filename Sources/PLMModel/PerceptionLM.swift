@@ -1,4 +1,5 @@
 import PLMCheckpoint
+import PLMFormat
 
 /// Image tiles (or video frames) as normalised pixels, [count, 3, height, width].
 public struct PixelTiles: Sendable {
@@ -52,6 +53,34 @@ public final class PerceptionLM {
             try folder.requireConsistentLayout()
         } catch { throw .checkpoint(error) }
         return try PerceptionLM(source: CheckpointWeightSource(weights: folder.weights), config: folder.config, generation: folder.generation)
+    }
+
+    /// Loads a `.plm` file: quantized weights are used in place from the memory map.
+    public static func load(plm path: String) throws(EngineError) -> PerceptionLM {
+        let file: PLMFile
+        do { file = try PLMFile(path: path) } catch { throw .plm(error) }
+        guard let configBytes = try? file.sideFile("config.json") else {
+            throw .invalidInput("\(path): no embedded config.json")
+        }
+        let config: PerceptionLMConfig, generation: GenerationConfig
+        do {
+            config = try PerceptionLMConfig(json: try JSONParser.parse(configBytes), file: path + ":config.json")
+            if let g = try? file.sideFile("generation_config.json") {
+                generation = try GenerationConfig(json: try JSONParser.parse(g), file: path + ":generation_config.json")
+            } else {
+                generation = GenerationConfig()
+            }
+        } catch let e as ConfigError {
+            throw .checkpoint(.config(e))
+        } catch {
+            throw .invalidInput("\(path): embedded config is not valid JSON: \(error)")
+        }
+        return try PerceptionLM(source: PLMWeightSource(file: file), config: config, generation: generation)
+    }
+
+    /// Loads MODEL: a checkpoint folder (fp32) or a `.plm` file.
+    public static func load(_ path: String) throws(EngineError) -> PerceptionLM {
+        FileSystem.isDirectory(path) ? try load(checkpoint: path) : try load(plm: path)
     }
 
     /// Runs the tower and projector on every tile, in order.

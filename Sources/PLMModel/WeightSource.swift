@@ -8,10 +8,33 @@ public protocol WeightSource {
     func shape(of tensor: String) -> [Int]?
     /// The tensor widened to fp32, checked against the expected shape.
     func floats(_ tensor: String, shape: [Int]) throws(EngineError) -> [Float]
-    /// A large fp32 tensor (embeddings) in a huge-page buffer.
+    /// A large fp32 tensor in a huge-page buffer.
     func buffer(_ tensor: String, shape: [Int]) throws(EngineError) -> FloatBuffer
+    /// A token embedding table [vocab, hidden]: row lookups, and the same table as a linear map
+    /// for a tied lm_head.
+    func embedding(_ tensor: String, vocab: Int, hidden: Int) throws(EngineError) -> (table: any TokenEmbedding, head: any LinearMap)
     /// A linear map for weight [out, in] and optional bias [out].
     func linear(weight: String, bias: String?, outFeatures: Int, inFeatures: Int) throws(EngineError) -> any LinearMap
+}
+
+/// Looks up embedding rows.
+public protocol TokenEmbedding: Sendable {
+    func row(_ id: Int, into out: UnsafeMutablePointer<Float>)
+}
+
+/// An fp32 table.
+struct DenseEmbedding: TokenEmbedding {
+    let table: FloatBuffer
+    let hidden: Int
+    func row(_ id: Int, into out: UnsafeMutablePointer<Float>) {
+        out.update(from: table.pointer + id * hidden, count: hidden)
+    }
+}
+
+/// A quantized table, used in place; rows are dequantized on lookup.
+struct QuantizedEmbedding: TokenEmbedding {
+    let table: QuantizedLinear
+    func row(_ id: Int, into out: UnsafeMutablePointer<Float>) { table.dequantizeRow(id, into: out) }
 }
 
 extension WeightSource {
@@ -55,6 +78,11 @@ public struct CheckpointWeightSource: WeightSource {
         try? view.copyFloats(into: out.buffer)  // dtype checked above
         view.file.dropPages(view.bytes)
         return out
+    }
+
+    public func embedding(_ tensor: String, vocab: Int, hidden: Int) throws(EngineError) -> (table: any TokenEmbedding, head: any LinearMap) {
+        let table = try buffer(tensor, shape: [vocab, hidden])
+        return (DenseEmbedding(table: table, hidden: hidden), DenseLinear(weight: table, bias: nil, outFeatures: vocab, inFeatures: hidden))
     }
 
     public func linear(weight: String, bias: String?, outFeatures: Int, inFeatures: Int) throws(EngineError) -> any LinearMap {

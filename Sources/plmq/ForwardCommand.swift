@@ -15,7 +15,7 @@ struct ForwardCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "A checkpoint folder.")
+    @Argument(help: "A checkpoint folder or a .plm file.")
     var model: String
 
     @Option(help: "Input tensors (safetensors).")
@@ -74,7 +74,7 @@ struct GenerateCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "A checkpoint folder.")
+    @Argument(help: "A checkpoint folder or a .plm file.")
     var model: String
 
     @Option(help: "Input tensors (safetensors) with one sequence.")

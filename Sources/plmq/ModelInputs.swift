@@ -40,21 +40,31 @@ struct ComputeOptions: ParsableArguments {
     @Option(help: "Threads for the matrix products (default: all cores).")
     var threads: Int?
 
+    @Option(help: "Quantized kernels: auto, avx512, avx2 or portable (for comparisons).")
+    var kernel = "auto"
+
+    @Option(help: "Activations of quantized matmuls: int8 (integer dot products) or f32 (for comparisons).")
+    var activations = "int8"
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard KernelSettings.Implementation(rawValue: kernel) != nil else { throw ValidationError("--kernel must be auto, avx512, avx2 or portable") }
+        guard KernelSettings.Activations(rawValue: activations) != nil else { throw ValidationError("--activations must be int8 or f32") }
     }
 
     func apply() {
-        BLAS.setThreads(threads ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let n = threads ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        BLAS.setThreads(n)
+        KernelSettings.threads = n
+        KernelSettings.implementation = KernelSettings.Implementation(rawValue: kernel) ?? .auto
+        KernelSettings.activations = KernelSettings.Activations(rawValue: activations) ?? .int8
     }
 }
 
-/// Loads MODEL: a checkpoint folder (fp32 engine).
+/// Loads MODEL: a checkpoint folder (fp32 engine) or a `.plm` file (quantized kernels).
 func loadModel(_ path: String) throws -> PerceptionLM {
-    guard FileSystem.isDirectory(path) else {
-        throw UserFacingError("\(path): expected a checkpoint folder (config.json + safetensors)")
-    }
-    return try PerceptionLM.load(checkpoint: path)
+    guard FileSystem.exists(path) else { throw UserFacingError("\(path): no such file or folder") }
+    return try PerceptionLM.load(path)
 }
 
 import ArgumentParser

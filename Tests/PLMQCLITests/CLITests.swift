@@ -143,8 +143,8 @@ func scratchFolder() throws -> String {
         r = try plmq("forward", model, "--inputs", tiles, "--output", folder + "/o.safetensors")
         #expect(r.status == 1 && r.stderr.contains("takes exactly"))
         #expect(!FileManager.default.fileExists(atPath: folder + "/o.safetensors"))
-        // A file instead of a folder.
+        // A file that is neither a checkpoint folder nor a .plm file.
         r = try plmq("forward", noIds, "--inputs", ids, "--output", folder + "/o.safetensors")
-        #expect(r.status == 1 && r.stderr.contains("expected a checkpoint folder"))
+        #expect(r.status == 1 && r.stderr.contains("not a .plm file"))
     }
 }

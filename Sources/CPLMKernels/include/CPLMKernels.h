@@ -24,6 +24,63 @@ void plm_xxh64_update(plm_xxh64_state *state, const void *data, size_t length);
 uint64_t plm_xxh64_digest(const plm_xxh64_state *state);
 uint64_t plm_xxh64(const void *data, size_t length, uint64_t seed);
 
+/// Quantized weight kinds (Formats/PLM.md). Every kind is read as unsigned levels L with
+/// w = s·L + m per group: int4 symmetric stores L = q + 8 (m = −8s), int8 symmetric stores
+/// q as int8 and is read as L = q + 128 (m = −128s).
+enum {
+    PLM_Q8_SYM = 0,
+    PLM_Q8_ASYM = 1,
+    PLM_Q4_SYM = 2,
+    PLM_Q4_ASYM_F16 = 3,
+    PLM_Q4_ASYM_K6 = 4,
+};
+
+/// Kernel implementations, best last.
+enum {
+    PLM_IMPL_PORTABLE = 0,
+    PLM_IMPL_AVX2 = 1,
+    PLM_IMPL_AVX512 = 2,
+};
+
+/// A quantized matrix [rows, cols] as stored in a .plm file (parts used in place).
+typedef struct {
+    int32_t kind;
+    int32_t group;
+    int64_t rows;
+    int64_t cols;
+    const uint8_t *data;
+    const uint8_t *scales;
+    const uint8_t *mins;
+    int64_t data_row_bytes;
+    int64_t scale_row_bytes;
+    int64_t min_row_bytes;
+} plm_qmatrix;
+
+/// Activations quantized to int8 in blocks of 32 along K: values q (padded with zeros to a whole
+/// number of blocks), per-block scale d and per-block d·Σq.
+typedef struct {
+    const int8_t *q;
+    const float *d;
+    const float *sum;
+    const float *x;   // the original fp32 values (for a short last weight group)
+    int64_t cols;
+} plm_qact;
+
+/// The best implementation this CPU supports.
+int plm_best_impl(void);
+
+/// Quantizes one activation row: blocks(cols) = ceil(cols/32) blocks; q holds blocks·32 bytes.
+void plm_quantize_activations(const float *x, int64_t cols, int8_t *q, float *d, float *sum);
+
+/// y[r − r0] = W[r,:] · a for r in [r0, r1), with int8 activations (W4A8 / W8A8).
+void plm_qgemv(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1, int impl);
+
+/// The same with fp32 activations: exact dequantized weights times x (the comparison path).
+void plm_qgemv_f32(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1);
+
+/// Scale and minimum of group g of row r (the definition every kernel follows).
+void plm_group_scale_min(const plm_qmatrix *w, int64_t r, int64_t g, float *scale, float *min);
+
 #ifdef __cplusplus
 }
 #endif

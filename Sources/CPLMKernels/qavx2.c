@@ -1,0 +1,75 @@
+// AVX2 kernels (vpmaddubsw + vpmaddwd). Compiled for AVX2 with a function attribute and only
+// called after a runtime check, so the binary still runs on older x86-64 CPUs.
+#if defined(__x86_64__)
+#include "qcommon.h"
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+AVX2 static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/// Σ L·a over 32 lanes for unsigned levels L ≤ 15 (no int16 saturation: 2·15·127 < 2^15).
+AVX2 static inline __m256 dot_u4(__m256i levels, __m256i act) {
+    __m256i p = _mm256_maddubs_epi16(levels, act);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+/// Σ q·a for signed q: |q| times a with q's sign (keeps vpmaddubsw's pairs below 2^15).
+AVX2 static inline __m256 dot_s8(__m256i q, __m256i act) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(act, q));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+AVX2 void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1) {
+    const int64_t g = w->group, full = w->cols / g, per = g / 32;
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w->data + r * w->data_row_bytes;
+        __m256 acc = _mm256_setzero_ps();
+        float minAcc = 0;
+        for (int64_t gi = 0; gi < full; gi++) {
+            float s, m;
+            plm_group_scale_min(w, r, gi, &s, &m);
+            const int64_t b0 = gi * per;
+            if (plm_is_int4(w)) {
+                const uint8_t *p = row + gi * (g / 2);
+                if (g == 32) {
+                    __m128i v = _mm_loadu_si128((const __m128i *)p);
+                    __m256i lv = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), mask);
+                    __m256i av = _mm256_loadu_si256((const __m256i *)(a->q + b0 * 32));
+                    acc = _mm256_fmadd_ps(dot_u4(lv, av), _mm256_set1_ps(s * a->d[b0]), acc);
+                    minAcc += m * a->sum[b0];
+                } else {
+                    // Byte j holds values j (low) and j + g/2 (high): one load feeds two blocks.
+                    const int64_t half = per / 2;
+                    for (int64_t c = 0; c < half; c++) {
+                        __m256i v = _mm256_loadu_si256((const __m256i *)(p + 32 * c));
+                        __m256i lo = _mm256_and_si256(v, mask), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+                        int64_t bl = b0 + c, bh = b0 + c + half;
+                        acc = _mm256_fmadd_ps(dot_u4(lo, _mm256_loadu_si256((const __m256i *)(a->q + bl * 32))), _mm256_set1_ps(s * a->d[bl]), acc);
+                        acc = _mm256_fmadd_ps(dot_u4(hi, _mm256_loadu_si256((const __m256i *)(a->q + bh * 32))), _mm256_set1_ps(s * a->d[bh]), acc);
+                        minAcc += m * (a->sum[bl] + a->sum[bh]);
+                    }
+                }
+            } else {
+                // int8: symmetric stores q; asymmetric stores L = q + 128, read as q = L ^ 0x80.
+                const uint8_t *p = row + gi * g;
+                const __m256i flip = _mm256_set1_epi8(w->kind == PLM_Q8_ASYM ? (char)0x80 : 0);
+                const float shift = w->kind == PLM_Q8_ASYM ? m + 128.0f * s : 0.0f;
+                for (int64_t b = 0; b < per; b++) {
+                    __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 32 * b)), flip);
+                    __m256i av = _mm256_loadu_si256((const __m256i *)(a->q + (b0 + b) * 32));
+                    acc = _mm256_fmadd_ps(dot_s8(q, av), _mm256_set1_ps(s * a->d[b0 + b]), acc);
+                    minAcc += shift * a->sum[b0 + b];
+                }
+            }
+        }
+        y[r - r0] = hsum8(acc) + minAcc + (full * g < w->cols ? plm_qdot_tail(w, a, r, full) : 0.0f);
+    }
+}
+#endif

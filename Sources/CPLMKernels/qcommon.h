@@ -1,0 +1,66 @@
+// Shared inline helpers of the quantized kernels (not part of the public header).
+#ifndef PLM_QCOMMON_H
+#define PLM_QCOMMON_H
+#include "CPLMKernels.h"
+#include <string.h>
+#include <math.h>
+
+static inline float plm_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exponent = (h >> 10) & 0x1F;
+    uint32_t mantissa = h & 0x3FF;
+    uint32_t bits;
+    if (exponent == 0x1F) {
+        bits = sign | 0x7F800000u | (mantissa << 13);
+    } else if (exponent == 0) {
+        float m = (float)mantissa * 0x1p-24f;
+        return sign ? -m : m;
+    } else {
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t plm_load_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+
+/// 6-bit field i (0…7) of the 6 bytes at p.
+static inline int plm_six_bit(const uint8_t *p, int i) {
+    uint64_t bits = 0;
+    memcpy(&bits, p, 6);
+    return (int)((bits >> (6 * i)) & 0x3F);
+}
+
+static inline int64_t plm_blocks(int64_t cols) { return (cols + 31) / 32; }
+
+/// Length of group g in a row of `cols` values.
+static inline int64_t plm_group_length(const plm_qmatrix *w, int64_t g) {
+    int64_t rest = w->cols - g * w->group;
+    return rest < w->group ? rest : w->group;
+}
+
+/// Byte offset of group g's levels inside a row.
+static inline int64_t plm_group_offset(const plm_qmatrix *w, int64_t g) {
+    return (w->kind == PLM_Q8_SYM || w->kind == PLM_Q8_ASYM) ? g * w->group : g * w->group / 2;
+}
+
+static inline int plm_is_int4(const plm_qmatrix *w) { return w->kind >= PLM_Q4_SYM; }
+
+/// Unsigned level j of group g (0 ≤ j < group length) of row r.
+static inline int plm_level(const plm_qmatrix *w, int64_t r, int64_t g, int64_t j) {
+    const uint8_t *p = w->data + r * w->data_row_bytes + plm_group_offset(w, g);
+    if (!plm_is_int4(w)) {
+        return w->kind == PLM_Q8_SYM ? (int)(int8_t)p[j] + 128 : (int)p[j];
+    }
+    int64_t n = plm_group_length(w, g), h = (n + 1) / 2;
+    return j < h ? (p[j] & 0x0F) : (p[j - h] >> 4);
+}
+
+int plm_cpu_has_avx2(void);
+int plm_cpu_has_avx512(void);
+
+void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);
+void plm_qgemv_avx512(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);
+float plm_qdot_tail(const plm_qmatrix *w, const plm_qact *a, int64_t r, int64_t first_group);
+#endif

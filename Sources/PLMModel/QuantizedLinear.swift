@@ -1,0 +1,148 @@
+import CPLMKernels
+import Dispatch
+import PLMFormat
+import PLMQuant
+
+/// Which kernels the engine uses; set once from the command line (`--kernel`, `--threads`).
+public enum KernelSettings {
+    public enum Implementation: String, CaseIterable, Sendable {
+        case auto, portable, avx2, avx512
+        var code: Int32 {
+            switch self {
+            case .auto: return plm_best_impl()
+            case .portable: return Int32(PLM_IMPL_PORTABLE)
+            case .avx2: return Int32(PLM_IMPL_AVX2)
+            case .avx512: return Int32(PLM_IMPL_AVX512)
+            }
+        }
+    }
+
+    /// Activations as int8 per 32-block (integer dot products) or fp32 (dequantized weights).
+    public enum Activations: String, CaseIterable, Sendable { case int8, f32 }
+
+    nonisolated(unsafe) public static var implementation: Implementation = .auto
+    nonisolated(unsafe) public static var activations: Activations = .int8
+    nonisolated(unsafe) public static var threads = 1
+
+    /// The implementation the CPU actually runs for `implementation`.
+    public static var effective: Implementation {
+        switch Int(implementation.code) {
+        case Int(PLM_IMPL_AVX512) where plm_best_impl() >= PLM_IMPL_AVX512: return .avx512
+        case Int(PLM_IMPL_AVX512), Int(PLM_IMPL_AVX2) where plm_best_impl() >= PLM_IMPL_AVX2: return .avx2
+        default: return .portable
+        }
+    }
+}
+
+/// y = x·Wᵀ + b with W quantized in a mapped `.plm` file: the weight bytes are used in place.
+/// Output rows are split across `KernelSettings.threads` workers; with several input rows
+/// (prefill, vision tiles) each worker takes a tile of weight rows and runs every input row
+/// against it while the tile is in cache.
+public final class QuantizedLinear: LinearMap, @unchecked Sendable {
+    // The matrix points into `keepAlive` (mapped file slices or decompressed copies); immutable.
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let type: StorageType
+    let matrix: plm_qmatrix
+    let bias: [Float]?
+    private let keepAlive: [PartBytes]
+    private let rawPointers: [UnsafeRawPointer?]
+
+    init(file: PLMFile, tensor t: PLMTensor, bias: [Float]?) throws(PLMError) {
+        var parts: [String: PartBytes] = [:]
+        for p in t.parts { parts[p.name] = try file.bytes(t, part: p.name) }
+        keepAlive = Array(parts.values)
+        func pointer(_ name: String) -> UnsafeRawPointer? { parts[name]?.withBytes { $0.baseAddress } }
+        rawPointers = [pointer("data"), pointer("scales"), pointer("mins")]
+        let layout = t.layout
+        let kind: Int32
+        switch t.type {
+        case .int8(.symmetric, _): kind = Int32(PLM_Q8_SYM)
+        case .int8(.asymmetric, _): kind = Int32(PLM_Q8_ASYM)
+        case .int4(.symmetric, _, _): kind = Int32(PLM_Q4_SYM)
+        case .int4(.asymmetric, _, .f16): kind = Int32(PLM_Q4_ASYM_F16)
+        case .int4(.asymmetric, _, .k6): kind = Int32(PLM_Q4_ASYM_K6)
+        default: throw .tensorInvalid(file: file.path, tensor: t.name, detail: "not a quantized type")
+        }
+        matrix = plm_qmatrix(kind: kind, group: Int32(t.type.groupSize!), rows: Int64(layout.rows), cols: Int64(layout.columns),
+                             data: rawPointers[0]?.assumingMemoryBound(to: UInt8.self),
+                             scales: rawPointers[1]?.assumingMemoryBound(to: UInt8.self),
+                             mins: rawPointers[2]?.assumingMemoryBound(to: UInt8.self),
+                             data_row_bytes: Int64(layout.dataBytesPerRow), scale_row_bytes: Int64(layout.scaleBytesPerRow),
+                             min_row_bytes: Int64(layout.minBytesPerRow))
+        inFeatures = layout.columns
+        outFeatures = layout.rows
+        type = t.type
+        self.bias = bias
+    }
+
+    /// Weight rows per work item: a tile that stays in cache while every input row runs over it.
+    static let tileRows = 16
+
+    public func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
+        let k = inFeatures, n = outFeatures
+        let blocks = (k + 31) / 32
+        let useF32 = KernelSettings.activations == .f32
+        // Activations quantized once per call (int8 per 32-block), shared by all workers.
+        let q = UnsafeMutablePointer<Int8>.allocate(capacity: max(1, rows * blocks * 32))
+        let d = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * blocks))
+        let sums = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * blocks))
+        defer { q.deallocate(); d.deallocate(); sums.deallocate() }
+        if !useF32 {
+            for m in 0..<rows { plm_quantize_activations(x + m * k, Int64(k), q + m * blocks * 32, d + m * blocks, sums + m * blocks) }
+        }
+        let impl = KernelSettings.implementation.code
+        let tiles = (n + Self.tileRows - 1) / Self.tileRows
+        let workers = max(1, min(KernelSettings.threads, tiles))
+        // Workers write disjoint rows of y and only read the rest.
+        nonisolated(unsafe) let (out, input, qs, ds, ss) = (y, x, q, d, sums)
+        let run: @Sendable (Int) -> Void = { worker in
+            var matrix = self.matrix
+            // Contiguous ranges of tiles per worker: each streams its own part of the weights.
+            let first = worker * tiles / workers, last = (worker + 1) * tiles / workers
+            var row = [Float](repeating: 0, count: Self.tileRows)
+            for tile in first..<last {
+                let r0 = tile * Self.tileRows, r1 = min(n, r0 + Self.tileRows)
+                for m in 0..<rows {
+                    row.withUnsafeMutableBufferPointer { buf in
+                        if useF32 {
+                            plm_qgemv_f32(&matrix, input + m * k, buf.baseAddress!, Int64(r0), Int64(r1))
+                        } else {
+                            var act = plm_qact(q: qs + m * blocks * 32, d: ds + m * blocks, sum: ss + m * blocks, x: input + m * k, cols: Int64(k))
+                            plm_qgemv(&matrix, &act, buf.baseAddress!, Int64(r0), Int64(r1), impl)
+                        }
+                        for i in 0..<(r1 - r0) { out[m * n + r0 + i] = buf[i] }
+                    }
+                }
+            }
+        }
+        if workers == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: run) }
+        if let bias {
+            for m in 0..<rows { for o in 0..<n { y[m * n + o] += bias[o] } }
+        }
+    }
+
+    /// Dequantizes row `r` (an embedding lookup of a quantized table).
+    func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
+        var matrix = self.matrix
+        let g = Int(matrix.group)
+        for group in 0..<((inFeatures + g - 1) / g) {
+            var s: Float = 0, m: Float = 0
+            plm_group_scale_min(&matrix, Int64(r), Int64(group), &s, &m)
+            let n = min(g, inFeatures - group * g)
+            var levels = [UInt8](repeating: 0, count: g)
+            let rowData = UnsafeRawPointer(matrix.data!) + r * Int(matrix.data_row_bytes)
+            if case .int4 = type {
+                Nibbles.unpack(rowData + group * g / 2, count: n, into: &levels)
+                for j in 0..<n { out[group * g + j] = s * Float(levels[j]) + m }
+            } else {
+                let bytes = rowData + group * g
+                for j in 0..<n {
+                    let b = bytes.load(fromByteOffset: j, as: UInt8.self)
+                    let level = matrix.kind == PLM_Q8_SYM ? Float(Int(Int8(bitPattern: b)) + 128) : Float(b)
+                    out[group * g + j] = s * level + m
+                }
+            }
+        }
+    }
+}

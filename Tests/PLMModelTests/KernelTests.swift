@@ -1,0 +1,136 @@
+import CPLMKernels
+import Foundation
+import Testing
+import PLMQuant
+
+/// Deterministic Gaussian-ish values.
+func gaussian(_ count: Int, seed: UInt64, scale: Float) -> [Float] {
+    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+    func uniform() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return max(Float((state >> 40) & 0xFFFFFF) / Float(1 << 24), 1e-7)
+    }
+    return (0..<count).map { _ in (-2 * log(uniform())).squareRoot() * cos(2 * .pi * uniform()) * scale }
+}
+
+/// A quantized matrix held in Swift arrays, with its plm_qmatrix view.
+final class TestMatrix {
+    let layout: StorageLayout
+    var data: [UInt8], scales: [UInt8], mins: [UInt8]
+    let dense: [Float]   // the dequantized weights (the format's definition)
+
+    init(rows: Int, columns: Int, type: StorageType, seed: UInt64) {
+        layout = StorageLayout(shape: [rows, columns], type: type)
+        let w = gaussian(rows * columns, seed: seed, scale: 0.05)
+        var data = [UInt8](repeating: 0, count: layout.dataBytes)
+        var scales = [UInt8](repeating: 0, count: max(layout.scaleBytes, 1))
+        var mins = [UInt8](repeating: 0, count: max(layout.minBytes, 1))
+        let q = RowQuantizer(layout: layout)
+        var out = [Float](repeating: 0, count: rows * columns)
+        data.withUnsafeMutableBytes { d in scales.withUnsafeMutableBytes { s in mins.withUnsafeMutableBytes { m in
+            let parts = RowQuantizer.RowParts(data: d.baseAddress!, scales: s.baseAddress, mins: m.baseAddress)
+            w.withUnsafeBufferPointer { q.quantize($0.baseAddress!, rows: rows, into: parts) }
+            out.withUnsafeMutableBufferPointer { q.dequantize(parts, rows: rows, into: $0.baseAddress!) }
+        } } }
+        self.data = data
+        self.scales = scales
+        self.mins = mins
+        dense = out
+    }
+
+    var kind: Int32 {
+        switch layout.type {
+        case .int8(.symmetric, _): return Int32(PLM_Q8_SYM)
+        case .int8(.asymmetric, _): return Int32(PLM_Q8_ASYM)
+        case .int4(.symmetric, _, _): return Int32(PLM_Q4_SYM)
+        case .int4(.asymmetric, _, .f16): return Int32(PLM_Q4_ASYM_F16)
+        default: return Int32(PLM_Q4_ASYM_K6)
+        }
+    }
+
+    func withMatrix<R>(_ body: (inout plm_qmatrix) -> R) -> R {
+        data.withUnsafeBytes { d in scales.withUnsafeBytes { s in mins.withUnsafeBytes { m in
+            var matrix = plm_qmatrix(kind: kind, group: Int32(layout.type.groupSize!), rows: Int64(layout.rows), cols: Int64(layout.columns),
+                                     data: d.baseAddress!.assumingMemoryBound(to: UInt8.self), scales: s.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                     mins: m.baseAddress!.assumingMemoryBound(to: UInt8.self), data_row_bytes: Int64(layout.dataBytesPerRow),
+                                     scale_row_bytes: Int64(layout.scaleBytesPerRow), min_row_bytes: Int64(layout.minBytesPerRow))
+            return body(&matrix)
+        } } }
+    }
+}
+
+struct QuantizedActivations {
+    var q: [Int8], d: [Float], sum: [Float]
+    init(_ x: [Float]) {
+        let blocks = (x.count + 31) / 32
+        q = [Int8](repeating: 0, count: blocks * 32); d = [Float](repeating: 0, count: blocks); sum = d
+        plm_quantize_activations(x, Int64(x.count), &q, &d, &sum)
+    }
+    /// The activations as the integer kernels see them: d·q.
+    func dequantized(_ n: Int) -> [Float] { (0..<n).map { d[$0 / 32] * Float(q[$0]) } }
+}
+
+let kernelTypes: [StorageType] = StorageType.groupSizes.flatMap { g in
+    [.int8(.symmetric, groupSize: g), .int8(.asymmetric, groupSize: g), .int4(.symmetric, groupSize: g, scales: .f16),
+     .int4(.asymmetric, groupSize: g, scales: .f16), .int4(.asymmetric, groupSize: g, scales: .k6)]
+}
+
+@Suite struct KernelTests {
+    /// Every implementation, every type and group size, odd shapes (K = 588 with a short last
+    /// group, row counts that are not multiples of anything): each output equals the exact
+    /// dot product of the dequantized weights with the activations the kernel uses.
+    @Test(arguments: kernelTypes)
+    func allImplementationsMatchTheReference(_ type: StorageType) {
+        for (rows, k) in [(19, 588), (5, 2048), (3, 96), (7, 128 * 3)] {
+            let w = TestMatrix(rows: rows, columns: k, type: type, seed: UInt64(rows * k))
+            let x = gaussian(k, seed: 99, scale: 1)
+            let a = QuantizedActivations(x)
+            let xa = a.dequantized(k)
+            let groupedTail = k % type.groupSize! != 0
+            w.withMatrix { m in
+                var fp32 = [Float](repeating: 0, count: rows)
+                plm_qgemv_f32(&m, x, &fp32, 0, Int64(rows))
+                for impl in [PLM_IMPL_PORTABLE, PLM_IMPL_AVX2, PLM_IMPL_AVX512] {
+                    var y = [Float](repeating: 0, count: rows)
+                    x.withUnsafeBufferPointer { xp in
+                        a.q.withUnsafeBufferPointer { qp in a.d.withUnsafeBufferPointer { dp in a.sum.withUnsafeBufferPointer { sp in
+                            var act = plm_qact(q: qp.baseAddress, d: dp.baseAddress, sum: sp.baseAddress, x: xp.baseAddress, cols: Int64(k))
+                            plm_qgemv(&m, &act, &y, 0, Int64(rows), Int32(impl))
+                        } } }
+                    }
+                    for r in 0..<rows {
+                        var exactA8 = 0.0, exactF32 = 0.0, norm = 0.0
+                        let fullColumns = groupedTail ? (k / type.groupSize!) * type.groupSize! : k
+                        for j in 0..<k {
+                            let wj = Double(w.dense[r * k + j])
+                            // A short last group is computed with fp32 activations by design.
+                            exactA8 += wj * Double(j < fullColumns ? xa[j] : x[j])
+                            exactF32 += wj * Double(x[j])
+                            norm += abs(wj * Double(x[j]))
+                        }
+                        #expect(abs(Double(y[r]) - exactA8) <= 2e-5 * norm + 1e-6, "\(type) impl \(impl) K \(k) row \(r): \(y[r]) vs \(exactA8)")
+                        #expect(abs(Double(fp32[r]) - exactF32) <= 2e-5 * norm + 1e-6, "\(type) f32 path K \(k) row \(r)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func activationQuantizationIsWithinHalfAStep() {
+        let x = gaussian(100, seed: 5, scale: 3) + [0, 0, 0]
+        let a = QuantizedActivations(x)
+        let back = a.dequantized(x.count)
+        for j in x.indices { #expect(abs(back[j] - x[j]) <= a.d[j / 32] / 2 * 1.0001 + 1e-7) }
+        for b in a.d.indices {
+            let total = (0..<32).reduce(0) { $0 + Int(a.q[b * 32 + $1]) }
+            #expect(abs(a.sum[b] - a.d[b] * Float(total)) <= 1e-4 * max(1, abs(a.sum[b])))
+        }
+        #expect(a.q[100..<128].allSatisfy { $0 == 0 })  // padding of the last block
+    }
+
+    @Test func dispatchReportsTheMachine() {
+        let best = plm_best_impl()
+        #expect(best >= PLM_IMPL_PORTABLE && best <= PLM_IMPL_AVX512)
+        print("best kernel implementation on this machine: \(best) (0 portable, 1 AVX2, 2 AVX-512 VNNI)")
+    }
+}
