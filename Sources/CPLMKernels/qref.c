@@ -122,3 +122,44 @@ int plm_cpu_has_avx512(void) { return 0; }
 void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1) { qgemv_portable(w, a, y, r0, r1); }
 void plm_qgemv_avx512(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1) { qgemv_portable(w, a, y, r0, r1); }
 #endif
+
+void plm_qgemm(const plm_qmatrix *w, const int8_t *q, const float *d, const float *sum, const float *x,
+               int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1, int impl) {
+#if defined(__x86_64__)
+    if (impl >= PLM_IMPL_AVX512 && plm_cpu_has_avx512() && rows >= 4) {
+        plm_qgemm_avx512(w, q, d, sum, rows, y, ldy, r0, r1);
+        return;
+    }
+#endif
+    int64_t blocks = plm_blocks(w->cols);
+    for (int64_t m = 0; m < rows; m++) {
+        plm_qact a = { q + m * blocks * 32, d + m * blocks, sum + m * blocks, x + m * w->cols, w->cols };
+        plm_qgemv(w, &a, y + m * ldy, r0, r1, impl);
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx2"))) static uint64_t read_avx2(const void *data, size_t bytes) {
+    const __m256i *p = (const __m256i *)data;
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (size_t i = 0; i + 4 <= bytes / 32; i += 4) {
+        a = _mm256_xor_si256(a, _mm256_load_si256(p + i));
+        b = _mm256_xor_si256(b, _mm256_load_si256(p + i + 1));
+        c = _mm256_xor_si256(c, _mm256_load_si256(p + i + 2));
+        d = _mm256_xor_si256(d, _mm256_load_si256(p + i + 3));
+    }
+    __m256i x = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
+    return (uint64_t)_mm256_extract_epi64(x, 0) ^ (uint64_t)_mm256_extract_epi64(x, 3);
+}
+#endif
+
+uint64_t plm_read_bytes(const void *data, size_t bytes) {
+#if defined(__x86_64__)
+    if (plm_cpu_has_avx2()) return read_avx2(data, bytes);
+#endif
+    const uint64_t *p = (const uint64_t *)data;
+    uint64_t x = 0;
+    for (size_t i = 0; i < bytes / 8; i++) x ^= p[i];
+    return x;
+}

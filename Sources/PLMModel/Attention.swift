@@ -1,3 +1,4 @@
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -10,7 +11,7 @@ import Darwin
 /// For query block Qb and key block Kb: S = Qb·Kbᵀ·scale; per row, the running maximum m and sum
 /// l are updated (l ← l·e^(m_old−m) + Σ e^(S−m)) and the output accumulator is rescaled by the
 /// same factor before adding e^(S−m)·Vb. The result is acc / l, equal to softmax(QKᵀ)V.
-struct BlockedAttention {
+struct BlockedAttention: Sendable {
     var queryBlock = 128
     var keyBlock = 512
 
@@ -22,6 +23,26 @@ struct BlockedAttention {
     func run(q: UnsafePointer<Float>, qStride: Int, k: UnsafePointer<Float>, kStride: Int,
              v: UnsafePointer<Float>, vStride: Int, out: UnsafeMutablePointer<Float>, outStride: Int,
              queries: Int, keys: Int, heads: Int, kvHeads: Int, headDim: Int, causalOffset: Int?) {
+        // Heads run in parallel on plmq's own workers, each calling a single-threaded sgemm:
+        // OpenBLAS's own pool would otherwise spin in sched_yield next to the quantized kernels
+        // (measured: a quarter of a 1B forward pass).
+        let workers = max(1, min(KernelSettings.threads, heads))
+        let previous = BLAS.threads
+        if workers > 1 { BLAS.setThreads(1) }
+        defer { if workers > 1 { BLAS.setThreads(previous) } }
+        nonisolated(unsafe) let (qp, kp, vp, op) = (q, k, v, out)
+        let body: @Sendable (Int) -> Void = { worker in
+            let first = worker * heads / workers, last = (worker + 1) * heads / workers
+            self.runHeads(first..<last, q: qp, qStride: qStride, k: kp, kStride: kStride, v: vp, vStride: vStride,
+                          out: op, outStride: outStride, queries: queries, keys: keys, heads: heads, kvHeads: kvHeads,
+                          headDim: headDim, causalOffset: causalOffset)
+        }
+        if workers == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: body) }
+    }
+
+    private func runHeads(_ range: Range<Int>, q: UnsafePointer<Float>, qStride: Int, k: UnsafePointer<Float>, kStride: Int,
+                          v: UnsafePointer<Float>, vStride: Int, out: UnsafeMutablePointer<Float>, outStride: Int,
+                          queries: Int, keys: Int, heads: Int, kvHeads: Int, headDim: Int, causalOffset: Int?) {
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads
         let bq = min(queryBlock, queries), bk = min(keyBlock, keys)
@@ -31,7 +52,7 @@ struct BlockedAttention {
         let rowSum = UnsafeMutablePointer<Float>.allocate(capacity: bq)
         defer { scores.deallocate(); acc.deallocate(); rowMax.deallocate(); rowSum.deallocate() }
 
-        for h in 0..<heads {
+        for h in range {
             let kvh = h / group
             let qh = q + h * headDim, kh = k + kvh * headDim, vh = v + kvh * headDim
             var q0 = 0

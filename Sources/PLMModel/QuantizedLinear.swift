@@ -100,20 +100,20 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
             var matrix = self.matrix
             // Contiguous ranges of tiles per worker: each streams its own part of the weights.
             let first = worker * tiles / workers, last = (worker + 1) * tiles / workers
-            var row = [Float](repeating: 0, count: Self.tileRows)
-            for tile in first..<last {
-                let r0 = tile * Self.tileRows, r1 = min(n, r0 + Self.tileRows)
+            let r0 = first * Self.tileRows, r1 = min(n, last * Self.tileRows)
+            guard r0 < r1 else { return }
+            if useF32 {
+                var row = [Float](repeating: 0, count: r1 - r0)
                 for m in 0..<rows {
                     row.withUnsafeMutableBufferPointer { buf in
-                        if useF32 {
-                            plm_qgemv_f32(&matrix, input + m * k, buf.baseAddress!, Int64(r0), Int64(r1))
-                        } else {
-                            var act = plm_qact(q: qs + m * blocks * 32, d: ds + m * blocks, sum: ss + m * blocks, x: input + m * k, cols: Int64(k))
-                            plm_qgemv(&matrix, &act, buf.baseAddress!, Int64(r0), Int64(r1), impl)
-                        }
+                        plm_qgemv_f32(&matrix, input + m * k, buf.baseAddress!, Int64(r0), Int64(r1))
                         for i in 0..<(r1 - r0) { out[m * n + r0 + i] = buf[i] }
                     }
                 }
+            } else {
+                // Writes y[m, r0..<r1] in place (row stride n): the tile GEMM for several rows,
+                // one GEMV for a single row (decode).
+                plm_qgemm(&matrix, qs, ds, ss, input, Int64(rows), out + r0, Int64(n), Int64(r0), Int64(r1), impl)
             }
         }
         if workers == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: run) }

@@ -18,7 +18,7 @@ struct PLMQ: ParsableCommand {
               plmq generate Examples/tiny-plm --inputs case.safetensors --max-new-tokens 16
             """,
         version: version,
-        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, ForwardCommand.self, GenerateCommand.self, QuantErrorCommand.self]
+        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, ForwardCommand.self, GenerateCommand.self, BenchCommand.self, QuantErrorCommand.self]
     )
 }
 

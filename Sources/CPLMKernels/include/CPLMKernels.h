@@ -75,8 +75,18 @@ void plm_quantize_activations(const float *x, int64_t cols, int8_t *q, float *d,
 /// y[r − r0] = W[r,:] · a for r in [r0, r1), with int8 activations (W4A8 / W8A8).
 void plm_qgemv(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1, int impl);
 
+/// Y[m, r − r0] (row stride ldy) = W[r,:] · a_m for activation rows m in [0, rows) and r in
+/// [r0, r1): the prefill / vision path. Activation row m starts at q + m·blocks·32, d + m·blocks,
+/// sum + m·blocks. Uses the AVX-512 tile kernel when `impl` allows, else one GEMV per row.
+void plm_qgemm(const plm_qmatrix *w, const int8_t *q, const float *d, const float *sum, const float *x,
+               int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1, int impl);
+
 /// The same with fp32 activations: exact dequantized weights times x (the comparison path).
 void plm_qgemv_f32(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1);
+
+/// Reads `bytes` bytes (a multiple of 64) with vector loads and returns a value that depends on
+/// all of them, so the reads cannot be optimised away: the bandwidth probe of `plmq bench`.
+uint64_t plm_read_bytes(const void *data, size_t bytes);
 
 /// Scale and minimum of group g of row r (the definition every kernel follows).
 void plm_group_scale_min(const plm_qmatrix *w, int64_t r, int64_t g, float *scale, float *min);

@@ -1,0 +1,121 @@
+// AVX-512 VNNI tile GEMM for prefill and vision tiles. A tile of 16 weight rows is unpacked once
+// into unsigned levels interleaved by 4 columns ([K/4][16 rows][4 bytes]: one zmm per 4 columns
+// of 16 rows), with per-row float scales and minimums per 32-column block. Every activation row
+// then runs over the tile: broadcast 4 activation bytes, vpdpbusd into 16 row lanes. Scales
+// apply per weight row in vector lanes, so no horizontal reduction is needed.
+//
+// Note: a short last weight group (K not a multiple of the group, e.g. 588) is handled here with
+// int8 activations like every other block; the GEMV path uses fp32 activations for it.
+#if defined(__x86_64__)
+#include "qcommon.h"
+#include <immintrin.h>
+#include <stdlib.h>
+
+#define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx512dq")))
+#define TILE 16
+
+/// Levels of row r, in column order, into out[0 ..< blocks·32] (zero padded).
+AVX512 static void unpack_row(const plm_qmatrix *w, int64_t r, uint8_t *out, int64_t padded) {
+    const int64_t g = w->group, full = w->cols / g;
+    const uint8_t *row = w->data + r * w->data_row_bytes;
+    if (plm_is_int4(w)) {
+        const __m256i mask = _mm256_set1_epi8(0x0F);
+        for (int64_t gi = 0; gi < full; gi++) {
+            const uint8_t *p = row + gi * (g / 2);
+            uint8_t *o = out + gi * g;
+            if (g == 32) {
+                __m128i v = _mm_loadu_si128((const __m128i *)p);
+                _mm_storeu_si128((__m128i *)o, _mm_and_si128(v, _mm256_castsi256_si128(mask)));
+                _mm_storeu_si128((__m128i *)(o + 16), _mm_and_si128(_mm_srli_epi16(v, 4), _mm256_castsi256_si128(mask)));
+            } else {
+                for (int64_t c = 0; c < g / 64; c++) {
+                    __m256i v = _mm256_loadu_si256((const __m256i *)(p + 32 * c));
+                    _mm256_storeu_si256((__m256i *)(o + 32 * c), _mm256_and_si256(v, mask));
+                    _mm256_storeu_si256((__m256i *)(o + g / 2 + 32 * c), _mm256_and_si256(_mm256_srli_epi16(v, 4), mask));
+                }
+            }
+        }
+    } else {
+        const __m256i flip = _mm256_set1_epi8(w->kind == PLM_Q8_SYM ? (char)0x80 : 0);
+        for (int64_t c = 0; c + 32 <= full * g; c += 32) {
+            _mm256_storeu_si256((__m256i *)(out + c), _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(row + c)), flip));
+        }
+    }
+    for (int64_t j = full * g; j < padded; j++) {
+        out[j] = j < w->cols ? (uint8_t)plm_level(w, r, full, j - full * g) : 0;
+    }
+}
+
+AVX512 void plm_qgemm_avx512(const plm_qmatrix *w, const int8_t *q, const float *d, const float *sum,
+                             int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    const int64_t blocks = plm_blocks(w->cols), padded = blocks * 32, groups = (w->cols + w->group - 1) / w->group;
+    const int64_t per = w->group / 32;
+    uint8_t *levels = aligned_alloc(64, (size_t)(TILE * padded));
+    uint8_t *tile = aligned_alloc(64, (size_t)(TILE * padded));
+    float *scales = aligned_alloc(64, (size_t)(blocks * TILE * 4));
+    float *mins = aligned_alloc(64, (size_t)(blocks * TILE * 4));
+    for (int64_t t0 = r0; t0 < r1; t0 += TILE) {
+        const int64_t n = r1 - t0 < TILE ? r1 - t0 : TILE;
+        // Unpack the tile's rows, then interleave by 4 columns with one gather per column quad.
+        for (int64_t i = 0; i < TILE; i++) {
+            if (i < n) unpack_row(w, t0 + i, levels + i * padded, padded);
+            else memset(levels + i * padded, 0, (size_t)padded);
+            for (int64_t gi = 0; gi < groups; gi++) {
+                float s = 0, m = 0;
+                if (i < n) plm_group_scale_min(w, t0 + i, gi, &s, &m);
+                for (int64_t b = gi * per; b < (gi + 1) * per && b < blocks; b++) { scales[b * TILE + i] = s; mins[b * TILE + i] = m; }
+            }
+        }
+        const __m512i rowOffsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)padded));
+        for (int64_t c = 0; c < padded / 4; c++) {
+            _mm512_store_si512((__m512i *)(tile + c * 64), _mm512_i32gather_epi32(rowOffsets, (const void *)(levels + c * 4), 1));
+        }
+        int64_t m = 0;
+        for (; m + 4 <= rows; m += 4) {
+            const int8_t *a0 = q + m * padded, *a1 = a0 + padded, *a2 = a1 + padded, *a3 = a2 + padded;
+            __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+            for (int64_t b = 0; b < blocks; b++) {
+                __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+                const uint8_t *tb = tile + b * 8 * 64;
+                for (int c = 0; c < 8; c++) {
+                    __m512i wv = _mm512_load_si512((const __m512i *)(tb + c * 64));
+                    int32_t v0, v1, v2, v3;
+                    memcpy(&v0, a0 + b * 32 + c * 4, 4); memcpy(&v1, a1 + b * 32 + c * 4, 4);
+                    memcpy(&v2, a2 + b * 32 + c * 4, 4); memcpy(&v3, a3 + b * 32 + c * 4, 4);
+                    s0 = _mm512_dpbusd_epi32(s0, wv, _mm512_set1_epi32(v0));
+                    s1 = _mm512_dpbusd_epi32(s1, wv, _mm512_set1_epi32(v1));
+                    s2 = _mm512_dpbusd_epi32(s2, wv, _mm512_set1_epi32(v2));
+                    s3 = _mm512_dpbusd_epi32(s3, wv, _mm512_set1_epi32(v3));
+                }
+                __m512 sc = _mm512_load_ps(scales + b * TILE), mn = _mm512_load_ps(mins + b * TILE);
+                const float *dm = d + m * blocks + b, *sm = sum + m * blocks + b;
+                acc0 = _mm512_fmadd_ps(mn, _mm512_set1_ps(sm[0]), _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(sc, _mm512_set1_ps(dm[0])), acc0));
+                acc1 = _mm512_fmadd_ps(mn, _mm512_set1_ps(sm[blocks]), _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(sc, _mm512_set1_ps(dm[blocks])), acc1));
+                acc2 = _mm512_fmadd_ps(mn, _mm512_set1_ps(sm[2 * blocks]), _mm512_fmadd_ps(_mm512_cvtepi32_ps(s2), _mm512_mul_ps(sc, _mm512_set1_ps(dm[2 * blocks])), acc2));
+                acc3 = _mm512_fmadd_ps(mn, _mm512_set1_ps(sm[3 * blocks]), _mm512_fmadd_ps(_mm512_cvtepi32_ps(s3), _mm512_mul_ps(sc, _mm512_set1_ps(dm[3 * blocks])), acc3));
+            }
+            __mmask16 keep = (__mmask16)((1u << n) - 1);
+            _mm512_mask_storeu_ps(y + m * ldy + (t0 - r0), keep, acc0);
+            _mm512_mask_storeu_ps(y + (m + 1) * ldy + (t0 - r0), keep, acc1);
+            _mm512_mask_storeu_ps(y + (m + 2) * ldy + (t0 - r0), keep, acc2);
+            _mm512_mask_storeu_ps(y + (m + 3) * ldy + (t0 - r0), keep, acc3);
+        }
+        for (; m < rows; m++) {
+            const int8_t *a0 = q + m * padded;
+            __m512 acc = _mm512_setzero_ps();
+            for (int64_t b = 0; b < blocks; b++) {
+                __m512i s0 = _mm512_setzero_si512();
+                for (int c = 0; c < 8; c++) {
+                    int32_t v;
+                    memcpy(&v, a0 + b * 32 + c * 4, 4);
+                    s0 = _mm512_dpbusd_epi32(s0, _mm512_load_si512((const __m512i *)(tile + (b * 8 + c) * 64)), _mm512_set1_epi32(v));
+                }
+                acc = _mm512_fmadd_ps(_mm512_load_ps(mins + b * TILE), _mm512_set1_ps(sum[m * blocks + b]),
+                                      _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(_mm512_load_ps(scales + b * TILE), _mm512_set1_ps(d[m * blocks + b])), acc));
+            }
+            _mm512_mask_storeu_ps(y + m * ldy + (t0 - r0), (__mmask16)((1u << n) - 1), acc);
+        }
+    }
+    free(levels); free(tile); free(scales); free(mins);
+}
+#endif
