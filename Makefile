@@ -1,8 +1,8 @@
 # plmq: set-up and everyday targets. `make demo` and `make test` work on a fresh Debian machine.
 SWIFT ?= swift
-# Debian packages the build links against (OpenBLAS for fp32 matmuls, zstd for .plm compression,
+# Debian packages the build links against (OpenBLAS for fp32 matmuls, zstd for .plm compression, libcrypto for SHA-256,
 # libpng for reading images) plus pkg-config, which SwiftPM uses to find them.
-DEBIAN_PACKAGES := libopenblas-dev libzstd-dev libpng-dev pkg-config
+DEBIAN_PACKAGES := libopenblas-dev libzstd-dev libssl-dev libpng-dev pkg-config
 EXAMPLE := Examples/tiny-plm
 
 .PHONY: deps build release test demo fixtures clean
@@ -29,10 +29,9 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-# Builds in release mode and runs the main job on the bundled example model.
+# Builds in release mode and runs the main job on the bundled example model (Examples/demo.sh).
 demo: release
-	./.build/release/plmq inspect $(EXAMPLE)
-	./.build/release/plmq generate $(EXAMPLE) --inputs $(EXAMPLE)/../tiny-plm-prompt.safetensors --max-new-tokens 8
+	./Examples/demo.sh
 
 # Regenerates the committed fixtures with transformers (needs the pinned Python venv; see Tests/Fixtures/README.md).
 fixtures:

@@ -54,6 +54,6 @@ let package = Package(
         .testTarget(name: "PLMFormatTests", dependencies: ["PLMFormat", "PLMConvert", "PLMQuant", "PLMCheckpoint"]),
         .testTarget(name: "PLMModelTests", dependencies: ["PLMModel", "PLMCheckpoint", "PLMConvert", "PLMFormat", "PLMQuant", "CPLMKernels"]),
         // Runs the built `plmq` binary: exit codes, messages, files written.
-        .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMCheckpoint"]),
+        .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMCheckpoint", "PLMFormat"]),
     ]
 )

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import PLMCheckpoint
+import PLMFormat
 
 enum Fixtures {
     static let root: String = {
@@ -146,5 +147,47 @@ func scratchFolder() throws -> String {
         // A file that is neither a checkpoint folder nor a .plm file.
         r = try plmq("forward", noIds, "--inputs", ids, "--output", folder + "/o.safetensors")
         #expect(r.status == 1 && r.stderr.contains("not a .plm file"))
+    }
+
+    @Test func convertVerifyInspectAndRunAPLMFile() throws {
+        let folder = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let plm = folder + "/m.plm"
+        var r = try plmq("convert", Fixtures.model("tiny-fp32-mha-tied"), plm, "--bits", "8", "--quiet")
+        #expect(r.status == 0, "\(r.stderr)")
+        r = try plmq("verify", plm)
+        #expect(r.status == 0 && r.stdout.contains("ok"))
+        r = try plmq("inspect", plm)
+        #expect(r.status == 0 && r.stdout.contains("int8-sym-g32"))
+        let c = Fixtures.testCase("tiny-fp32-mha-tied", "tiles3")
+        r = try plmq("forward", plm, "--inputs", c, "--output", folder + "/o.safetensors", "--kernel", "portable")
+        #expect(r.status == 0, "\(r.stderr)")
+        let logits = try SafetensorsFile(path: folder + "/o.safetensors").view("logits")
+        #expect(logits.shape == (try SafetensorsFile(path: c).view("logits").shape))
+        r = try plmq("generate", plm, "--inputs", c, "--max-new-tokens", "3", "--ignore-eos")
+        #expect(r.status == 0 && r.stdout.split(separator: " ").count == 3)
+        // Damage one byte of a payload: verify fails and names the tensor.
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: plm)))
+        let file = try PLMFile(path: plm)
+        let t = file.tensors.first { $0.type.isQuantized }!
+        bytes[t.part("data")!.offset + 3] ^= 1
+        try Data(bytes).write(to: URL(fileURLWithPath: plm))
+        r = try plmq("verify", plm)
+        #expect(r.status == 1 && r.stderr.contains(t.name))
+    }
+
+    @Test func convertRejectsBadOptionsAndKeepsExistingOutput() throws {
+        let folder = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let out = folder + "/keep.plm"
+        try Data("previous".utf8).write(to: URL(fileURLWithPath: out))
+        var r = try plmq("convert", Fixtures.model("tiny-fp32-mha-tied"), out, "--bits", "3")
+        #expect(r.status != 0 && r.stderr.contains("--bits must be 4 or 8"))
+        r = try plmq("convert", Fixtures.model("tiny-fp32-mha-tied"), out, "--keep", "nothing_matches=int8")
+        #expect(r.status == 1 && r.stderr.contains("matches no tensor"))
+        r = try plmq("convert", folder + "/missing", out)
+        #expect(r.status == 1 && r.stderr.contains("no such folder"))
+        #expect(try String(contentsOfFile: out, encoding: .utf8) == "previous")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".tmp-") }.isEmpty)
     }
 }
