@@ -34,7 +34,7 @@ AVX512 static inline void k6_decode(const uint8_t *block, float *scales, float *
 }
 
 /// Decodes every group's scale and minimum of row r into floats (vectorised per kind).
-AVX512 static void row_scales(const plm_qmatrix *w, int64_t r, int64_t groups, float *scales, float *mins) {
+AVX512 void plm_row_scales_avx512(const plm_qmatrix *w, int64_t r, int64_t groups, float *scales, float *mins) {
     const uint8_t *s = w->scales + r * w->scale_row_bytes;
     int64_t gi = 0;
     if (w->kind == PLM_Q4_ASYM_K6) {
@@ -95,7 +95,7 @@ AVX512 __attribute__((always_inline)) static inline void gemv_body(const plm_qma
     float *scales = aligned_alloc(64, (size_t)((groups + 8) * 4)), *mins = aligned_alloc(64, (size_t)((groups + 8) * 4));
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + r * w->data_row_bytes;
-        row_scales(w, r, groups, scales, mins);
+        plm_row_scales_avx512(w, r, groups, scales, mins);
         __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
         __m256 minAcc = _mm256_setzero_ps();
         for (int64_t u = 0; u < units; u++) {

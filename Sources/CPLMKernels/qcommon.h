@@ -64,5 +64,6 @@ void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r
 void plm_qgemv_avx512(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);
 void plm_qgemm_avx512(const plm_qmatrix *w, const int8_t *q, const float *d, const float *sum,
                       int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1);
+void plm_row_scales_avx512(const plm_qmatrix *w, int64_t r, int64_t groups, float *scales, float *mins);
 float plm_qdot_tail(const plm_qmatrix *w, const plm_qact *a, int64_t r, int64_t first_group);
 #endif

@@ -14,6 +14,10 @@
 #define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx512dq")))
 #define TILE 16
 
+/// 4 activation bytes broadcast to all 16 lanes, straight from memory (one load uop).
+typedef int32_t __attribute__((may_alias, aligned(1))) plm_i32u;
+#define BCAST4(p) _mm512_set1_epi32(*(const plm_i32u *)(p))
+
 /// Levels of row r, in column order, into out[0 ..< blocks·32] (zero padded).
 AVX512 static void unpack_row(const plm_qmatrix *w, int64_t r, uint8_t *out, int64_t padded) {
     const int64_t g = w->group, full = w->cols / g;
@@ -54,15 +58,16 @@ AVX512 void plm_qgemm_avx512(const plm_qmatrix *w, const int8_t *q, const float 
     uint8_t *tile = aligned_alloc(64, (size_t)(TILE * padded));
     float *scales = aligned_alloc(64, (size_t)(blocks * TILE * 4));
     float *mins = aligned_alloc(64, (size_t)(blocks * TILE * 4));
+    float *rowScales = aligned_alloc(64, (size_t)((groups + 8) * 4)), *rowMins = aligned_alloc(64, (size_t)((groups + 8) * 4));
     for (int64_t t0 = r0; t0 < r1; t0 += TILE) {
         const int64_t n = r1 - t0 < TILE ? r1 - t0 : TILE;
         // Unpack the tile's rows, then interleave by 4 columns with one gather per column quad.
         for (int64_t i = 0; i < TILE; i++) {
             if (i < n) unpack_row(w, t0 + i, levels + i * padded, padded);
             else memset(levels + i * padded, 0, (size_t)padded);
+            if (i < n) plm_row_scales_avx512(w, t0 + i, groups, rowScales, rowMins);
             for (int64_t gi = 0; gi < groups; gi++) {
-                float s = 0, m = 0;
-                if (i < n) plm_group_scale_min(w, t0 + i, gi, &s, &m);
+                float s = i < n ? rowScales[gi] : 0, m = i < n ? rowMins[gi] : 0;
                 for (int64_t b = gi * per; b < (gi + 1) * per && b < blocks; b++) { scales[b * TILE + i] = s; mins[b * TILE + i] = m; }
             }
         }
@@ -75,18 +80,21 @@ AVX512 void plm_qgemm_avx512(const plm_qmatrix *w, const int8_t *q, const float 
             const int8_t *a0 = q + m * padded, *a1 = a0 + padded, *a2 = a1 + padded, *a3 = a2 + padded;
             __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
             for (int64_t b = 0; b < blocks; b++) {
-                __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+                // Two independent chains per activation row (even and odd column quads) hide the
+                // vpdpbusd latency.
+                __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, t0 = s0, t1 = s0, t2 = s0, t3 = s0;
                 const uint8_t *tb = tile + b * 8 * 64;
-                for (int c = 0; c < 8; c++) {
+                for (int c = 0; c < 8; c += 2) {
                     __m512i wv = _mm512_load_si512((const __m512i *)(tb + c * 64));
-                    int32_t v0, v1, v2, v3;
-                    memcpy(&v0, a0 + b * 32 + c * 4, 4); memcpy(&v1, a1 + b * 32 + c * 4, 4);
-                    memcpy(&v2, a2 + b * 32 + c * 4, 4); memcpy(&v3, a3 + b * 32 + c * 4, 4);
-                    s0 = _mm512_dpbusd_epi32(s0, wv, _mm512_set1_epi32(v0));
-                    s1 = _mm512_dpbusd_epi32(s1, wv, _mm512_set1_epi32(v1));
-                    s2 = _mm512_dpbusd_epi32(s2, wv, _mm512_set1_epi32(v2));
-                    s3 = _mm512_dpbusd_epi32(s3, wv, _mm512_set1_epi32(v3));
+                    __m512i wu = _mm512_load_si512((const __m512i *)(tb + c * 64 + 64));
+                    const int64_t o = b * 32 + c * 4;
+                    s0 = _mm512_dpbusd_epi32(s0, wv, BCAST4(a0 + o)); t0 = _mm512_dpbusd_epi32(t0, wu, BCAST4(a0 + o + 4));
+                    s1 = _mm512_dpbusd_epi32(s1, wv, BCAST4(a1 + o)); t1 = _mm512_dpbusd_epi32(t1, wu, BCAST4(a1 + o + 4));
+                    s2 = _mm512_dpbusd_epi32(s2, wv, BCAST4(a2 + o)); t2 = _mm512_dpbusd_epi32(t2, wu, BCAST4(a2 + o + 4));
+                    s3 = _mm512_dpbusd_epi32(s3, wv, BCAST4(a3 + o)); t3 = _mm512_dpbusd_epi32(t3, wu, BCAST4(a3 + o + 4));
                 }
+                s0 = _mm512_add_epi32(s0, t0); s1 = _mm512_add_epi32(s1, t1);
+                s2 = _mm512_add_epi32(s2, t2); s3 = _mm512_add_epi32(s3, t3);
                 __m512 sc = _mm512_load_ps(scales + b * TILE), mn = _mm512_load_ps(mins + b * TILE);
                 const float *dm = d + m * blocks + b, *sm = sum + m * blocks + b;
                 acc0 = _mm512_fmadd_ps(mn, _mm512_set1_ps(sm[0]), _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(sc, _mm512_set1_ps(dm[0])), acc0));
@@ -116,6 +124,6 @@ AVX512 void plm_qgemm_avx512(const plm_qmatrix *w, const int8_t *q, const float 
             _mm512_mask_storeu_ps(y + m * ldy + (t0 - r0), (__mmask16)((1u << n) - 1), acc);
         }
     }
-    free(levels); free(tile); free(scales); free(mins);
+    free(levels); free(tile); free(scales); free(mins); free(rowScales); free(rowMins);
 }
 #endif

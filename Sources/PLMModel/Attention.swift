@@ -1,3 +1,4 @@
+import CPLMKernels
 import Dispatch
 #if canImport(Glibc)
 import Glibc
@@ -45,6 +46,7 @@ struct BlockedAttention: Sendable {
                           queries: Int, keys: Int, heads: Int, kvHeads: Int, headDim: Int, causalOffset: Int?) {
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads
+        let impl = KernelSettings.implementation.code
         let bq = min(queryBlock, queries), bk = min(keyBlock, keys)
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: bq * bk)
         let acc = UnsafeMutablePointer<Float>.allocate(capacity: bq * headDim)
@@ -73,14 +75,9 @@ struct BlockedAttention: Sendable {
                         // Causal: key j visible to query q0+i when j ≤ q0+i+offset.
                         let visible = causalOffset.map { max(0, min(nk, q0 + i + $0 + 1 - k0)) } ?? nk
                         var m = rowMax[i]
-                        for j in 0..<visible where row[j] > m { m = row[j] }
+                        if visible > 0 { m = max(m, plm_max(row, Int64(visible))) }
                         let correction = m == -.infinity ? 0 : expf(rowMax[i] - m)
-                        var sum: Float = 0
-                        for j in 0..<visible {
-                            let e = expf(row[j] - m)
-                            row[j] = e
-                            sum += e
-                        }
+                        let sum = visible > 0 ? plm_exp_shift_sum(row, Int64(visible), m, impl) : 0
                         for j in visible..<nk { row[j] = 0 }
                         rowSum[i] = rowSum[i] * correction + sum
                         rowMax[i] = m

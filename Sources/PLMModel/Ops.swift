@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CPLMKernels
 import PLMCheckpoint
 
 /// Row-wise and element-wise operations of the forward pass, written as plain loops so anyone
@@ -46,7 +47,7 @@ enum Ops {
 
     static func activate(_ x: UnsafeMutablePointer<Float>, count: Int, _ act: Activation) {
         switch act {
-        case .geluErf: for i in 0..<count { x[i] = geluErf(x[i]) }
+        case .geluErf: plm_gelu_erf(x, Int64(count), KernelSettings.implementation.code)
         case .geluTanh: for i in 0..<count { x[i] = geluTanh(x[i]) }
         case .silu: for i in 0..<count { x[i] = silu(x[i]) }
         case .relu: for i in 0..<count { x[i] = max(0, x[i]) }

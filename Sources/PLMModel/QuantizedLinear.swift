@@ -26,9 +26,9 @@ public enum KernelSettings {
 
     /// The implementation the CPU actually runs for `implementation`.
     public static var effective: Implementation {
-        switch Int(implementation.code) {
-        case Int(PLM_IMPL_AVX512) where plm_best_impl() >= PLM_IMPL_AVX512: return .avx512
-        case Int(PLM_IMPL_AVX512), Int(PLM_IMPL_AVX2) where plm_best_impl() >= PLM_IMPL_AVX2: return .avx2
+        switch min(implementation.code, plm_best_impl()) {
+        case Int32(PLM_IMPL_AVX512): return .avx512
+        case Int32(PLM_IMPL_AVX2): return .avx2
         default: return .portable
         }
     }
@@ -89,7 +89,15 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         let sums = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * blocks))
         defer { q.deallocate(); d.deallocate(); sums.deallocate() }
         if !useF32 {
-            for m in 0..<rows { plm_quantize_activations(x + m * k, Int64(k), q + m * blocks * 32, d + m * blocks, sums + m * blocks) }
+            // Rows are independent: quantize them on the workers too (8 % of a forward pass otherwise).
+            nonisolated(unsafe) let (qq, dd, ss, xx) = (q, d, sums, x)
+            let quantizers = max(1, min(KernelSettings.threads, rows / 8))
+            let quantize: @Sendable (Int) -> Void = { t in
+                for m in stride(from: t, to: rows, by: quantizers) {
+                    plm_quantize_activations(xx + m * k, Int64(k), qq + m * blocks * 32, dd + m * blocks, ss + m * blocks)
+                }
+            }
+            if quantizers == 1 { quantize(0) } else { DispatchQueue.concurrentPerform(iterations: quantizers, execute: quantize) }
         }
         let impl = KernelSettings.implementation.code
         let tiles = (n + Self.tileRows - 1) / Self.tileRows

@@ -167,3 +167,24 @@ let kernelTypes: [StorageType] = StorageType.groupSizes.flatMap { g in
         }
     }
 }
+
+@Suite struct VectorMathTests {
+    @Test func vectorisedExpMatchesLibm() {
+        let values = (0..<1000).map { Float($0) * -0.087 + 3 } + [-87, -100, 0, 0.5]
+        for n in [1, 15, 16, 17, values.count] {
+            var fast = Array(values.prefix(n)), slow = fast
+            let a = plm_exp_shift_sum(&fast, Int64(n), 1.25, Int32(PLM_IMPL_AVX512))
+            let b = plm_exp_shift_sum(&slow, Int64(n), 1.25, Int32(PLM_IMPL_PORTABLE))
+            for i in 0..<n { #expect(abs(fast[i] - slow[i]) <= 4e-7 * slow[i] + 1e-37, "x = \(values[i])")  // subnormal results differ in the last bits }
+            #expect(abs(a - b) <= 1e-6 * b)
+        }
+    }
+
+    @Test func vectorisedGeluMatchesLibm() {
+        let values = (0..<2001).map { Float($0 - 1000) * 0.006 } + [-20, 20, 0]
+        var fast = values, slow = values
+        plm_gelu_erf(&fast, Int64(values.count), Int32(PLM_IMPL_AVX512))
+        plm_gelu_erf(&slow, Int64(values.count), Int32(PLM_IMPL_PORTABLE))
+        for i in values.indices { #expect(abs(fast[i] - slow[i]) <= 4e-7 * max(1, abs(values[i])), "x = \(values[i])") }
+    }
+}

@@ -84,6 +84,16 @@ void plm_qgemm(const plm_qmatrix *w, const int8_t *q, const float *d, const floa
 /// The same with fp32 activations: exact dequantized weights times x (the comparison path).
 void plm_qgemv_f32(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1);
 
+/// x[i] = exp(x[i] − shift) for i < n; returns the sum. `impl` as for the matmuls; the portable
+/// path uses libm's expf and is the reference.
+float plm_exp_shift_sum(float *x, int64_t n, float shift, int impl);
+
+/// The largest of n values (n ≥ 1).
+float plm_max(const float *x, int64_t n);
+
+/// x = 0.5·x·(1 + erf(x/√2)) in place (exact-erf GELU). Portable path: libm erff.
+void plm_gelu_erf(float *x, int64_t n, int impl);
+
 /// Reads `bytes` bytes (a multiple of 64) with vector loads and returns a value that depends on
 /// all of them, so the reads cannot be optimised away: the bandwidth probe of `plmq bench`.
 uint64_t plm_read_bytes(const void *data, size_t bytes);
