@@ -47,6 +47,8 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     let bias: [Float]?
     private let keepAlive: [PartBytes]
     private let rawPointers: [UnsafeRawPointer?]
+    /// The decode layout (int4 k6 g32 on AVX-512 machines), built at load.
+    let repacked: RepackedMatrix?
 
     init(file: PLMFile, tensor t: PLMTensor, bias: [Float]?) throws(PLMError) {
         var parts: [String: PartBytes] = [:]
@@ -74,6 +76,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         outFeatures = layout.rows
         type = t.type
         self.bias = bias
+        repacked = plm_best_impl() >= PLM_IMPL_AVX512 ? RepackedMatrix(matrix) : nil
     }
 
     /// Weight rows per work item: a tile that stays in cache while every input row runs over it.
@@ -118,6 +121,10 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
                         for i in 0..<(r1 - r0) { out[m * n + r0 + i] = buf[i] }
                     }
                 }
+            } else if rows == 1, let repacked = self.repacked, impl >= PLM_IMPL_AVX512 {
+                var act = plm_qact(q: qs, d: ds, sum: ss, x: input, cols: Int64(k))
+                var r = repacked.layout
+                plm_qgemv_repacked(&r, &act, out + r0, Int64(first), Int64(last))
             } else {
                 // Writes y[m, r0..<r1] in place (row stride n): the tile GEMM for several rows,
                 // one GEMV for a single row (decode).
@@ -153,4 +160,29 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
             }
         }
     }
+}
+
+/// A row-interleaved copy of an int4 k6 matrix for the decode kernel (see CPLMKernels.h), built
+/// on all workers at load. Tiles match `QuantizedLinear.tileRows`.
+final class RepackedMatrix: @unchecked Sendable {
+    // Written once in init, then only read.
+    let layout: plm_q4k6_repacked
+    private let storage: UnsafeMutableRawPointer
+
+    init?(_ matrix: plm_qmatrix) {
+        guard matrix.kind == PLM_Q4_ASYM_K6, matrix.group == 32, matrix.cols % 256 == 0 else { return nil }
+        let tiles = (Int(matrix.rows) + QuantizedLinear.tileRows - 1) / QuantizedLinear.tileRows
+        let tileBytes = Int(plm_repacked_tile_bytes(matrix.cols))
+        storage = UnsafeMutableRawPointer.allocate(byteCount: max(1, tiles * tileBytes), alignment: 64)
+        layout = plm_q4k6_repacked(rows: matrix.rows, cols: matrix.cols, tiles: Int64(tiles), tile_bytes: Int64(tileBytes),
+                                   bytes: storage.assumingMemoryBound(to: UInt8.self))
+        let workers = max(1, min(KernelSettings.threads, tiles))
+        nonisolated(unsafe) let (m, l) = (matrix, layout)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            var source = m, target = l
+            _ = plm_repack_q4k6(&source, &target, Int64(w * tiles / workers), Int64((w + 1) * tiles / workers))
+        }
+    }
+
+    deinit { storage.deallocate() }
 }

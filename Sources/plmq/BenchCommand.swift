@@ -35,12 +35,15 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Skip the end-to-end measurements (d).")
     var kernelsOnly = false
 
+    @Option(help: "A checkpoint folder to run the same end-to-end measurements on with the fp32 engine, for the ratios.")
+    var compare: String?
+
     @OptionGroup var compute: ComputeOptions
 
     func run() throws {
         do {
             compute.apply()
-            let report = try Bench(path: model, runs: max(1, runs), threads: KernelSettings.threads, endToEnd: !kernelsOnly).run()
+            let report = try Bench(path: model, runs: max(1, runs), threads: KernelSettings.threads, endToEnd: !kernelsOnly, compare: compare).run()
             print(json ? report.json.serialized(pretty: true) : report.text)
         } catch {
             printError("\(error)")
@@ -73,6 +76,7 @@ struct Bench {
     let runs: Int
     let threads: Int
     let endToEnd: Bool
+    let compare: String?
 
     struct Report {
         var lines: [String] = []
@@ -121,38 +125,43 @@ struct Bench {
         r.lines.append("(a) read bandwidth, 1 GiB buffer: \(bw.text) GB/s")
         r.object["bandwidth_gbs"] = bw.json
 
-        // (b) GEMV per quantized weight shape.
+        // (b) GEMV per quantized weight shape. All tensors of a shape are cycled through, so the
+        // weights stream from memory: one 9 MB matrix repeated would be timed from the 32 MB L3.
         let source = PLMWeightSource(file: file)
-        var seen = Set<String>()
-        var shapes: [(PLMTensor, QuantizedLinear)] = []
+        var order: [String] = []
+        var byShape: [String: [(PLMTensor, QuantizedLinear)]] = [:]
         for t in file.tensors where t.type.isQuantized && t.shape.count >= 2 {
             let key = "\(t.type) \(t.layout.rows)x\(t.layout.columns)"
-            guard !seen.contains(key) else { continue }
-            seen.insert(key)
+            if byShape[key] == nil { order.append(key) }
             if let q = try source.linear(weight: t.name, bias: nil, outFeatures: t.layout.rows, inFeatures: t.layout.columns) as? QuantizedLinear {
-                shapes.append((t, q))
+                byShape[key, default: []].append((t, q))
             }
         }
+        let shapes = order.compactMap { byShape[$0]?.first }
         r.lines.append("")
-        r.lines.append("(b) matrix × vector (decode), median (min–max)")
-        var gemvRows: [[String]] = [["shape [out, in]", "storage", "weight bytes", "µs", "GB/s", "% of bandwidth"]]
+        r.lines.append("(b) matrix × vector (decode), median (min–max); tensors of a shape are cycled so weights come from memory")
+        var gemvRows: [[String]] = [["shape [out, in]", "storage", "tensors", "weight bytes", "µs", "GB/s", "% of bandwidth"]]
         var gemvJSON: [JSONValue] = []
-        for (t, q) in shapes {
-            let x = [Float](repeating: 0.5, count: q.inFeatures)
-            var y = [Float](repeating: 0, count: q.outFeatures)
-            // Repeat so one run streams ≥ 256 MiB: small matrices would otherwise be timed from cache.
-            let repeats = max(1, (256 << 20) / max(t.storedBytes, 1))
-            let seconds = Stat((0..<runs).map { _ in
-                time { for _ in 0..<repeats { x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { q.apply(xp.baseAddress!, rows: 1, into: $0.baseAddress!) } } } } / Double(repeats)
-            })
+        let cacheBytes = 64 << 20  // more than this machine's L2 + L3
+        for key in order {
+            guard let group = byShape[key], let (t, _) = group.first else { continue }
+            let x = [Float](repeating: 0.5, count: t.layout.columns)
+            var y = [Float](repeating: 0, count: t.layout.rows)
+            let groupBytes = group.reduce(0) { $0 + $1.0.storedBytes }
+            let passes = max(1, (256 << 20) / max(groupBytes, 1))
+            func sweep() { for _ in 0..<passes { for (_, q) in group { x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { q.apply(xp.baseAddress!, rows: 1, into: $0.baseAddress!) } } } } }
+            sweep()  // warm-up: the first pass over mapped matrices pays their page faults
+            let seconds = Stat((0..<runs).map { _ in time { sweep() } / Double(passes * group.count) })
             let gbs = seconds.map { Double(t.storedBytes) / $0 / 1e9 }
             let share = gbs.median / bw.median * 100
-            gemvRows.append([formatShape([t.layout.rows, t.layout.columns]), t.type.description, formatBytes(t.storedBytes),
-                             seconds.map { $0 * 1e6 }.text, gbs.text, String(format2: share)])
+            let cached = groupBytes < cacheBytes
+            gemvRows.append([formatShape([t.layout.rows, t.layout.columns]), t.type.description, "\(group.count)", formatBytes(t.storedBytes),
+                             seconds.map { $0 * 1e6 }.text, gbs.text, String(format2: share) + (cached ? " (in cache)" : "")])
             gemvJSON.append(.object(JSONObject([("rows", .int(t.layout.rows)), ("cols", .int(t.layout.columns)), ("storage", .string(t.type.description)),
-                                                ("bytes", .int(t.storedBytes)), ("seconds", seconds.json), ("gbs", gbs.json), ("percent_of_bandwidth", .double(share))])))
+                                                ("tensors", .int(group.count)), ("bytes", .int(t.storedBytes)), ("seconds", seconds.json), ("gbs", gbs.json),
+                                                ("percent_of_bandwidth", .double(share)), ("fits_in_cache", .bool(cached))])))
         }
-        r.lines.append(contentsOf: alignColumns(gemvRows, rightAligned: [2, 3, 4, 5]).map { "  " + $0 })
+        r.lines.append(contentsOf: alignColumns(gemvRows, rightAligned: [2, 3, 4, 5, 6]).map { "  " + $0 })
         r.object["gemv"] = .array(gemvJSON)
 
         // (c) GEMM at 64 and 512 rows against OpenBLAS on the same shapes (linear weights only).
@@ -184,6 +193,40 @@ struct Bench {
 
         // (d) End to end.
         let model = try PerceptionLM.load(plm: path)
+        r.lines.append("")
+        r.lines.append("(d) end to end, median (min–max); bandwidth re-measured before each decode run")
+        let ours = try endToEndFigures(model, decodeBytes: decodeBytesPerToken(file))
+        r.lines.append(contentsOf: ours.lines.map { "  " + $0 })
+        r.object["end_to_end"] = .object(ours.json)
+        if let compare {
+            let reference = try PerceptionLM.load(checkpoint: compare)
+            let fp32 = try endToEndFigures(reference, decodeBytes: nil)
+            r.lines.append("  fp32 engine on \(compare) (OpenBLAS):")
+            r.lines.append(contentsOf: fp32.lines.map { "    " + $0 })
+            var ratios: [String] = []
+            for (key, label) in [("prefill_64_tokens_per_s", "prefill 64"), ("prefill_512_tokens_per_s", "prefill 512"), ("decode_tokens_per_s", "decode")] {
+                if let a = ours.medians[key], let b = fp32.medians[key] { ratios.append("\(label) \(String(format2: a / b))×") }
+            }
+            if let a = ours.medians["vision_seconds_per_tile"], let b = fp32.medians["vision_seconds_per_tile"] { ratios.append("vision \(String(format2: b / a))×") }
+            r.lines.append("  speed-up over fp32: " + ratios.joined(separator: ", "))
+            r.object["fp32_end_to_end"] = .object(fp32.json)
+        }
+        return r
+    }
+
+    struct Figures {
+        var lines: [String] = []
+        var json = JSONObject()
+        var medians: [String: Double] = [:]
+        mutating func add(_ key: String, _ stat: Stat, _ line: String) {
+            lines.append(line)
+            json[key] = stat.json
+            medians[key] = stat.median
+        }
+    }
+
+    func endToEndFigures(_ model: PerceptionLM, decodeBytes: Int?) throws -> Figures {
+        var f = Figures()
         let config = model.config
         let special: Set<Int> = [config.imageTokenId, config.videoTokenId]
         let ids = (0..<600).map { i -> Int in
@@ -191,43 +234,37 @@ struct Bench {
             while special.contains(id) { id = (id + 1) % config.text.vocabSize }
             return id
         }
-        r.lines.append("")
-        r.lines.append("(d) end to end, median (min–max); bandwidth re-measured before each run")
-        var e2e = JSONObject()
+        let repeats = max(1, runs / 2)
+        _ = try model.forward(inputIds: Array(ids.prefix(64)), lastPositions: 1)  // warm-up: page faults, thread start
         for n in [64, 512] {
-            var rates: [Double] = []
-            for _ in 0..<max(1, runs / 2) {
-                let seconds = try time { _ = try model.forward(inputIds: Array(ids.prefix(n)), lastPositions: 1) }
-                rates.append(Double(n) / seconds)
-            }
-            let s = Stat(rates)
-            r.lines.append("  prefill \(n) tokens: \(s.text) tokens/s")
-            e2e["prefill_\(n)_tokens_per_s"] = s.json
+            let s = Stat(try (0..<repeats).map { _ in Double(n) / (try time { _ = try model.forward(inputIds: Array(ids.prefix(n)), lastPositions: 1) }) })
+            f.add("prefill_\(n)_tokens_per_s", s, "prefill \(n) tokens: \(s.text) tokens/s")
         }
-        let perToken = decodeBytesPerToken(file)
         var decodeRates: [Double] = [], ratios: [Double] = []
-        for _ in 0..<max(1, runs / 2) {
-            let bandwidthNow = Self.bandwidth(threads: threads)
+        for _ in 0..<repeats {
+            let bandwidthNow = decodeBytes == nil ? 0 : Self.bandwidth(threads: threads)
             var stamps: [Double] = []
             _ = try model.generate(inputIds: Array(ids.prefix(16)), maxNewTokens: 65, stopTokens: []) { _ in stamps.append(monotonicSeconds()) }
             let rate = Double(stamps.count - 1) / (stamps.last! - stamps.first!)
             decodeRates.append(rate)
-            ratios.append(rate / (bandwidthNow / Double(perToken)))
+            if let decodeBytes { ratios.append(rate / (bandwidthNow / Double(decodeBytes))) }
         }
-        let decode = Stat(decodeRates), ratio = Stat(ratios)
-        r.lines.append("  decode 64 tokens: \(decode.text) tokens/s; weights read per token \(formatBytes(perToken)); "
-            + "\(String(format2: ratio.median * 100))% of the bandwidth limit (bandwidth ÷ bytes per token)")
-        e2e["decode_tokens_per_s"] = decode.json
-        e2e["decode_bytes_per_token"] = .int(perToken)
-        e2e["decode_fraction_of_bandwidth_limit"] = ratio.json
+        let decode = Stat(decodeRates)
+        if let decodeBytes {
+            let ratio = Stat(ratios)
+            f.add("decode_tokens_per_s", decode, "decode 64 tokens: \(decode.text) tokens/s; weights read per token \(formatBytes(decodeBytes)); "
+                + "\(String(format2: ratio.median * 100))% of the bandwidth limit (bandwidth ÷ bytes per token)")
+            f.json["decode_bytes_per_token"] = .int(decodeBytes)
+            f.json["decode_fraction_of_bandwidth_limit"] = ratio.json
+        } else {
+            f.add("decode_tokens_per_s", decode, "decode 64 tokens: \(decode.text) tokens/s")
+        }
         let v = config.vision
         let tile = try PixelTiles(count: 1, height: v.imageHeight, width: v.imageWidth,
                                   values: (0..<(3 * v.imageHeight * v.imageWidth)).map { Float(($0 * 31) % 255) / 127.5 - 1 })
-        let vision = Stat(try (0..<max(1, runs / 2)).map { _ in try time { _ = try model.encode(tile) } })
-        r.lines.append("  vision tower + projector per \(v.imageHeight)-pixel tile: \(vision.text) s")
-        e2e["vision_seconds_per_tile"] = vision.json
-        r.object["end_to_end"] = .object(e2e)
-        return r
+        let vision = Stat(try (0..<repeats).map { _ in try time { _ = try model.encode(tile) } })
+        f.add("vision_seconds_per_tile", vision, "vision tower + projector per \(v.imageHeight)-pixel tile: \(vision.text) s")
+        return f
     }
 
     /// Weight bytes a decode step reads: every language-model matrix and norm, plus the head

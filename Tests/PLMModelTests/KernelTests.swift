@@ -189,3 +189,35 @@ let kernelTypes: [StorageType] = StorageType.groupSizes.flatMap { g in
         for i in values.indices { #expect(abs(fast[i] - slow[i]) <= 4e-7 * max(1, abs(values[i])), "x = \(values[i])") }
     }
 }
+
+@Suite struct RepackedKernelTests {
+    /// The decode kernel over the repacked layout equals the exact A8 dot products.
+    @Test func repackedGemvMatchesTheReference() {
+        guard plm_best_impl() >= PLM_IMPL_AVX512 else { return }  // the layout is only built on AVX-512 machines
+        for (rows, k) in [(37, 512), (16, 2048), (5, 256)] {
+            let w = TestMatrix(rows: rows, columns: k, type: .int4(.asymmetric, groupSize: 32, scales: .k6), seed: UInt64(rows + k))
+            let x = gaussian(k, seed: 7, scale: 1)
+            let a = QuantizedActivations(x)
+            let xa = a.dequantized(k)
+            let tiles = (rows + 15) / 16
+            var bytes = [UInt8](repeating: 0, count: tiles * Int(plm_repacked_tile_bytes(Int64(k))))
+            var y = [Float](repeating: .nan, count: tiles * 16)
+            w.withMatrix { m in
+                bytes.withUnsafeMutableBytes { raw in
+                    var r = plm_q4k6_repacked(rows: Int64(rows), cols: Int64(k), tiles: Int64(tiles), tile_bytes: plm_repacked_tile_bytes(Int64(k)),
+                                              bytes: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                    #expect(plm_repack_q4k6(&m, &r, 0, Int64(tiles)) == 1)
+                    a.q.withUnsafeBufferPointer { qp in a.d.withUnsafeBufferPointer { dp in a.sum.withUnsafeBufferPointer { sp in x.withUnsafeBufferPointer { xp in
+                        var act = plm_qact(q: qp.baseAddress, d: dp.baseAddress, sum: sp.baseAddress, x: xp.baseAddress, cols: Int64(k))
+                        plm_qgemv_repacked(&r, &act, &y, 0, Int64(tiles))
+                    } } } }
+                }
+            }
+            for r in 0..<rows {
+                var exact = 0.0, norm = 0.0
+                for j in 0..<k { exact += Double(w.dense[r * k + j]) * Double(xa[j]); norm += abs(Double(w.dense[r * k + j]) * Double(xa[j])) }
+                #expect(abs(Double(y[r]) - exact) <= 2e-5 * norm + 1e-6, "rows \(rows) k \(k) row \(r)")
+            }
+        }
+    }
+}

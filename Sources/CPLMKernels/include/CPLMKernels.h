@@ -84,6 +84,27 @@ void plm_qgemm(const plm_qmatrix *w, const int8_t *q, const float *d, const floa
 /// The same with fp32 activations: exact dequantized weights times x (the comparison path).
 void plm_qgemv_f32(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1);
 
+/// An int4 k6 group-32 matrix repacked at load for decode: tiles of 16 rows; per super-block of
+/// 256 columns the 16 rows' d and −dmin (f32), then per 32-column block the 16 rows' scale
+/// indices, min indices and 256 bytes of nibbles (64 bytes per 8 columns: row i's 4 bytes hold
+/// columns c…c+3 in the low nibbles and c+4…c+7 in the high nibbles). Same values as the file.
+typedef struct {
+    int64_t rows;
+    int64_t cols;
+    int64_t tiles;
+    int64_t tile_bytes;
+    uint8_t *bytes;
+} plm_q4k6_repacked;
+
+/// Repacks w if it is int4 k6 with groups of 32 and cols a multiple of 256 (else returns 0).
+/// Tiles [tile0, tile1) only, so callers can split the work; `out->bytes` must hold
+/// tiles·tile_bytes (see plm_repacked_tile_bytes).
+int plm_repack_q4k6(const plm_qmatrix *w, plm_q4k6_repacked *out, int64_t tile0, int64_t tile1);
+int64_t plm_repacked_tile_bytes(int64_t cols);
+
+/// y[r − 16·tile0] = W[r,:] · a for the rows of tiles [tile0, tile1) (AVX-512 VNNI only).
+void plm_qgemv_repacked(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1);
+
 /// x[i] = exp(x[i] − shift) for i < n; returns the sum. `impl` as for the matmuls; the portable
 /// path uses libm's expf and is the reference.
 float plm_exp_shift_sum(float *x, int64_t n, float shift, int impl);
