@@ -50,31 +50,10 @@ AVX512 static void unpack_row(const plm_qmatrix *w, int64_t r, uint8_t *out, int
     }
 }
 
-AVX512 void plm_qgemm_avx512(const plm_qmatrix *w, const int8_t *q, const float *d, const float *sum,
-                             int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1) {
-    const int64_t blocks = plm_blocks(w->cols), padded = blocks * 32, groups = (w->cols + w->group - 1) / w->group;
-    const int64_t per = w->group / 32;
-    uint8_t *levels = aligned_alloc(64, (size_t)(TILE * padded));
-    uint8_t *tile = aligned_alloc(64, (size_t)(TILE * padded));
-    float *scales = aligned_alloc(64, (size_t)(blocks * TILE * 4));
-    float *mins = aligned_alloc(64, (size_t)(blocks * TILE * 4));
-    float *rowScales = aligned_alloc(64, (size_t)((groups + 8) * 4)), *rowMins = aligned_alloc(64, (size_t)((groups + 8) * 4));
-    for (int64_t t0 = r0; t0 < r1; t0 += TILE) {
-        const int64_t n = r1 - t0 < TILE ? r1 - t0 : TILE;
-        // Unpack the tile's rows, then interleave by 4 columns with one gather per column quad.
-        for (int64_t i = 0; i < TILE; i++) {
-            if (i < n) unpack_row(w, t0 + i, levels + i * padded, padded);
-            else memset(levels + i * padded, 0, (size_t)padded);
-            if (i < n) plm_row_scales_avx512(w, t0 + i, groups, rowScales, rowMins);
-            for (int64_t gi = 0; gi < groups; gi++) {
-                float s = i < n ? rowScales[gi] : 0, m = i < n ? rowMins[gi] : 0;
-                for (int64_t b = gi * per; b < (gi + 1) * per && b < blocks; b++) { scales[b * TILE + i] = s; mins[b * TILE + i] = m; }
-            }
-        }
-        const __m512i rowOffsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)padded));
-        for (int64_t c = 0; c < padded / 4; c++) {
-            _mm512_store_si512((__m512i *)(tile + c * 64), _mm512_i32gather_epi32(rowOffsets, (const void *)(levels + c * 4), 1));
-        }
+/// Every activation row over one prepared tile: `tile` holds [blocks·8][16 rows][4] levels,
+/// `scales`/`mins` [blocks][16]; writes y[m·ldy + i] for i < n.
+AVX512 static void tile_compute(const uint8_t *tile, const float *scales, const float *mins, const int8_t *q, const float *d,
+                                const float *sum, int64_t rows, int64_t blocks, int64_t padded, float *y, int64_t ldy, int64_t n) {
         int64_t m = 0;
         for (; m + 4 <= rows; m += 4) {
             const int8_t *a0 = q + m * padded, *a1 = a0 + padded, *a2 = a1 + padded, *a3 = a2 + padded;
@@ -103,10 +82,10 @@ AVX512 void plm_qgemm_avx512(const plm_qmatrix *w, const int8_t *q, const float 
                 acc3 = _mm512_fmadd_ps(mn, _mm512_set1_ps(sm[3 * blocks]), _mm512_fmadd_ps(_mm512_cvtepi32_ps(s3), _mm512_mul_ps(sc, _mm512_set1_ps(dm[3 * blocks])), acc3));
             }
             __mmask16 keep = (__mmask16)((1u << n) - 1);
-            _mm512_mask_storeu_ps(y + m * ldy + (t0 - r0), keep, acc0);
-            _mm512_mask_storeu_ps(y + (m + 1) * ldy + (t0 - r0), keep, acc1);
-            _mm512_mask_storeu_ps(y + (m + 2) * ldy + (t0 - r0), keep, acc2);
-            _mm512_mask_storeu_ps(y + (m + 3) * ldy + (t0 - r0), keep, acc3);
+            _mm512_mask_storeu_ps(y + m * ldy, keep, acc0);
+            _mm512_mask_storeu_ps(y + (m + 1) * ldy, keep, acc1);
+            _mm512_mask_storeu_ps(y + (m + 2) * ldy, keep, acc2);
+            _mm512_mask_storeu_ps(y + (m + 3) * ldy, keep, acc3);
         }
         for (; m < rows; m++) {
             const int8_t *a0 = q + m * padded;
@@ -121,9 +100,68 @@ AVX512 void plm_qgemm_avx512(const plm_qmatrix *w, const int8_t *q, const float 
                 acc = _mm512_fmadd_ps(_mm512_load_ps(mins + b * TILE), _mm512_set1_ps(sum[m * blocks + b]),
                                       _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(_mm512_load_ps(scales + b * TILE), _mm512_set1_ps(d[m * blocks + b])), acc));
             }
-            _mm512_mask_storeu_ps(y + m * ldy + (t0 - r0), (__mmask16)((1u << n) - 1), acc);
+            _mm512_mask_storeu_ps(y + m * ldy, (__mmask16)((1u << n) - 1), acc);
         }
     }
+
+AVX512 void plm_qgemm_avx512(const plm_qmatrix *w, const int8_t *q, const float *d, const float *sum,
+                             int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    const int64_t blocks = plm_blocks(w->cols), padded = blocks * 32, groups = (w->cols + w->group - 1) / w->group;
+    const int64_t per = w->group / 32;
+    uint8_t *levels = aligned_alloc(64, (size_t)(TILE * padded));
+    uint8_t *tile = aligned_alloc(64, (size_t)(TILE * padded));
+    float *scales = aligned_alloc(64, (size_t)(blocks * TILE * 4));
+    float *mins = aligned_alloc(64, (size_t)(blocks * TILE * 4));
+    float *rowScales = aligned_alloc(64, (size_t)((groups + 8) * 4)), *rowMins = aligned_alloc(64, (size_t)((groups + 8) * 4));
+    for (int64_t t0 = r0; t0 < r1; t0 += TILE) {
+        const int64_t n = r1 - t0 < TILE ? r1 - t0 : TILE;
+        // Unpack the tile's rows, then interleave by 4 columns with one gather per column quad.
+        for (int64_t i = 0; i < TILE; i++) {
+            if (i < n) unpack_row(w, t0 + i, levels + i * padded, padded);
+            else memset(levels + i * padded, 0, (size_t)padded);
+            if (i < n) plm_row_scales_avx512(w, t0 + i, groups, rowScales, rowMins);
+            for (int64_t gi = 0; gi < groups; gi++) {
+                float s = i < n ? rowScales[gi] : 0, m = i < n ? rowMins[gi] : 0;
+                for (int64_t b = gi * per; b < (gi + 1) * per && b < blocks; b++) { scales[b * TILE + i] = s; mins[b * TILE + i] = m; }
+            }
+        }
+        const __m512i rowOffsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)padded));
+        for (int64_t c = 0; c < padded / 4; c++) {
+            _mm512_store_si512((__m512i *)(tile + c * 64), _mm512_i32gather_epi32(rowOffsets, (const void *)(levels + c * 4), 1));
+        }
+        tile_compute(tile, scales, mins, q, d, sum, rows, blocks, padded, y + (t0 - r0), ldy, n);
+    }
     free(levels); free(tile); free(scales); free(mins); free(rowScales); free(rowMins);
+}
+#endif
+
+#if defined(__x86_64__)
+AVX512 void plm_qgemm_repacked(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
+                               int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1) {
+    const int64_t blocks = w->cols / 32, padded = w->cols, superblocks = w->cols / 256;
+    uint8_t *tile = aligned_alloc(64, (size_t)(TILE * padded));
+    float *scales = aligned_alloc(64, (size_t)(blocks * TILE * 4)), *mins = aligned_alloc(64, (size_t)(blocks * TILE * 4));
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    for (int64_t t = tile0; t < tile1; t++) {
+        const uint8_t *p = w->bytes + t * w->tile_bytes;
+        for (int64_t sb = 0; sb < superblocks; sb++) {
+            __m512 dv = _mm512_loadu_ps((const float *)p), dneg = _mm512_loadu_ps((const float *)(p + 64));
+            p += 128;
+            for (int j = 0; j < 8; j++) {
+                const int64_t b = sb * 8 + j;
+                _mm512_store_ps(scales + b * TILE, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p))), dv));
+                _mm512_store_ps(mins + b * TILE, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 16)))), dneg));
+                for (int c = 0; c < 4; c++) {
+                    __m512i z = _mm512_loadu_si512((const void *)(p + 32 + c * 64));
+                    _mm512_store_si512((__m512i *)(tile + (b * 8 + 2 * c) * 64), _mm512_and_si512(z, mask));
+                    _mm512_store_si512((__m512i *)(tile + (b * 8 + 2 * c + 1) * 64), _mm512_and_si512(_mm512_srli_epi16(z, 4), mask));
+                }
+                p += 2 * TILE + 256;
+            }
+        }
+        int64_t n = w->rows - t * TILE < TILE ? w->rows - t * TILE : TILE;
+        tile_compute(tile, scales, mins, q, d, sum, rows, blocks, padded, y + (t - tile0) * TILE, ldy, n);
+    }
+    free(tile); free(scales); free(mins);
 }
 #endif

@@ -91,3 +91,10 @@ void plm_qgemv_repacked(const plm_q4k6_repacked *w, const plm_qact *a, float *y,
     (void)w; (void)a; (void)y; (void)tile0; (void)tile1;
 #endif
 }
+
+#if !defined(__x86_64__)
+void plm_qgemm_repacked(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
+                        int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1) {
+    (void)w; (void)q; (void)d; (void)sum; (void)rows; (void)y; (void)ldy; (void)tile0; (void)tile1;  // only built on AVX-512 machines
+}
+#endif

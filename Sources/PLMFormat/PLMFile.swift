@@ -34,6 +34,11 @@ public struct PartBytes: @unchecked Sendable {
 
     public var isMapped: Bool { mapped != nil }
 
+    /// Releases the resident pages of a mapped part (they are read again from the file if used).
+    public func dropResidentPages() {
+        if let file, let mapped { file.dropPages(mapped) }
+    }
+
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         if let mapped { return try body(mapped) }
         return try owned!.withUnsafeBytes(body)

@@ -77,6 +77,9 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         type = t.type
         self.bias = bias
         repacked = plm_best_impl() >= PLM_IMPL_AVX512 ? RepackedMatrix(matrix) : nil
+        // The repacked copy serves decode and prefill; the mapped levels are only re-read by the
+        // portable or fp32-activation paths, so release them (RSS stays about the file size).
+        if repacked != nil { parts["data"]?.dropResidentPages() }
     }
 
     /// Weight rows per work item: a tile that stays in cache while every input row runs over it.
@@ -125,6 +128,9 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
                 var act = plm_qact(q: qs, d: ds, sum: ss, x: input, cols: Int64(k))
                 var r = repacked.layout
                 plm_qgemv_repacked(&r, &act, out + r0, Int64(first), Int64(last))
+            } else if let repacked = self.repacked, impl >= PLM_IMPL_AVX512, rows >= 4 {
+                var r = repacked.layout
+                plm_qgemm_repacked(&r, qs, ds, ss, Int64(rows), out + r0, Int64(n), Int64(first), Int64(last))
             } else {
                 // Writes y[m, r0..<r1] in place (row stride n): the tile GEMM for several rows,
                 // one GEMV for a single row (decode).

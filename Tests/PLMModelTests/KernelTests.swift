@@ -220,4 +220,33 @@ let kernelTypes: [StorageType] = StorageType.groupSizes.flatMap { g in
             }
         }
     }
+
+    /// The prefill GEMM over the repacked layout equals the exact A8 dot products too.
+    @Test func repackedGemmMatchesTheReference() {
+        guard plm_best_impl() >= PLM_IMPL_AVX512 else { return }
+        let (rows, k, m) = (21, 512, 6)
+        let w = TestMatrix(rows: rows, columns: k, type: .int4(.asymmetric, groupSize: 32, scales: .k6), seed: 11)
+        let xs = (0..<m).map { gaussian(k, seed: UInt64(200 + $0), scale: 1) }
+        let acts = xs.map { QuantizedActivations($0) }
+        let q = acts.flatMap(\.q), d = acts.flatMap(\.d), sums = acts.flatMap(\.sum)
+        let tiles = (rows + 15) / 16
+        var bytes = [UInt8](repeating: 0, count: tiles * Int(plm_repacked_tile_bytes(Int64(k))))
+        var y = [Float](repeating: .nan, count: m * rows)
+        w.withMatrix { mat in
+            bytes.withUnsafeMutableBytes { raw in
+                var r = plm_q4k6_repacked(rows: Int64(rows), cols: Int64(k), tiles: Int64(tiles), tile_bytes: plm_repacked_tile_bytes(Int64(k)),
+                                          bytes: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                _ = plm_repack_q4k6(&mat, &r, 0, Int64(tiles))
+                plm_qgemm_repacked(&r, q, d, sums, Int64(m), &y, Int64(rows), 0, Int64(tiles))
+            }
+        }
+        for row in 0..<m {
+            let xa = acts[row].dequantized(k)
+            for r in 0..<rows {
+                var exact = 0.0, norm = 0.0
+                for j in 0..<k { exact += Double(w.dense[r * k + j]) * Double(xa[j]); norm += abs(Double(w.dense[r * k + j]) * Double(xa[j])) }
+                #expect(abs(Double(y[row * rows + r]) - exact) <= 2e-5 * norm + 1e-6, "m \(row) r \(r)")
+            }
+        }
+    }
 }

@@ -105,6 +105,11 @@ int64_t plm_repacked_tile_bytes(int64_t cols);
 /// y[r − 16·tile0] = W[r,:] · a for the rows of tiles [tile0, tile1) (AVX-512 VNNI only).
 void plm_qgemv_repacked(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1);
 
+/// The tile GEMM over the repacked layout (same results as plm_qgemm on the original), so a
+/// repacked matrix's mapped pages need not stay resident. Rows of tiles [tile0, tile1).
+void plm_qgemm_repacked(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
+                        int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1);
+
 /// x[i] = exp(x[i] − shift) for i < n; returns the sum. `impl` as for the matmuls; the portable
 /// path uses libm's expf and is the reference.
 float plm_exp_shift_sum(float *x, int64_t n, float shift, int impl);
