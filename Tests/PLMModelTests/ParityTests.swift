@@ -39,6 +39,14 @@ struct Difference: CustomStringConvertible {
     var description: String { "max |Δ| \(maxAbs) (relative to max |ref| \(scale): \(scale > 0 ? maxAbs / scale : 0))" }
 }
 
+/// A fixture case's `input_ids` and, when present, its `pixel_values` as tiles.
+func caseInputs(_ file: SafetensorsFile) throws -> ([Int], PixelTiles?) {
+    let ids = try file.view("input_ids").integers()
+    guard let info = file.info("pixel_values") else { return (ids, nil) }
+    let s = info.shape
+    return (ids, try PixelTiles(count: s.dropLast(3).reduce(1, *), height: s[s.count - 2], width: s[s.count - 1], values: file.view(info).floats()))
+}
+
 struct ParityCase: CustomTestStringConvertible, Sendable {
     let variant: String
     let name: String
@@ -57,12 +65,7 @@ let parityCases: [ParityCase] = ["tiny-fp32-mha-tied", "tiny-bf16-gqa-llama3", "
     func forwardMatchesTransformers(_ c: ParityCase) async throws {
         let model = try await ModelCache.shared.model(c.variant)
         let file = try SafetensorsFile(path: Fixtures.testCase(c.variant, c.name))
-        let ids = try file.view("input_ids").integers()
-        var images: PixelTiles?
-        if let info = file.info("pixel_values") {
-            let s = info.shape
-            images = try PixelTiles(count: s.dropLast(3).reduce(1, *), height: s[s.count - 2], width: s[s.count - 1], values: file.view(info).floats())
-        }
+        let (ids, images) = try caseInputs(file)
         let result = try model.forward(inputIds: ids, images: images)
         let logits = Difference(result.logits, try file.view("logits").floats())
         #expect(logits.maxAbs <= Self.tolerance, "logits: \(logits)")

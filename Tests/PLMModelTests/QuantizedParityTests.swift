@@ -50,12 +50,7 @@ let quantizedCases: [QuantizedCase] = ["tiny-fp32-mha-tied", "tiny-bf16-gqa-llam
         KernelSettings.threads = 2
         let model = try await ConvertedModels.shared.model(c.variant, bits: c.bits)
         let file = try SafetensorsFile(path: Fixtures.testCase(c.variant, c.name))
-        let ids = try file.view("input_ids").integers()
-        var images: PixelTiles?
-        if let info = file.info("pixel_values") {
-            let s = info.shape
-            images = try PixelTiles(count: s.dropLast(3).reduce(1, *), height: s[s.count - 2], width: s[s.count - 1], values: file.view(info).floats())
-        }
+        let (ids, images) = try caseInputs(file)
         let reference = try file.view("logits").floats()
         let logits = try model.forward(inputIds: ids, images: images).logits
         var num = 0.0, den = 0.0
