@@ -6,12 +6,6 @@
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
-AVX2 static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /// Σ L·a over 32 lanes for unsigned levels L ≤ 15 (no int16 saturation: 2·15·127 < 2^15).
 AVX2 static inline __m256 dot_u4(__m256i levels, __m256i act) {
@@ -69,7 +63,7 @@ AVX2 void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int6
                 }
             }
         }
-        y[r - r0] = hsum8(acc) + minAcc + (full * g < w->cols ? plm_qdot_tail(w, a, r, full) : 0.0f);
+        y[r - r0] = plm_hsum8(acc) + minAcc + (full * g < w->cols ? plm_qdot_tail(w, a, r, full) : 0.0f);
     }
 }
 #endif

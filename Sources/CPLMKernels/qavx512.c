@@ -6,12 +6,6 @@
 
 #define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx512dq")))
 
-AVX512 static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 AVX512 static inline __m256 dot(__m256i levels, __m256i act) {
     return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), levels, act));
@@ -115,7 +109,7 @@ AVX512 __attribute__((always_inline)) static inline void gemv_body(const plm_qma
             acc2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d2), _mm512_permutexvar_ps(pick[2], c), acc2);
             acc3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d3), _mm512_permutexvar_ps(pick[3], c), acc3);
         }
-        float total = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3))) + hsum8(minAcc);
+        float total = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3))) + plm_hsum8(minAcc);
         // Full groups after the last whole unit, one block at a time.
         for (int64_t b = units * 8; b < full * g / 32; b++) {
             int64_t gi = (b * 32) / g;

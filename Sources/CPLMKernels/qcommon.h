@@ -57,6 +57,17 @@ static inline int plm_level(const plm_qmatrix *w, int64_t r, int64_t g, int64_t 
     return j < h ? (p[j] & 0x0F) : (p[j - h] >> 4);
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+/// Sum of the 8 lanes (shared by the AVX2 and AVX-512 kernels).
+__attribute__((target("avx2"))) static inline float plm_hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#endif
+
 int plm_cpu_has_avx2(void);
 int plm_cpu_has_avx512(void);
 

@@ -41,13 +41,10 @@ struct BenchCommand: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
 
     func run() throws {
-        do {
+        try reportingErrors {
             compute.apply()
             let report = try Bench(path: model, runs: max(1, runs), threads: KernelSettings.threads, endToEnd: !kernelsOnly, compare: compare).run()
             print(json ? report.json.serialized(pretty: true) : report.text)
-        } catch {
-            printError("\(error)")
-            throw ExitCode.failure
         }
     }
 }

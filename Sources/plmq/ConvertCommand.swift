@@ -72,7 +72,7 @@ struct ConvertCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try reportingErrors {
             var options = ConversionOptions()
             options.bits = bits
             options.groupSize = groupSize
@@ -95,11 +95,6 @@ struct ConvertCommand: ParsableCommand {
             } else if !quiet {
                 writeStandardError(ConversionReport(plan: plan, summary: summary, output: output).text() + "\n")
             }
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            printError("\(error)")
-            throw ExitCode.failure
         }
     }
 }

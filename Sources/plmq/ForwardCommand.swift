@@ -34,7 +34,7 @@ struct ForwardCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try reportingErrors {
             compute.apply()
             let started = monotonicSeconds()
             let model = try loadModel(model)
@@ -56,9 +56,6 @@ struct ForwardCommand: ParsableCommand {
             let tokens = inputs.sequences.reduce(0) { $0 + $1.count }
             writeStandardError("forward: \(inputs.sequences.count) sequence(s), \(tokens) tokens, load \(seconds(loaded - started)), "
                 + "forward \(seconds(done - loaded)), peak RSS \(formatBytes(peakResidentBytes())) → \(output)\n")
-        } catch {
-            printError("\(error)")
-            throw ExitCode.failure
         }
     }
 }
@@ -93,7 +90,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try reportingErrors {
             compute.apply()
             let model = try loadModel(model)
             let inputs = try ModelInputs(path: inputs)
@@ -107,11 +104,6 @@ struct GenerateCommand: ParsableCommand {
             let elapsed = monotonicSeconds() - started
             print(tokens.map(String.init).joined(separator: " "))
             writeStandardError("generate: \(tokens.count) tokens in \(seconds(elapsed)) (prompt \(inputs.sequences[0].count) tokens), peak RSS \(formatBytes(peakResidentBytes()))\n")
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            printError("\(error)")
-            throw ExitCode.failure
         }
     }
 }

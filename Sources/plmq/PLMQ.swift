@@ -29,6 +29,18 @@ struct UserFacingError: Error, CustomStringConvertible {
     init(_ error: any Error) { self.description = "\(error)" }
 }
 
+/// Runs a command's body; any error is printed as "plmq: error: …" and the exit status is 1.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let exit as ExitCode {
+        throw exit
+    } catch {
+        printError("\(error)")
+        throw ExitCode.failure
+    }
+}
+
 func printError(_ message: String) {
     writeStandardError("plmq: error: \(message)\n")
 }

@@ -30,7 +30,7 @@ struct QuantErrorCommand: ParsableCommand {
     var threads: Int?
 
     func run() throws {
-        do {
+        try reportingErrors {
             let parsed = types.split(separator: ",").map { String($0) }
             let storage = try parsed.map { name -> StorageType in
                 guard let t = StorageType.parse(name), t.isQuantized else { throw UserFacingError("unknown quantized type '\(name)'") }
@@ -65,9 +65,6 @@ struct QuantErrorCommand: ParsableCommand {
                 return String(format4: Double(8 * bytes) / Double(selected.reduce(0) { $0 + $1.elementCount }))
             })
             print(alignColumns(rows, rightAligned: Set(2..<(2 + storage.count))).joined(separator: "\n"))
-        } catch {
-            printError("\(error)")
-            throw ExitCode.failure
         }
     }
 }

@@ -14,15 +14,12 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         let started = monotonicSeconds()
-        do {
+        try reportingErrors {
             let file = try PLMFile(path: path)
             try file.verify()
             let seconds = monotonicSeconds() - started
             print("\(path): ok — \(file.tensors.count) tensors and \(file.files.count) embedded files, "
                 + "\(formatBytes(file.payloadBytes)) checked in \(String(format2: seconds)) s (\(formatRate(Double(file.payloadBytes) / max(seconds, 1e-9))))")
-        } catch {
-            printError("\(error)")
-            throw ExitCode.failure
         }
     }
 }
