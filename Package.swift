@@ -52,7 +52,9 @@ let package = Package(
         .testTarget(name: "PLMCheckpointTests", dependencies: ["PLMCheckpoint"]),
         .testTarget(name: "PLMQuantTests", dependencies: ["PLMQuant"]),
         .testTarget(name: "PLMFormatTests", dependencies: ["PLMFormat", "PLMConvert", "PLMQuant", "PLMCheckpoint"]),
-        .testTarget(name: "PLMModelTests", dependencies: ["PLMModel", "PLMCheckpoint", "PLMConvert", "PLMFormat", "PLMQuant", "CPLMKernels"]),
+        // Test support: counts the process's heap allocations (decode must not allocate).
+        .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
+        .testTarget(name: "PLMModelTests", dependencies: ["PLMModel", "PLMCheckpoint", "PLMConvert", "PLMFormat", "PLMQuant", "CPLMKernels", "CAllocationCounter"]),
         // Runs the built `plmq` binary: exit codes, messages, files written.
         .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMCheckpoint", "PLMFormat"]),
     ]

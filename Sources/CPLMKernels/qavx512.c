@@ -86,7 +86,8 @@ AVX512 __attribute__((always_inline)) static inline void gemv_body(const plm_qma
     // Block b of a unit uses group (b·32)/g of the unit: the expansion of group scales to blocks.
     const __m256i expand = g == 32 ? _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)
                          : g == 64 ? _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3) : _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-    float *scales = aligned_alloc(64, (size_t)((groups + 8) * 4)), *mins = aligned_alloc(64, (size_t)((groups + 8) * 4));
+    // On the stack: decode must not allocate per token (groups ≤ K/32, a few KiB at most).
+    float scales[groups + 8], mins[groups + 8];
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + r * w->data_row_bytes;
         plm_row_scales_avx512(w, r, groups, scales, mins);
@@ -119,8 +120,6 @@ AVX512 __attribute__((always_inline)) static inline void gemv_body(const plm_qma
         }
         y[r - r0] = total + (full < groups ? plm_qdot_tail(w, a, r, full) : 0.0f);
     }
-    free(scales);
-    free(mins);
 }
 AVX512 void plm_qgemv_avx512(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1) {
     const int int4 = plm_is_int4(w);

@@ -1,5 +1,6 @@
 import CPLMKernels
 import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -12,9 +13,25 @@ import Darwin
 /// For query block Qb and key block Kb: S = Qb·Kbᵀ·scale; per row, the running maximum m and sum
 /// l are updated (l ← l·e^(m_old−m) + Σ e^(S−m)) and the output accumulator is rescaled by the
 /// same factor before adding e^(S−m)·Vb. The result is acc / l, equal to softmax(QKᵀ)V.
-struct BlockedAttention: Sendable {
-    var queryBlock = 128
-    var keyBlock = 512
+final class BlockedAttention: @unchecked Sendable {
+    // The scratch is reused by every call (one per worker), so a decode step allocates nothing;
+    // calls must not overlap (a model instance runs one pass at a time).
+    let queryBlock = 128
+    let keyBlock = 512
+    fileprivate var scratch: [UnsafeMutablePointer<Float>] = []
+    private var scratchFloats = 0
+    /// Several threads may share a model; they take turns on the scratch.
+    private let lock = Mutex(())
+
+    deinit { scratch.forEach { $0.deallocate() } }
+
+    /// Per-worker buffers of at least `floats` floats for `workers` workers.
+    private func reserve(workers: Int, floats: Int) {
+        guard workers > scratch.count || floats > scratchFloats else { return }
+        scratch.forEach { $0.deallocate() }
+        scratchFloats = max(floats, scratchFloats)
+        scratch = (0..<max(workers, scratch.count)).map { _ in .allocate(capacity: scratchFloats) }
+    }
 
     /// - Parameters:
     ///   - q: queries × (heads · headDim) at row stride `qStride`.
@@ -24,35 +41,54 @@ struct BlockedAttention: Sendable {
     func run(q: UnsafePointer<Float>, qStride: Int, k: UnsafePointer<Float>, kStride: Int,
              v: UnsafePointer<Float>, vStride: Int, out: UnsafeMutablePointer<Float>, outStride: Int,
              queries: Int, keys: Int, heads: Int, kvHeads: Int, headDim: Int, causalOffset: Int?) {
+        lock.withLock { _ in
+            runLocked(q: q, qStride: qStride, k: k, kStride: kStride, v: v, vStride: vStride, out: out, outStride: outStride,
+                      queries: queries, keys: keys, heads: heads, kvHeads: kvHeads, headDim: headDim, causalOffset: causalOffset)
+        }
+    }
+
+    private func runLocked(q: UnsafePointer<Float>, qStride: Int, k: UnsafePointer<Float>, kStride: Int,
+                           v: UnsafePointer<Float>, vStride: Int, out: UnsafeMutablePointer<Float>, outStride: Int,
+                           queries: Int, keys: Int, heads: Int, kvHeads: Int, headDim: Int, causalOffset: Int?) {
         // Heads run in parallel on plmq's own workers, each calling a single-threaded sgemm:
         // OpenBLAS's own pool would otherwise spin in sched_yield next to the quantized kernels
         // (measured: a quarter of a 1B forward pass).
         let workers = max(1, min(KernelSettings.threads, heads))
-        let previous = BLAS.threads
-        if workers > 1 { BLAS.setThreads(1) }
-        defer { if workers > 1 { BLAS.setThreads(previous) } }
-        nonisolated(unsafe) let (qp, kp, vp, op) = (q, k, v, out)
-        let body: @Sendable (Int) -> Void = { worker in
-            let first = worker * heads / workers, last = (worker + 1) * heads / workers
-            self.runHeads(first..<last, q: qp, qStride: qStride, k: kp, kStride: kStride, v: vp, vStride: vStride,
-                          out: op, outStride: outStride, queries: queries, keys: keys, heads: heads, kvHeads: kvHeads,
-                          headDim: headDim, causalOffset: causalOffset)
+        let bq = min(queryBlock, queries), bk = min(keyBlock, keys)
+        // Sized for a full key block (not the current key count, which grows by one per decode step).
+        reserve(workers: workers, floats: bq * keyBlock + bq * headDim + 2 * bq)
+        let buffers = scratch
+        if workers > 1 { BLAS.setThreads(1) }  // each worker runs its own single-threaded sgemm
+        if workers == 1 {
+            // Called directly: building the worker closure would allocate its context every call.
+            runHeads(0..<heads, q: q, qStride: qStride, k: k, kStride: kStride, v: v, vStride: vStride, out: out,
+                     outStride: outStride, queries: queries, keys: keys, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                     causalOffset: causalOffset, scratch: buffers[0])
+            return
         }
-        if workers == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: body) }
+        var job = HeadsJob(attention: Unmanaged.passUnretained(self), q: q, qStride: qStride, k: k, kStride: kStride, v: v, vStride: vStride,
+                           out: out, outStride: outStride, queries: queries, keys: keys, heads: heads, kvHeads: kvHeads,
+                           headDim: headDim, causalOffset: causalOffset, workers: workers)
+        WorkerPool.run(workers, &job) { context, worker in
+            let j = context!.assumingMemoryBound(to: HeadsJob.self).pointee
+            let attention = j.attention.takeUnretainedValue()
+            let first = Int(worker) * j.heads / j.workers, last = (Int(worker) + 1) * j.heads / j.workers
+            attention.runHeads(first..<last, q: j.q, qStride: j.qStride, k: j.k, kStride: j.kStride, v: j.v, vStride: j.vStride,
+                               out: j.out, outStride: j.outStride, queries: j.queries, keys: j.keys, heads: j.heads, kvHeads: j.kvHeads,
+                               headDim: j.headDim, causalOffset: j.causalOffset, scratch: attention.scratch[Int(worker)])
+        }
     }
 
-    private func runHeads(_ range: Range<Int>, q: UnsafePointer<Float>, qStride: Int, k: UnsafePointer<Float>, kStride: Int,
+    fileprivate func runHeads(_ range: Range<Int>, q: UnsafePointer<Float>, qStride: Int, k: UnsafePointer<Float>, kStride: Int,
                           v: UnsafePointer<Float>, vStride: Int, out: UnsafeMutablePointer<Float>, outStride: Int,
-                          queries: Int, keys: Int, heads: Int, kvHeads: Int, headDim: Int, causalOffset: Int?) {
+                          queries: Int, keys: Int, heads: Int, kvHeads: Int, headDim: Int, causalOffset: Int?,
+                          scratch: UnsafeMutablePointer<Float>) {
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads
         let impl = KernelSettings.implementation.code
         let bq = min(queryBlock, queries), bk = min(keyBlock, keys)
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: bq * bk)
-        let acc = UnsafeMutablePointer<Float>.allocate(capacity: bq * headDim)
-        let rowMax = UnsafeMutablePointer<Float>.allocate(capacity: bq)
-        let rowSum = UnsafeMutablePointer<Float>.allocate(capacity: bq)
-        defer { scores.deallocate(); acc.deallocate(); rowMax.deallocate(); rowSum.deallocate() }
+        let scores = scratch, acc = scratch + bq * bk
+        let rowMax = acc + bq * headDim, rowSum = rowMax + bq
 
         for h in range {
             let kvh = h / group
@@ -99,4 +135,16 @@ struct BlockedAttention: Sendable {
             }
         }
     }
+}
+
+/// One attention call's inputs, shared by the workers (each runs its own heads).
+fileprivate struct HeadsJob {
+    let attention: Unmanaged<BlockedAttention>
+    let q: UnsafePointer<Float>, qStride: Int
+    let k: UnsafePointer<Float>, kStride: Int
+    let v: UnsafePointer<Float>, vStride: Int
+    let out: UnsafeMutablePointer<Float>, outStride: Int
+    let queries: Int, keys: Int, heads: Int, kvHeads: Int, headDim: Int
+    let causalOffset: Int?
+    let workers: Int
 }

@@ -2,9 +2,16 @@ import COpenBLAS
 
 /// The fp32 matrix products of the reference engine, through OpenBLAS. Row-major throughout.
 public enum BLAS {
+    /// The thread count last given to OpenBLAS (changing it allocates, so it is only set when it
+    /// changes: the quantized engine, whose only sgemm is attention's, never changes it again).
+    nonisolated(unsafe) private static var current = -1
+
     /// Sets how many threads OpenBLAS uses (plmq's `--threads`).
     public static func setThreads(_ n: Int) {
-        openblas_set_num_threads(Int32(max(1, n)))
+        let wanted = max(1, n)
+        guard wanted != current else { return }
+        current = wanted
+        openblas_set_num_threads(Int32(wanted))
     }
 
     public static var threads: Int { Int(openblas_get_num_threads()) }

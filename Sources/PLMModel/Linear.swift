@@ -29,6 +29,7 @@ public struct DenseLinear: LinearMap {
     }
 
     public func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
+        BLAS.setThreads(KernelSettings.threads)  // attention may have set OpenBLAS to one thread
         BLAS.gemmABt(m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures, b: weight.pointer, ldb: inFeatures,
                      c: y, ldc: outFeatures)
         if let bias {

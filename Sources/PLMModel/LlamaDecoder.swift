@@ -22,6 +22,29 @@ public struct KVCache {
     mutating func advance(by n: Int) { length += n }
 }
 
+/// Buffers for one decode step, allocated once per generation: a step allocates nothing.
+public final class DecodeState {
+    let hidden: Int, qDim: Int, kvDim: Int, intermediate: Int, vocab: Int
+    let x, normed, q, k, v, attended, projected, gate, up, down, logits: UnsafeMutablePointer<Float>
+
+    init(config t: TextConfig) {
+        hidden = t.hiddenSize
+        qDim = t.numAttentionHeads * t.headDim
+        kvDim = t.numKeyValueHeads * t.headDim
+        intermediate = t.intermediateSize
+        vocab = t.vocabSize
+        x = .allocate(capacity: hidden); normed = .allocate(capacity: hidden); projected = .allocate(capacity: hidden)
+        q = .allocate(capacity: qDim); attended = .allocate(capacity: qDim)
+        k = .allocate(capacity: kvDim); v = .allocate(capacity: kvDim)
+        gate = .allocate(capacity: intermediate); up = .allocate(capacity: intermediate)
+        down = .allocate(capacity: hidden); logits = .allocate(capacity: vocab)
+    }
+
+    deinit {
+        for p in [x, normed, projected, q, attended, k, v, gate, up, down, logits] { p.deallocate() }
+    }
+}
+
 /// One Llama decoder layer, named after transformers' module tree.
 struct DecoderLayer {
     let inputLayernorm: [Float]
@@ -133,6 +156,44 @@ public struct LlamaDecoder {
         cache.advance(by: rows)
         rmsNorm(x, rows: rows, weight: norm, eps: eps, into: &normed)
         return normed
+    }
+
+    /// One decode step for `token` at the next position: extends the cache and returns the
+    /// logits in `state.logits`. Same maths as `forward` with one row, without allocating.
+    func step(token: Int, cache: inout KVCache, state s: DecodeState) {
+        let t = config, h = t.hiddenSize, eps = Float(t.rmsNormEps)
+        let position = cache.length
+        embedTokens.row(token, into: s.x)
+        // By index: a generic enumerated() iterator boxes the large layer value in unoptimised builds.
+        for l in layers.indices {
+            let layer = layers[l]
+            Ops.rmsNorm(s.x, rows: 1, width: h, weight: layer.inputLayernorm, eps: eps, into: s.normed)
+            layer.qProj.apply(s.normed, rows: 1, into: s.q)
+            layer.kProj.apply(s.normed, rows: 1, into: s.k)
+            layer.vProj.apply(s.normed, rows: 1, into: s.v)
+            rope.apply(s.q, rows: 1, stride: s.qDim, heads: t.numAttentionHeads, firstPosition: position)
+            rope.apply(s.k, rows: 1, stride: s.kvDim, heads: t.numKeyValueHeads, firstPosition: position)
+            cache.append(layer: l, keys: UnsafeBufferPointer(start: s.k, count: s.kvDim), values: UnsafeBufferPointer(start: s.v, count: s.kvDim))
+            cache.keys[l].withUnsafeBufferPointer { kp in
+                cache.values[l].withUnsafeBufferPointer { vp in
+                    attention.run(q: s.q, qStride: s.qDim, k: kp.baseAddress!, kStride: s.kvDim, v: vp.baseAddress!, vStride: s.kvDim,
+                                  out: s.attended, outStride: s.qDim, queries: 1, keys: position + 1, heads: t.numAttentionHeads,
+                                  kvHeads: t.numKeyValueHeads, headDim: t.headDim, causalOffset: position)
+                }
+            }
+            layer.oProj.apply(s.attended, rows: 1, into: s.projected)
+            for i in 0..<h { s.x[i] += s.projected[i] }
+            Ops.rmsNorm(s.x, rows: 1, width: h, weight: layer.postAttentionLayernorm, eps: eps, into: s.normed)
+            layer.gateProj.apply(s.normed, rows: 1, into: s.gate)
+            layer.upProj.apply(s.normed, rows: 1, into: s.up)
+            Ops.activate(s.gate, count: s.intermediate, t.hiddenAct)
+            for i in 0..<s.intermediate { s.gate[i] *= s.up[i] }
+            layer.downProj.apply(s.gate, rows: 1, into: s.down)
+            for i in 0..<h { s.x[i] += s.down[i] }
+        }
+        cache.advance(by: 1)
+        Ops.rmsNorm(s.x, rows: 1, width: h, weight: norm, eps: eps, into: s.normed)
+        lmHead.apply(s.normed, rows: 1, into: s.logits)
     }
 
     /// Logits [rows, vocab] for final hidden states [rows, H].

@@ -183,17 +183,18 @@ public final class PerceptionLM {
         let embeddings = try mergedEmbeddings(inputIds, images: imageEncoding, videos: videoEncoding, imageRow: &imageRow, videoRow: &videoRow)
         var cache = decoder.newCache(reserve: inputIds.count + maxNewTokens)
         let h = config.text.hiddenSize
-        var hidden = decoder.forward(embeddings, rows: inputIds.count, cache: &cache)
-        var lastRow = hidden[((inputIds.count - 1) * h)...]
+        let hidden = decoder.forward(embeddings, rows: inputIds.count, cache: &cache)
+        let state = DecodeState(config: config.text)
         var generated: [Int] = []
+        generated.reserveCapacity(maxNewTokens)
+        var next = decoder.logits(hidden[((inputIds.count - 1) * h)...], rows: 1).withUnsafeBufferPointer { Ops.argmax($0) }
         while true {
-            let logits = decoder.logits(lastRow, rows: 1)
-            let next = logits.withUnsafeBufferPointer { Ops.argmax($0) }
             generated.append(next)
             onToken(next)
             if stopTokens.contains(next) || generated.count >= maxNewTokens { break }
-            hidden = decoder.forward(decoder.embed([next]), rows: 1, cache: &cache)
-            lastRow = hidden[0...]
+            // Decode steps reuse `state` and the reserved cache: no allocation per token.
+            decoder.step(token: next, cache: &cache, state: state)
+            next = Ops.argmax(UnsafeBufferPointer(start: state.logits, count: config.text.vocabSize))
         }
         return generated
     }

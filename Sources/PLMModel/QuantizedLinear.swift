@@ -1,5 +1,6 @@
 import CPLMKernels
 import Dispatch
+import Synchronization
 import PLMFormat
 import PLMQuant
 
@@ -49,6 +50,12 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     private let rawPointers: [UnsafeRawPointer?]
     /// The decode layout (int4 k6 g32 on AVX-512 machines), built at load.
     let repacked: RepackedMatrix?
+    /// Activation scratch for single-row calls, so a decode step allocates nothing; the lock
+    /// keeps a model usable from several threads (they take turns on this matrix).
+    private let singleLock = Mutex(())
+    private let singleQ: UnsafeMutablePointer<Int8>
+    private let singleD: UnsafeMutablePointer<Float>
+    private let singleSum: UnsafeMutablePointer<Float>
 
     init(file: PLMFile, tensor t: PLMTensor, bias: [Float]?) throws(PLMError) {
         var parts: [String: PartBytes] = [:]
@@ -76,86 +83,109 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         outFeatures = layout.rows
         type = t.type
         self.bias = bias
+        let blocks = (layout.columns + 31) / 32
+        singleQ = .allocate(capacity: blocks * 32)
+        singleD = .allocate(capacity: blocks)
+        singleSum = .allocate(capacity: blocks)
         repacked = plm_best_impl() >= PLM_IMPL_AVX512 ? RepackedMatrix(matrix) : nil
         // The repacked copy serves decode and prefill; the mapped levels are only re-read by the
         // portable or fp32-activation paths, so release them (RSS stays about the file size).
         if repacked != nil { parts["data"]?.dropResidentPages() }
     }
 
+    deinit { singleQ.deallocate(); singleD.deallocate(); singleSum.deallocate() }
+
     /// Weight rows per work item: a tile that stays in cache while every input row runs over it.
     static let tileRows = 16
 
     public func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
+        if rows == 1 {
+            singleLock.withLock { _ in compute(x, rows: 1, into: y) }
+        } else {
+            compute(x, rows: rows, into: y)
+        }
+    }
+
+    private func compute(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
         let k = inFeatures, n = outFeatures
         let blocks = (k + 31) / 32
         let useF32 = KernelSettings.activations == .f32
         // Activations quantized once per call (int8 per 32-block), shared by all workers.
-        let q = UnsafeMutablePointer<Int8>.allocate(capacity: max(1, rows * blocks * 32))
-        let d = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * blocks))
-        let sums = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * blocks))
-        defer { q.deallocate(); d.deallocate(); sums.deallocate() }
+        let single = rows == 1
+        let q = single ? singleQ : UnsafeMutablePointer<Int8>.allocate(capacity: max(1, rows * blocks * 32))
+        let d = single ? singleD : UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * blocks))
+        let sums = single ? singleSum : UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * blocks))
+        defer { if !single { q.deallocate(); d.deallocate(); sums.deallocate() } }
         if !useF32 {
             // Rows are independent: quantize them on the workers too (8 % of a forward pass otherwise).
-            nonisolated(unsafe) let (qq, dd, ss, xx) = (q, d, sums, x)
-            let quantizers = max(1, min(KernelSettings.threads, rows / 8))
-            let quantize: @Sendable (Int) -> Void = { t in
-                for m in stride(from: t, to: rows, by: quantizers) {
-                    plm_quantize_activations(xx + m * k, Int64(k), qq + m * blocks * 32, dd + m * blocks, ss + m * blocks)
+            var job = QuantizeJob(x: x, q: q, d: d, sums: sums, rows: rows, k: k, blocks: blocks,
+                                  workers: max(1, min(KernelSettings.threads, rows / 8)))
+            WorkerPool.run(job.workers, &job) { context, worker in
+                let j = context!.assumingMemoryBound(to: QuantizeJob.self).pointee
+                for m in stride(from: Int(worker), to: j.rows, by: j.workers) {
+                    plm_quantize_activations(j.x + m * j.k, Int64(j.k), j.q + m * j.blocks * 32, j.d + m * j.blocks, j.sums + m * j.blocks)
                 }
             }
-            if quantizers == 1 { quantize(0) } else { DispatchQueue.concurrentPerform(iterations: quantizers, execute: quantize) }
         }
-        let impl = KernelSettings.implementation.code
         let tiles = (n + Self.tileRows - 1) / Self.tileRows
-        let workers = max(1, min(KernelSettings.threads, tiles))
-        // Workers write disjoint rows of y and only read the rest.
-        nonisolated(unsafe) let (out, input, qs, ds, ss) = (y, x, q, d, sums)
-        let run: @Sendable (Int) -> Void = { worker in
-            var matrix = self.matrix
-            // Contiguous ranges of tiles per worker: each streams its own part of the weights.
-            let first = worker * tiles / workers, last = (worker + 1) * tiles / workers
-            let r0 = first * Self.tileRows, r1 = min(n, last * Self.tileRows)
-            guard r0 < r1 else { return }
-            if useF32 {
-                var row = [Float](repeating: 0, count: r1 - r0)
-                for m in 0..<rows {
-                    row.withUnsafeMutableBufferPointer { buf in
-                        plm_qgemv_f32(&matrix, input + m * k, buf.baseAddress!, Int64(r0), Int64(r1))
-                        for i in 0..<(r1 - r0) { out[m * n + r0 + i] = buf[i] }
-                    }
-                }
-            } else if rows == 1, let repacked = self.repacked, impl >= PLM_IMPL_AVX512 {
-                var act = plm_qact(q: qs, d: ds, sum: ss, x: input, cols: Int64(k))
-                var r = repacked.layout
-                plm_qgemv_repacked(&r, &act, out + r0, Int64(first), Int64(last))
-            } else if let repacked = self.repacked, impl >= PLM_IMPL_AVX512, rows >= 4 {
-                var r = repacked.layout
-                plm_qgemm_repacked(&r, qs, ds, ss, Int64(rows), out + r0, Int64(n), Int64(first), Int64(last))
-            } else {
-                // Writes y[m, r0..<r1] in place (row stride n): the tile GEMM for several rows,
-                // one GEMV for a single row (decode).
-                plm_qgemm(&matrix, qs, ds, ss, input, Int64(rows), out + r0, Int64(n), Int64(r0), Int64(r1), impl)
-            }
+        var job = MatmulJob(linear: Unmanaged.passUnretained(self), x: x, y: y, q: q, d: d, sums: sums, rows: rows, k: k, n: n,
+                            blocks: blocks, tiles: tiles, workers: max(1, min(KernelSettings.threads, tiles)),
+                            impl: KernelSettings.implementation.code, useF32: useF32)
+        WorkerPool.run(job.workers, &job) { context, worker in
+            let j = context!.assumingMemoryBound(to: MatmulJob.self).pointee
+            j.linear.takeUnretainedValue().computeTiles(j, worker: Int(worker))
         }
-        if workers == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: run) }
         if let bias {
             for m in 0..<rows { for o in 0..<n { y[m * n + o] += bias[o] } }
         }
     }
 
-    /// Dequantizes row `r` (an embedding lookup of a quantized table).
+    /// One worker's contiguous range of weight tiles: each worker streams its own part of the
+    /// weights and writes its own columns of y.
+    fileprivate func computeTiles(_ j: MatmulJob, worker: Int) {
+        var matrix = self.matrix
+        let first = worker * j.tiles / j.workers, last = (worker + 1) * j.tiles / j.workers
+        let r0 = first * Self.tileRows, r1 = min(j.n, last * Self.tileRows)
+        guard r0 < r1 else { return }
+        if j.useF32 {
+            var row = [Float](repeating: 0, count: r1 - r0)
+            for m in 0..<j.rows {
+                row.withUnsafeMutableBufferPointer { buf in
+                    plm_qgemv_f32(&matrix, j.x + m * j.k, buf.baseAddress!, Int64(r0), Int64(r1))
+                    for i in 0..<(r1 - r0) { j.y[m * j.n + r0 + i] = buf[i] }
+                }
+            }
+        } else if j.rows == 1, let repacked, j.impl >= PLM_IMPL_AVX512 {
+            var act = plm_qact(q: j.q, d: j.d, sum: j.sums, x: j.x, cols: Int64(j.k))
+            var r = repacked.layout
+            plm_qgemv_repacked(&r, &act, j.y + r0, Int64(first), Int64(last))
+        } else if let repacked, j.impl >= PLM_IMPL_AVX512, j.rows >= 4 {
+            var r = repacked.layout
+            plm_qgemm_repacked(&r, j.q, j.d, j.sums, Int64(j.rows), j.y + r0, Int64(j.n), Int64(first), Int64(last))
+        } else {
+            // Writes y[m, r0..<r1] in place (row stride n): the tile GEMM for several rows,
+            // one GEMV for a single row (decode).
+            plm_qgemm(&matrix, j.q, j.d, j.sums, j.x, Int64(j.rows), j.y + r0, Int64(j.n), Int64(r0), Int64(r1), j.impl)
+        }
+    }
+
+    /// Dequantizes row `r` (an embedding lookup of a quantized table), without allocating.
     func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
         var matrix = self.matrix
         let g = Int(matrix.group)
+        let rowData = UnsafeRawPointer(matrix.data!) + r * Int(matrix.data_row_bytes)
         for group in 0..<((inFeatures + g - 1) / g) {
             var s: Float = 0, m: Float = 0
             plm_group_scale_min(&matrix, Int64(r), Int64(group), &s, &m)
             let n = min(g, inFeatures - group * g)
-            var levels = [UInt8](repeating: 0, count: g)
-            let rowData = UnsafeRawPointer(matrix.data!) + r * Int(matrix.data_row_bytes)
             if case .int4 = type {
-                Nibbles.unpack(rowData + group * g / 2, count: n, into: &levels)
-                for j in 0..<n { out[group * g + j] = s * Float(levels[j]) + m }
+                // Byte j holds value j (low nibble) and value j + ceil(n/2) (high nibble).
+                let bytes = rowData + group * g / 2, h = (n + 1) / 2
+                for j in 0..<h {
+                    let b = bytes.load(fromByteOffset: j, as: UInt8.self)
+                    out[group * g + j] = s * Float(b & 0x0F) + m
+                    if j + h < n { out[group * g + j + h] = s * Float(b >> 4) + m }
+                }
             } else {
                 let bytes = rowData + group * g
                 for j in 0..<n {
@@ -191,4 +221,26 @@ final class RepackedMatrix: @unchecked Sendable {
     }
 
     deinit { storage.deallocate() }
+}
+
+/// The shared inputs of one parallel matmul (read by every worker; each writes its own rows of y).
+fileprivate struct MatmulJob {
+    let linear: Unmanaged<QuantizedLinear>
+    let x: UnsafePointer<Float>
+    let y: UnsafeMutablePointer<Float>
+    let q: UnsafeMutablePointer<Int8>
+    let d: UnsafeMutablePointer<Float>
+    let sums: UnsafeMutablePointer<Float>
+    let rows: Int, k: Int, n: Int, blocks: Int, tiles: Int, workers: Int
+    let impl: Int32
+    let useF32: Bool
+}
+
+/// Activation rows to quantize, strided across workers.
+fileprivate struct QuantizeJob {
+    let x: UnsafePointer<Float>
+    let q: UnsafeMutablePointer<Int8>
+    let d: UnsafeMutablePointer<Float>
+    let sums: UnsafeMutablePointer<Float>
+    let rows: Int, k: Int, blocks: Int, workers: Int
 }

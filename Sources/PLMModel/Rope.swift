@@ -43,32 +43,23 @@ public struct LlamaRope: Sendable {
         inverseFrequencies = inv
     }
 
-    /// Rotates `heads` heads of one token in place: x = [h0 | h1 | ...], each headDim wide.
-    @inline(__always)
-    func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int, cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>) {
-        let half = headDim / 2
-        for i in 0..<half {
-            let angle = Float(position) * inverseFrequencies[i]
-            cos[i] = cosf(angle)
-            sin[i] = sinf(angle)
-        }
-        for h in 0..<heads {
-            let v = x + h * headDim
-            for i in 0..<half {
-                let a = v[i], b = v[i + half]
-                v[i] = a * cos[i] - b * sin[i]
-                v[i + half] = b * cos[i] + a * sin[i]
-            }
-        }
-    }
-
-    /// Applies RoPE to rows of a [rows, stride] buffer whose first `heads · headDim` columns are heads.
+    /// Applies RoPE to rows of a [rows, stride] buffer whose first `heads · headDim` columns are
+    /// heads. Each angle's cos/sin is computed once and applied to every head (no scratch).
     func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, stride: Int, heads: Int, firstPosition: Int) {
         let half = headDim / 2
-        let cs = UnsafeMutablePointer<Float>.allocate(capacity: 2 * half)
-        defer { cs.deallocate() }
         for r in 0..<rows {
-            rotate(x + r * stride, heads: heads, position: firstPosition + r, cos: cs, sin: cs + half)
+            let row = x + r * stride
+            let position = Float(firstPosition + r)
+            for i in 0..<half {
+                let angle = position * inverseFrequencies[i]
+                let c = cosf(angle), s = sinf(angle)
+                for h in 0..<heads {
+                    let v = row + h * headDim
+                    let a = v[i], b = v[i + half]
+                    v[i] = a * c - b * s
+                    v[i + half] = b * c + a * s
+                }
+            }
         }
     }
 }

@@ -15,16 +15,26 @@ actor ConvertedModels {
         return p
     }()
 
-    func model(_ variant: String, bits: Int) throws -> PerceptionLM {
+    private var paths: [String: String] = [:]
+
+    /// The converted file (converted once).
+    func path(_ variant: String, bits: Int) throws -> String {
         let key = "\(variant)-q\(bits)"
-        if let m = models[key] { return m }
+        if let p = paths[key] { return p }
         var options = ConversionOptions()
         options.bits = bits
         options.threads = 2
         let path = folder + "/\(key).plm"
         let plan = try ConversionPlan(folder: CheckpointFolder(path: Fixtures.model(variant)), options: options)
         _ = try Converter(plan: plan, producer: "test").run(output: path, dryRun: false)
-        let m = try PerceptionLM.load(plm: path)
+        paths[key] = path
+        return path
+    }
+
+    func model(_ variant: String, bits: Int) throws -> PerceptionLM {
+        let key = "\(variant)-q\(bits)"
+        if let m = models[key] { return m }
+        let m = try PerceptionLM.load(plm: try path(variant, bits: bits))
         models[key] = m
         return m
     }
@@ -44,26 +54,62 @@ let quantizedCases: [QuantizedCase] = ["tiny-fp32-mha-tied", "tiny-bf16-gqa-llam
     [8, 4].flatMap { bits in ["text", "tiles3", "png"].map { QuantizedCase(variant: v, name: $0, bits: bits) } }
 }
 
-@Suite(.serialized) struct QuantizedParityTests {
-    @Test(arguments: quantizedCases)
-    func plmLogitsStayCloseToTheFP32Engine(_ c: QuantizedCase) async throws {
-        KernelSettings.threads = 2
-        let model = try await ConvertedModels.shared.model(c.variant, bits: c.bits)
-        let file = try SafetensorsFile(path: Fixtures.testCase(c.variant, c.name))
-        let (ids, images) = try caseInputs(file)
-        let reference = try file.view("logits").floats()
-        let logits = try model.forward(inputIds: ids, images: images).logits
-        var num = 0.0, den = 0.0
-        for i in reference.indices { num += Double(logits[i] - reference[i]) * Double(logits[i] - reference[i]); den += Double(reference[i]) * Double(reference[i]) }
-        let relative = (num / den).squareRoot()
-        let vocab = model.config.text.vocabSize
-        var agree = 0
-        for p in 0..<ids.count {
-            let a = (0..<vocab).max { logits[p * vocab + $0] < logits[p * vocab + $1] }!
-            let b = (0..<vocab).max { reference[p * vocab + $0] < reference[p * vocab + $1] }!
-            if a == b { agree += 1 }
+extension EngineSuite {
+    @Suite(.serialized) struct QuantizedParityTests {
+        @Test(arguments: quantizedCases)
+        func plmLogitsStayCloseToTheFP32Engine(_ c: QuantizedCase) async throws {
+            KernelSettings.threads = 2
+            let model = try await ConvertedModels.shared.model(c.variant, bits: c.bits)
+            let file = try SafetensorsFile(path: Fixtures.testCase(c.variant, c.name))
+            let (ids, images) = try caseInputs(file)
+            let reference = try file.view("logits").floats()
+            let logits = try model.forward(inputIds: ids, images: images).logits
+            var num = 0.0, den = 0.0
+            for i in reference.indices { num += Double(logits[i] - reference[i]) * Double(logits[i] - reference[i]); den += Double(reference[i]) * Double(reference[i]) }
+            let relative = (num / den).squareRoot()
+            let vocab = model.config.text.vocabSize
+            var agree = 0
+            for p in 0..<ids.count {
+                let a = (0..<vocab).max { logits[p * vocab + $0] < logits[p * vocab + $1] }!
+                let b = (0..<vocab).max { reference[p * vocab + $0] < reference[p * vocab + $1] }!
+                if a == b { agree += 1 }
+            }
+            print("\(c.testDescription): logits relative RMS error \(relative), top-1 agreement \(agree)/\(ids.count)")
+            #expect(relative <= quantizedBounds[c.bits]!, "\(c.testDescription): \(relative)")
         }
-        print("\(c.testDescription): logits relative RMS error \(relative), top-1 agreement \(agree)/\(ids.count)")
-        #expect(relative <= quantizedBounds[c.bits]!, "\(c.testDescription): \(relative)")
+    }
+}
+
+extension EngineSuite {
+    /// Splitting a matmul across two workers gives exactly the one-worker result, for every
+    /// storage type and for decode (1 row) and prefill (6 rows), on a model whose weight rows do
+    /// not fill whole tiles.
+    @Suite(.serialized) struct WorkerSplitTests {
+        @Test(arguments: ["int8-sym", "int8-asym", "int4-sym", "int4-asym-f16", "int4-asym-k6"])
+        func twoWorkersEqualOne(_ typeName: String) async throws {
+            let folder = NSTemporaryDirectory() + "plmq-split-" + UUID().uuidString
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            var options = ConversionOptions()
+            options.keep = [try KeepRule.parse("weight$=\(typeName)", defaultGroupSize: 32)]
+            let plan = try ConversionPlan(folder: CheckpointFolder(path: Fixtures.model("tiny-g-nocls")), options: options)
+            _ = try Converter(plan: plan, producer: "test").run(output: folder + "/m.plm", dryRun: false)
+            let file = try PLMFile(path: folder + "/m.plm")
+            let source = PLMWeightSource(file: file)
+            for name in ["model.language_model.layers.0.mlp.gate_proj.weight", "model.vision_tower.timm_model.patch_embed.proj.weight"] {
+                let t = try #require(file.tensor(name))
+                let linear = try source.linear(weight: name, bias: nil, outFeatures: t.layout.rows, inFeatures: t.layout.columns)
+                for rows in [1, 6] {
+                    let x = (0..<(rows * linear.inFeatures)).map { Float(($0 * 37) % 101) / 50 - 1 }
+                    var results: [[Float]] = []
+                    for threads in [1, 2] {
+                        KernelSettings.threads = threads
+                        results.append(linear(x, rows: rows))
+                    }
+                    KernelSettings.threads = 1
+                    #expect(results[0] == results[1], "\(typeName) \(name) rows \(rows)")
+                }
+            }
+        }
     }
 }

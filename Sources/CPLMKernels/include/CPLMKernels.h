@@ -110,6 +110,14 @@ void plm_qgemv_repacked(const plm_q4k6_repacked *w, const plm_qact *a, float *y,
 void plm_qgemm_repacked(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
                         int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1);
 
+/// A persistent pool of worker threads (created once, on first use). plm_pool_run calls
+/// task(context, i) for i in [0, workers): i = 0 on the calling thread, the others on pool
+/// threads, and returns when all are done. It never allocates, so a decode step stays
+/// allocation-free on any number of threads. Calls from several threads take turns; a task must
+/// not call plm_pool_run itself.
+typedef void (*plm_task)(void *context, int worker);
+void plm_pool_run(int workers, plm_task task, void *context);
+
 /// x[i] = exp(x[i] − shift) for i < n; returns the sum. `impl` as for the matmuls; the portable
 /// path uses libm's expf and is the reference.
 float plm_exp_shift_sum(float *x, int64_t n, float shift, int impl);
