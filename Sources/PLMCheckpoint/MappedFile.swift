@@ -52,14 +52,6 @@ public final class MappedFile: @unchecked Sendable {
         UnsafeRawBufferPointer(rebasing: bytes[range])
     }
 
-    /// Tells the kernel a range will be read sequentially soon (streaming readers).
-    public func adviseSequential(_ range: Range<Int>) {
-        guard let base, !range.isEmpty else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = range.lowerBound / page * page
-        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), range.upperBound - start, MADV_WILLNEED)
-    }
-
     /// Drops the pages of a range from this process's memory (they are re-read from the file if
     /// touched again). Used after widening a tensor so the mapping does not double the footprint.
     public func dropPages(_ range: UnsafeRawBufferPointer) {

@@ -148,11 +148,18 @@ public func formatBytes(_ n: Int) -> String {
 }
 
 extension String {
-    /// Two decimals without Foundation's String(format:).
-    init(format2 value: Double) {
-        let scaled = (value * 100).rounded()
-        let whole = Int(scaled / 100)
-        let frac = Int(scaled) - whole * 100
-        self = "\(whole)." + (frac < 10 ? "0" : "") + "\(frac)"
+    /// `value` with exactly `decimals` decimals, rounded half away from zero (no Foundation).
+    public init(fixed value: Double, decimals: Int) {
+        var scale = 1.0
+        for _ in 0..<decimals { scale *= 10 }
+        let scaled = Int((abs(value) * scale).rounded())
+        let whole = scaled / Int(scale), fraction = scaled % Int(scale)
+        self = (value < 0 && scaled != 0 ? "-" : "") + "\(whole)" + (decimals > 0 ? "." + String(fraction).leftPadded(decimals) : "")
     }
+
+    /// Two decimals: "2.86".
+    public init(format2 value: Double) { self.init(fixed: value, decimals: 2) }
+
+    /// Left-pads with zeros to `width` characters.
+    public func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

@@ -289,7 +289,3 @@ public struct Converter {
         return "\(digits / 100_000).\(String(digits % 100_000).leftPadded(5))e\(exponent < 0 ? "-" : "+")\(e < 10 ? "0" : "")\(e)"
     }
 }
-
-extension String {
-    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
-}

@@ -22,22 +22,27 @@ public struct KVCache {
     mutating func advance(by n: Int) { length += n }
 }
 
-/// Buffers for one decode step, allocated once per generation: a step allocates nothing.
+/// The decoder's working buffers for up to `rows` positions at once (the MLP ones for one chunk
+/// of rows). A generation allocates one for prefill and one single-row state reused by every
+/// decode step, so a step allocates nothing.
 public final class DecodeState {
+    let rows: Int, chunkRows: Int
     let hidden: Int, qDim: Int, kvDim: Int, intermediate: Int, vocab: Int
     let x, normed, q, k, v, attended, projected, gate, up, down, logits: UnsafeMutablePointer<Float>
 
-    init(config t: TextConfig) {
+    init(config t: TextConfig, rows: Int = 1, chunkRows: Int = 512) {
+        self.rows = rows
+        self.chunkRows = min(rows, chunkRows)
         hidden = t.hiddenSize
         qDim = t.numAttentionHeads * t.headDim
         kvDim = t.numKeyValueHeads * t.headDim
         intermediate = t.intermediateSize
         vocab = t.vocabSize
-        x = .allocate(capacity: hidden); normed = .allocate(capacity: hidden); projected = .allocate(capacity: hidden)
-        q = .allocate(capacity: qDim); attended = .allocate(capacity: qDim)
-        k = .allocate(capacity: kvDim); v = .allocate(capacity: kvDim)
-        gate = .allocate(capacity: intermediate); up = .allocate(capacity: intermediate)
-        down = .allocate(capacity: hidden); logits = .allocate(capacity: vocab)
+        x = .allocate(capacity: rows * hidden); normed = .allocate(capacity: rows * hidden); projected = .allocate(capacity: rows * hidden)
+        q = .allocate(capacity: rows * qDim); attended = .allocate(capacity: rows * qDim)
+        k = .allocate(capacity: rows * kvDim); v = .allocate(capacity: rows * kvDim)
+        gate = .allocate(capacity: self.chunkRows * intermediate); up = .allocate(capacity: self.chunkRows * intermediate)
+        down = .allocate(capacity: self.chunkRows * hidden); logits = .allocate(capacity: vocab)
     }
 
     deinit {
@@ -110,102 +115,66 @@ public struct LlamaDecoder {
     }
 
     /// Runs `rows` new positions (embeddings [rows, H]) after the cached ones; returns the final
-    /// normalised hidden states [rows, H] and extends the cache.
+    /// normalised hidden states [rows, H] and extends the cache (prefill).
     func forward(_ embeddings: [Float], rows: Int, cache: inout KVCache) -> [Float] {
-        let t = config, h = t.hiddenSize, hd = t.headDim
-        let qDim = t.numAttentionHeads * hd, kvDim = t.numKeyValueHeads * hd
-        let start = cache.length, eps = Float(t.rmsNormEps)
-        var x = embeddings
-        var normed = [Float](repeating: 0, count: rows * h)
-        var attended = [Float](repeating: 0, count: rows * qDim)
-        for (l, layer) in layers.enumerated() {
-            rmsNorm(x, rows: rows, weight: layer.inputLayernorm, eps: eps, into: &normed)
-            var q = layer.qProj(normed, rows: rows)
-            var k = layer.kProj(normed, rows: rows)
-            let v = layer.vProj(normed, rows: rows)
-            q.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress!, rows: rows, stride: qDim, heads: t.numAttentionHeads, firstPosition: start) }
-            k.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress!, rows: rows, stride: kvDim, heads: t.numKeyValueHeads, firstPosition: start) }
-            k.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in cache.append(layer: l, keys: kp, values: vp) } }
-            q.withUnsafeBufferPointer { qp in
-                cache.keys[l].withUnsafeBufferPointer { kp in
-                    cache.values[l].withUnsafeBufferPointer { vp in
-                        attended.withUnsafeMutableBufferPointer { op in
-                            attention.run(q: qp.baseAddress!, qStride: qDim, k: kp.baseAddress!, kStride: kvDim,
-                                          v: vp.baseAddress!, vStride: kvDim, out: op.baseAddress!, outStride: qDim,
-                                          queries: rows, keys: start + rows, heads: t.numAttentionHeads,
-                                          kvHeads: t.numKeyValueHeads, headDim: hd, causalOffset: start)
-                        }
-                    }
+        let state = DecodeState(config: config, rows: rows, chunkRows: mlpChunkRows)
+        embeddings.withUnsafeBufferPointer { state.x.update(from: $0.baseAddress!, count: rows * config.hiddenSize) }
+        runLayers(rows: rows, cache: &cache, state: state)
+        return Array(UnsafeBufferPointer(start: state.normed, count: rows * config.hiddenSize))
+    }
+
+    /// One decode step for `token` at the next position: extends the cache and leaves the logits
+    /// in `state.logits`, without allocating.
+    func step(token: Int, cache: inout KVCache, state s: DecodeState) {
+        embedTokens.row(token, into: s.x)
+        runLayers(rows: 1, cache: &cache, state: s)
+        lmHead.apply(s.normed, rows: 1, into: s.logits)
+    }
+
+    /// Every layer over `rows` positions in `s.x`, then the final norm into `s.normed`.
+    private func runLayers(rows: Int, cache: inout KVCache, state s: DecodeState) {
+        let t = config, h = t.hiddenSize, eps = Float(t.rmsNormEps)
+        let start = cache.length
+        // By index: a generic enumerated() iterator boxes the large layer value in unoptimised builds.
+        for l in layers.indices {
+            let layer = layers[l]
+            Ops.rmsNorm(s.x, rows: rows, width: h, weight: layer.inputLayernorm, eps: eps, into: s.normed)
+            layer.qProj.apply(s.normed, rows: rows, into: s.q)
+            layer.kProj.apply(s.normed, rows: rows, into: s.k)
+            layer.vProj.apply(s.normed, rows: rows, into: s.v)
+            rope.apply(s.q, rows: rows, stride: s.qDim, heads: t.numAttentionHeads, firstPosition: start)
+            rope.apply(s.k, rows: rows, stride: s.kvDim, heads: t.numKeyValueHeads, firstPosition: start)
+            cache.append(layer: l, keys: UnsafeBufferPointer(start: s.k, count: rows * s.kvDim),
+                         values: UnsafeBufferPointer(start: s.v, count: rows * s.kvDim))
+            cache.keys[l].withUnsafeBufferPointer { kp in
+                cache.values[l].withUnsafeBufferPointer { vp in
+                    attention.run(q: s.q, qStride: s.qDim, k: kp.baseAddress!, kStride: s.kvDim, v: vp.baseAddress!, vStride: s.kvDim,
+                                  out: s.attended, outStride: s.qDim, queries: rows, keys: start + rows, heads: t.numAttentionHeads,
+                                  kvHeads: t.numKeyValueHeads, headDim: t.headDim, causalOffset: start)
                 }
             }
-            addScaled(&x, layer.oProj(attended, rows: rows), rows: rows, width: h, scale: nil)
-            rmsNorm(x, rows: rows, weight: layer.postAttentionLayernorm, eps: eps, into: &normed)
+            layer.oProj.apply(s.attended, rows: rows, into: s.projected)
+            for i in 0..<(rows * h) { s.x[i] += s.projected[i] }
+            Ops.rmsNorm(s.x, rows: rows, width: h, weight: layer.postAttentionLayernorm, eps: eps, into: s.normed)
+            // The MLP in chunks of rows, to bound its scratch on long prompts.
             var r0 = 0
             while r0 < rows {
-                let n = min(mlpChunkRows, rows - r0)
-                let chunk = Array(normed[(r0 * h)..<((r0 + n) * h)])
-                var gate = layer.gateProj(chunk, rows: n)
-                let up = layer.upProj(chunk, rows: n)
-                gate.withUnsafeMutableBufferPointer { Ops.activate($0.baseAddress!, count: $0.count, t.hiddenAct) }
-                for i in 0..<gate.count { gate[i] *= up[i] }
-                let down = layer.downProj(gate, rows: n)
-                for i in 0..<(n * h) { x[r0 * h + i] += down[i] }
+                let n = min(s.chunkRows, rows - r0)
+                layer.gateProj.apply(s.normed + r0 * h, rows: n, into: s.gate)
+                layer.upProj.apply(s.normed + r0 * h, rows: n, into: s.up)
+                Ops.activate(s.gate, count: n * s.intermediate, t.hiddenAct)
+                for i in 0..<(n * s.intermediate) { s.gate[i] *= s.up[i] }
+                layer.downProj.apply(s.gate, rows: n, into: s.down)
+                for i in 0..<(n * h) { s.x[r0 * h + i] += s.down[i] }
                 r0 += n
             }
         }
         cache.advance(by: rows)
-        rmsNorm(x, rows: rows, weight: norm, eps: eps, into: &normed)
-        return normed
-    }
-
-    /// One decode step for `token` at the next position: extends the cache and returns the
-    /// logits in `state.logits`. Same maths as `forward` with one row, without allocating.
-    func step(token: Int, cache: inout KVCache, state s: DecodeState) {
-        let t = config, h = t.hiddenSize, eps = Float(t.rmsNormEps)
-        let position = cache.length
-        embedTokens.row(token, into: s.x)
-        // By index: a generic enumerated() iterator boxes the large layer value in unoptimised builds.
-        for l in layers.indices {
-            let layer = layers[l]
-            Ops.rmsNorm(s.x, rows: 1, width: h, weight: layer.inputLayernorm, eps: eps, into: s.normed)
-            layer.qProj.apply(s.normed, rows: 1, into: s.q)
-            layer.kProj.apply(s.normed, rows: 1, into: s.k)
-            layer.vProj.apply(s.normed, rows: 1, into: s.v)
-            rope.apply(s.q, rows: 1, stride: s.qDim, heads: t.numAttentionHeads, firstPosition: position)
-            rope.apply(s.k, rows: 1, stride: s.kvDim, heads: t.numKeyValueHeads, firstPosition: position)
-            cache.append(layer: l, keys: UnsafeBufferPointer(start: s.k, count: s.kvDim), values: UnsafeBufferPointer(start: s.v, count: s.kvDim))
-            cache.keys[l].withUnsafeBufferPointer { kp in
-                cache.values[l].withUnsafeBufferPointer { vp in
-                    attention.run(q: s.q, qStride: s.qDim, k: kp.baseAddress!, kStride: s.kvDim, v: vp.baseAddress!, vStride: s.kvDim,
-                                  out: s.attended, outStride: s.qDim, queries: 1, keys: position + 1, heads: t.numAttentionHeads,
-                                  kvHeads: t.numKeyValueHeads, headDim: t.headDim, causalOffset: position)
-                }
-            }
-            layer.oProj.apply(s.attended, rows: 1, into: s.projected)
-            for i in 0..<h { s.x[i] += s.projected[i] }
-            Ops.rmsNorm(s.x, rows: 1, width: h, weight: layer.postAttentionLayernorm, eps: eps, into: s.normed)
-            layer.gateProj.apply(s.normed, rows: 1, into: s.gate)
-            layer.upProj.apply(s.normed, rows: 1, into: s.up)
-            Ops.activate(s.gate, count: s.intermediate, t.hiddenAct)
-            for i in 0..<s.intermediate { s.gate[i] *= s.up[i] }
-            layer.downProj.apply(s.gate, rows: 1, into: s.down)
-            for i in 0..<h { s.x[i] += s.down[i] }
-        }
-        cache.advance(by: 1)
-        Ops.rmsNorm(s.x, rows: 1, width: h, weight: norm, eps: eps, into: s.normed)
-        lmHead.apply(s.normed, rows: 1, into: s.logits)
+        Ops.rmsNorm(s.x, rows: rows, width: h, weight: norm, eps: eps, into: s.normed)
     }
 
     /// Logits [rows, vocab] for final hidden states [rows, H].
     func logits(_ hidden: ArraySlice<Float>, rows: Int) -> [Float] {
         lmHead(Array(hidden), rows: rows)
-    }
-
-    private func rmsNorm(_ x: [Float], rows: Int, weight: [Float], eps: Float, into y: inout [Float]) {
-        x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                Ops.rmsNorm(xp.baseAddress!, rows: rows, width: config.hiddenSize, weight: weight, eps: eps, into: yp.baseAddress!)
-            }
-        }
     }
 }

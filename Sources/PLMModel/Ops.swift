@@ -39,7 +39,6 @@ enum Ops {
         }
     }
 
-    @inline(__always) static func geluErf(_ x: Float) -> Float { 0.5 * x * (1 + erff(x * 0.70710678118654752)) }
     @inline(__always) static func geluTanh(_ x: Float) -> Float {
         0.5 * x * (1 + tanhf(0.79788456080286536 * (x + 0.044715 * x * x * x)))
     }

@@ -71,8 +71,10 @@ public struct PLMWeightSource: WeightSource {
     }
 
     public func linear(weight: String, bias: String?, outFeatures: Int, inFeatures: Int) throws(EngineError) -> any LinearMap {
-        let t = try checked(weight, shape: file.tensor(weight)?.shape.count == 2 ? [outFeatures, inFeatures] : (file.tensor(weight)?.shape ?? []))
-        guard t.layout.columns == inFeatures, t.layout.rows == outFeatures else {
+        guard let t = file.tensor(weight) else { throw .missingTensor(source: sourceName, tensor: weight) }
+        // Any rank reads as [out, in] with in = the product of the other dimensions (the
+        // patch-embedding conv is [D, 3, 14, 14]).
+        guard t.shape.first == outFeatures, t.shape.dropFirst().reduce(1, *) == inFeatures else {
             throw .tensorShape(source: sourceName, tensor: weight, expected: [outFeatures, inFeatures], actual: t.shape)
         }
         let b = try bias.map { name throws(EngineError) in try floats(name, shape: [outFeatures]) }

@@ -28,7 +28,7 @@ struct ConversionReport {
         return lines.joined(separator: "\n")
     }
 
-    func fmt(_ x: Double) -> String { String(format4: x) }
+    func fmt(_ x: Double) -> String { String(fixed: x, decimals: 4) }
 }
 
 /// `plmq convert --dry-run`: every tensor group with its storage, bits per weight, bytes and reason.
@@ -62,16 +62,3 @@ struct PlanReport {
     }
 }
 
-extension String {
-    init(format4 value: Double) {
-        let scaled = Int((value * 10000).rounded())
-        self = "\(scaled / 10000)." + String(scaled % 10000).leftPadded(4)
-    }
-
-    init(format6 value: Double) {
-        let scaled = Int((value * 1_000_000).rounded())
-        self = "\(scaled / 1_000_000)." + String(scaled % 1_000_000).leftPadded(6)
-    }
-
-    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
-}

@@ -155,10 +155,3 @@ final class ProgressLine {
 func formatRate(_ bytesPerSecond: Double) -> String {
     bytesPerSecond >= 1e9 ? String(format2: bytesPerSecond / 1e9) + " GB/s" : String(format2: bytesPerSecond / 1e6) + " MB/s"
 }
-
-extension String {
-    init(format2 value: Double) {
-        let scaled = Int((value * 100).rounded())
-        self = "\(scaled / 100)." + (scaled % 100 < 10 ? "0" : "") + "\(scaled % 100)"
-    }
-}

@@ -108,8 +108,4 @@ struct GenerateCommand: ParsableCommand {
     }
 }
 
-func seconds(_ s: Double) -> String { s < 1 ? "\(Int((s * 1000).rounded())) ms" : String(Int(s * 100) / 100) + "." + String(format02: Int(s * 100) % 100) + " s" }
-
-extension String {
-    init(format02 n: Int) { self = n < 10 ? "0\(n)" : "\(n)" }
-}
+func seconds(_ s: Double) -> String { s < 1 ? "\(Int((s * 1000).rounded())) ms" : String(fixed: s, decimals: 2) + " s" }

@@ -55,14 +55,15 @@ struct QuantErrorCommand: ParsableCommand {
                 for (i, t) in storage.enumerated() {
                     let e = Converter.quantize(v, layout: StorageLayout(shape: v.shape, type: t), threads: workers).relativeRMSE
                     sums[i] += e
-                    row.append(String(format6: e))
+                    row.append(String(fixed: e, decimals: 6))
                 }
                 rows.append(row)
             }
-            rows.append(["mean of \(selected.count)", ""] + sums.map { String(format6: $0 / Double(selected.count)) })
+            rows.append(["mean of \(selected.count)", ""] + sums.map { String(fixed: $0 / Double(selected.count), decimals: 6) })
             rows.append(["bits per weight", ""] + storage.map { t in
                 let bytes = selected.reduce(0) { $0 + StorageLayout(shape: $1.shape, type: t).totalBytes }
-                return String(format4: Double(8 * bytes) / Double(selected.reduce(0) { $0 + $1.elementCount }))
+                let weights = selected.reduce(0) { $0 + $1.elementCount }
+                return String(fixed: Double(8 * bytes) / Double(weights), decimals: 4)
             })
             print(alignColumns(rows, rightAligned: Set(2..<(2 + storage.count))).joined(separator: "\n"))
         }
