@@ -32,30 +32,33 @@ let package = Package(
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // Hot loops in C (checksums, later the quantized matmul kernels), each with a reference twin.
         .target(name: "CPLMKernels"),
+        // Shared basics with no model knowledge: strict JSON, mapped and atomically written files,
+        // number formatting, the pixel tiles that the image processor hands to the engine.
+        .target(name: "PLMCore"),
         // Readers: memory-mapped safetensors (single or sharded) and config.json.
-        .target(name: "PLMCheckpoint"),
+        .target(name: "PLMCheckpoint", dependencies: ["PLMCore"]),
         // Storage types and the reference (scalar) quantizers.
         .target(name: "PLMQuant"),
         // The .plm container: spec constants, streaming writer, validating mapped reader.
-        .target(name: "PLMFormat", dependencies: ["PLMQuant", "PLMCheckpoint", "CPLMKernels", "CZstd"]),
+        .target(name: "PLMFormat", dependencies: ["PLMCore", "PLMQuant", "PLMCheckpoint", "CPLMKernels", "CZstd"]),
         // checkpoint folder → .plm: policy, plan, multi-threaded streaming conversion.
-        .target(name: "PLMConvert", dependencies: ["PLMCheckpoint", "PLMQuant", "PLMFormat", "CCrypto"]),
+        .target(name: "PLMConvert", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "CCrypto"]),
         // The fp32 reference engine: vision tower, projector, Llama decoder.
-        .target(name: "PLMModel", dependencies: ["PLMCheckpoint", "PLMFormat", "PLMQuant", "CPLMKernels", "COpenBLAS"]),
+        .target(name: "PLMModel", dependencies: ["PLMCore", "PLMCheckpoint", "PLMFormat", "PLMQuant", "CPLMKernels", "COpenBLAS"]),
         .executableTarget(
             name: "plmq",
             dependencies: [
-                "PLMCheckpoint", "PLMModel", "PLMFormat", "PLMConvert", "PLMQuant",
+                "PLMCore", "PLMCheckpoint", "PLMModel", "PLMFormat", "PLMConvert", "PLMQuant",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "PLMCheckpointTests", dependencies: ["PLMCheckpoint"]),
+        .testTarget(name: "PLMCheckpointTests", dependencies: ["PLMCore", "PLMCheckpoint"]),
         .testTarget(name: "PLMQuantTests", dependencies: ["PLMQuant"]),
-        .testTarget(name: "PLMFormatTests", dependencies: ["PLMFormat", "PLMConvert", "PLMQuant", "PLMCheckpoint"]),
+        .testTarget(name: "PLMFormatTests", dependencies: ["PLMCore", "PLMFormat", "PLMConvert", "PLMQuant", "PLMCheckpoint"]),
         // Test support: counts the process's heap allocations (decode must not allocate).
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
-        .testTarget(name: "PLMModelTests", dependencies: ["PLMModel", "PLMCheckpoint", "PLMConvert", "PLMFormat", "PLMQuant", "CPLMKernels", "CAllocationCounter"]),
+        .testTarget(name: "PLMModelTests", dependencies: ["PLMCore", "PLMModel", "PLMCheckpoint", "PLMConvert", "PLMFormat", "PLMQuant", "CPLMKernels", "CAllocationCounter"]),
         // Runs the built `plmq` binary: exit codes, messages, files written.
-        .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMCheckpoint", "PLMFormat"]),
+        .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMCore", "PLMCheckpoint", "PLMFormat"]),
     ]
 )

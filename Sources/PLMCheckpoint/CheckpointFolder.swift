@@ -1,3 +1,4 @@
+import PLMCore
 /// A Hugging Face PerceptionLM checkpoint folder: config.json, the safetensors weights, and the
 /// side files a runner needs (generation config, processor configs, tokenizer, chat template).
 /// Opening it parses and validates every header and JSON file; no tensor data is read.

@@ -1,3 +1,4 @@
+import PLMCore
 /// A config problem: which file, which field (a dotted path such as `text_config.head_dim`), what.
 public struct ConfigError: Error, Equatable, CustomStringConvertible {
     public let file: String

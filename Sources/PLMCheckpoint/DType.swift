@@ -1,3 +1,4 @@
+import PLMCore
 /// The element types a safetensors header may name. plmq computes with F32, F16 and BF16;
 /// the others are recognised (so a file using them is valid and inspectable) but not converted.
 public enum TensorDType: String, CaseIterable, Sendable, Comparable {

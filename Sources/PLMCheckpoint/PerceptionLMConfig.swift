@@ -1,3 +1,4 @@
+import PLMCore
 /// `config.json` of a `PerceptionLMForConditionalGeneration` checkpoint.
 public struct PerceptionLMConfig: Sendable, Equatable {
     public var text: TextConfig

@@ -1,3 +1,4 @@
+import PLMCore
 /// Everything that can be wrong with a safetensors file. Each case names the tensor where one
 /// is involved; `SafetensorsError` adds the file.
 public enum SafetensorsProblem: Equatable, Sendable, CustomStringConvertible {

@@ -1,3 +1,4 @@
+import PLMCore
 /// The three parts of a PerceptionLM checkpoint.
 public enum Component: String, CaseIterable, Sendable {
     case visionTower = "vision tower"

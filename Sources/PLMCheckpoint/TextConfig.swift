@@ -1,3 +1,4 @@
+import PLMCore
 /// Activation functions named by `hidden_act`, as transformers' ACT2FN defines them.
 public enum Activation: String, Sendable, Equatable {
     case silu

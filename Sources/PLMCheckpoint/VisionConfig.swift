@@ -1,3 +1,4 @@
+import PLMCore
 /// The Perception Encoder tower's configuration, resolved the way `timm.create_model` does it:
 /// timm's `Eva.__init__` defaults, overridden by the registered architecture's arguments,
 /// overridden by `vision_config.model_args`. Only `architecture` and `model_args` reach timm;

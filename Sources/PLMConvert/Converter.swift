@@ -1,3 +1,4 @@
+import PLMCore
 import Dispatch
 import PLMCheckpoint
 import PLMFormat

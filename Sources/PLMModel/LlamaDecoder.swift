@@ -1,3 +1,4 @@
+import PLMCore
 import PLMCheckpoint
 
 /// Keys (after RoPE) and values of every layer for the positions seen so far.

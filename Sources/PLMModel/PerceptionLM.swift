@@ -1,23 +1,6 @@
+import PLMCore
 import PLMCheckpoint
 import PLMFormat
-
-/// Image tiles (or video frames) as normalised pixels, [count, 3, height, width].
-public struct PixelTiles: Sendable {
-    public let count: Int
-    public let height: Int
-    public let width: Int
-    public let values: [Float]
-
-    public init(count: Int, height: Int, width: Int, values: [Float]) throws(EngineError) {
-        guard count >= 0, values.count == count * 3 * height * width else {
-            throw .invalidInput("pixel values hold \(values.count) numbers, not \(count) tiles of 3×\(height)×\(width)")
-        }
-        self.count = count
-        self.height = height
-        self.width = width
-        self.values = values
-    }
-}
 
 /// What the vision path produced for a set of tiles.
 public struct VisionEncoding: Sendable {

@@ -1,3 +1,4 @@
+import PLMCore
 import PLMCheckpoint
 
 /// `PerceptionLMMultiModalProjector` + `PerceptionLMAdaptiveAvgPooling`: linear_1 → GELU(erf) →

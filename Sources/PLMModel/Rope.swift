@@ -1,3 +1,4 @@
+import PLMCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

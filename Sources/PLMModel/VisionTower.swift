@@ -1,3 +1,4 @@
+import PLMCore
 import PLMCheckpoint
 
 /// One Perception Encoder block (timm `EvaBlock` with `AttentionRope`): pre-norm attention with

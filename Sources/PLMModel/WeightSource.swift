@@ -1,3 +1,4 @@
+import PLMCore
 import PLMCheckpoint
 
 /// Where the engine's weights come from. A checkpoint folder widens everything to fp32; a `.plm`

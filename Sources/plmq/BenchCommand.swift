@@ -1,3 +1,4 @@
+import PLMCore
 import ArgumentParser
 import CPLMKernels
 import PLMCheckpoint

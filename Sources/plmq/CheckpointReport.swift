@@ -1,3 +1,4 @@
+import PLMCore
 import PLMCheckpoint
 
 /// What `plmq inspect` prints for a checkpoint folder, as text or JSON.

@@ -1,3 +1,4 @@
+import PLMCore
 import PLMCheckpoint
 import PLMConvert
 import PLMQuant

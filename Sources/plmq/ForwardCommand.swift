@@ -1,3 +1,4 @@
+import PLMCore
 import ArgumentParser
 import PLMCheckpoint
 import PLMModel

@@ -1,3 +1,4 @@
+import PLMCore
 import PLMCheckpoint
 import PLMFormat
 import PLMQuant

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PLMCore
 @testable import PLMCheckpoint
 
 @Suite struct CheckpointFolderTests {

@@ -1,4 +1,5 @@
 import Testing
+import PLMCore
 @testable import PLMCheckpoint
 
 /// The config.json of PLM-1B as transformers 4.54 wrote it (legacy rope keys), from the public

@@ -1,4 +1,5 @@
 import Testing
+import PLMCore
 @testable import PLMCheckpoint
 
 @Suite struct JSONParserTests {

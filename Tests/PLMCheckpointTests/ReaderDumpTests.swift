@@ -1,4 +1,5 @@
 import Testing
+import PLMCore
 @testable import PLMCheckpoint
 
 /// The reader's values against dumps written by PyTorch from the same files.

@@ -1,4 +1,5 @@
 import Testing
+import PLMCore
 @testable import PLMCheckpoint
 
 /// One crafted file per validation rule; each must be rejected with the named problem.

@@ -1,4 +1,5 @@
 import Foundation
+import PLMCore
 @testable import PLMCheckpoint
 
 /// Paths to the committed transformers fixtures.

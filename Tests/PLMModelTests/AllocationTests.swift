@@ -1,3 +1,4 @@
+import PLMCore
 import CAllocationCounter
 import Testing
 import PLMCheckpoint

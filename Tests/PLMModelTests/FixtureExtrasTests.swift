@@ -1,3 +1,4 @@
+import PLMCore
 import Testing
 import PLMCheckpoint
 @testable import PLMModel

@@ -151,7 +151,7 @@ let kernelTypes: [StorageType] = StorageType.groupSizes.flatMap { g in
                 w.withMatrix { mat in plm_qgemm(&mat, q, d, sums, x, Int64(m), &y, Int64(n), 0, Int64(n), Int32(impl)) }
                 for row in 0..<m {
                     let xa = acts[row].dequantized(k)
-                    let tailStart = impl == PLM_IMPL_AVX512 ? k : (k / type.groupSize!) * type.groupSize!
+                    let tailStart = impl == PLM_IMPL_AVX512 && plm_best_impl() >= PLM_IMPL_AVX512 ? k : (k / type.groupSize!) * type.groupSize!
                     for r in 0..<n {
                         var exact = 0.0, norm = 0.0
                         for j in 0..<k {

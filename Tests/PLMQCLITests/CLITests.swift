@@ -1,3 +1,4 @@
+import PLMCore
 import Foundation
 import Testing
 import PLMCheckpoint

@@ -9,6 +9,11 @@ public struct FileAccessError: Error, CustomStringConvertible, Equatable {
     public let path: String
     public let reason: String
     public var description: String { "\(path): \(reason)" }
+
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
 }
 
 /// A read-only memory mapping of a whole file. Tensor views point into it, so it stays alive as
@@ -64,5 +69,5 @@ public final class MappedFile: @unchecked Sendable {
         _ = madvise(UnsafeMutableRawPointer(mutating: base + lo), first, MADV_DONTNEED)
     }
 
-    static func errnoText() -> String { String(cString: strerror(errno)) }
+    public static func errnoText() -> String { String(cString: strerror(errno)) }
 }
