@@ -18,10 +18,18 @@ final class BlockedAttention: @unchecked Sendable {
     // calls must not overlap (a model instance runs one pass at a time).
     let queryBlock = 128
     let keyBlock = 512
+    let threads: Int
+    let impl: Int32
     fileprivate var scratch: [UnsafeMutablePointer<Float>] = []
     private var scratchFloats = 0
     /// Several threads may share a model; they take turns on the scratch.
     private let lock = Mutex(())
+
+    init(options: EngineOptions) {
+        BLAS.useSingleThreadedKernels()
+        threads = max(1, options.threads)
+        impl = options.implCode
+    }
 
     deinit { scratch.forEach { $0.deallocate() } }
 
@@ -53,12 +61,11 @@ final class BlockedAttention: @unchecked Sendable {
         // Heads run in parallel on plmq's own workers, each calling a single-threaded sgemm:
         // OpenBLAS's own pool would otherwise spin in sched_yield next to the quantized kernels
         // (measured: a quarter of a 1B forward pass).
-        let workers = max(1, min(KernelSettings.threads, heads))
+        let workers = max(1, min(threads, heads))
         let bq = min(queryBlock, queries), bk = min(keyBlock, keys)
         // Sized for a full key block (not the current key count, which grows by one per decode step).
         reserve(workers: workers, floats: bq * keyBlock + bq * headDim + 2 * bq)
         let buffers = scratch
-        if workers > 1 { BLAS.setThreads(1) }  // each worker runs its own single-threaded sgemm
         if workers == 1 {
             // Called directly: building the worker closure would allocate its context every call.
             runHeads(0..<heads, q: q, qStride: qStride, k: k, kStride: kStride, v: v, vStride: vStride, out: out,
@@ -70,7 +77,7 @@ final class BlockedAttention: @unchecked Sendable {
                            out: out, outStride: outStride, queries: queries, keys: keys, heads: heads, kvHeads: kvHeads,
                            headDim: headDim, causalOffset: causalOffset, workers: workers)
         WorkerPool.run(workers, &job) { context, worker in
-            let j = context!.assumingMemoryBound(to: HeadsJob.self).pointee
+            guard let j = context?.assumingMemoryBound(to: HeadsJob.self).pointee else { return }
             let attention = j.attention.takeUnretainedValue()
             let first = Int(worker) * j.heads / j.workers, last = (Int(worker) + 1) * j.heads / j.workers
             attention.runHeads(first..<last, q: j.q, qStride: j.qStride, k: j.k, kStride: j.kStride, v: j.v, vStride: j.vStride,
@@ -85,7 +92,6 @@ final class BlockedAttention: @unchecked Sendable {
                           scratch: UnsafeMutablePointer<Float>) {
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads
-        let impl = KernelSettings.implementation.code
         let bq = min(queryBlock, queries), bk = min(keyBlock, keys)
         let scores = scratch, acc = scratch + bq * bk
         let rowMax = acc + bq * headDim, rowSum = rowMax + bq

@@ -2,19 +2,14 @@ import COpenBLAS
 
 /// The fp32 matrix products of the reference engine, through OpenBLAS. Row-major throughout.
 public enum BLAS {
-    /// The thread count last given to OpenBLAS (changing it allocates, so it is only set when it
-    /// changes: the quantized engine, whose only sgemm is attention's, never changes it again).
-    nonisolated(unsafe) private static var current = -1
+    /// OpenBLAS runs single-threaded inside plmq's own workers (dense layers split their
+    /// columns, attention its heads). Its own pool would otherwise spin in sched_yield beside
+    /// the quantized kernels (measured: a quarter of a 1B forward pass), and changing its
+    /// process-wide thread count per call allocates and races between models.
+    private static let pinned: Void = openblas_set_num_threads(1)
 
-    /// Sets how many threads OpenBLAS uses (plmq's `--threads`).
-    public static func setThreads(_ n: Int) {
-        let wanted = max(1, n)
-        guard wanted != current else { return }
-        current = wanted
-        openblas_set_num_threads(Int32(wanted))
-    }
-
-    public static var threads: Int { Int(openblas_get_num_threads()) }
+    /// Pins OpenBLAS to one thread (idempotent; called by every layer that uses it).
+    public static func useSingleThreadedKernels() { _ = pinned }
 
     /// C[m×n] = alpha · A[m×k] · B[n×k]ᵀ + beta · C  (B given row-major as n rows of k: a weight [out, in]).
     @inline(__always)

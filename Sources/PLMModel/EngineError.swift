@@ -10,6 +10,9 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     case tensorShape(source: String, tensor: String, expected: [Int], actual: [Int])
     case imageTokenCount(kind: String, tokens: Int, features: Int)
     case invalidInput(String)
+    case invalidOptions(String)
+    /// A side file of a model (embedded in a `.plm` or in a checkpoint folder) is damaged.
+    case embeddedFile(file: String, name: String, problem: String)
 
     public var description: String {
         switch self {
@@ -20,6 +23,8 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case .imageTokenCount(let kind, let tokens, let features):
             return "the prompt has \(tokens) \(kind) tokens but the \(kind) inputs produce \(features) features"
         case .invalidInput(let d): return d
+        case .invalidOptions(let d): return "invalid engine options: \(d)"
+        case .embeddedFile(let f, let n, let p): return "\(f): \(n): \(p)"
         }
     }
 }

@@ -7,35 +7,58 @@ public protocol LinearMap: Sendable {
     func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>)
 }
 
-/// An fp32 weight [out, in] with an optional bias, multiplied through OpenBLAS.
+/// An fp32 weight [out, in] with an optional bias, multiplied through OpenBLAS. The output
+/// columns are split across plmq's workers, each running a single-threaded sgemm on its slice of
+/// the weight rows: one threading model for the whole engine, and no process-wide OpenBLAS
+/// thread count that two models could fight over.
 public struct DenseLinear: LinearMap {
     public let weight: FloatBuffer
     public let bias: [Float]?
     public let inFeatures: Int
     public let outFeatures: Int
+    let threads: Int
+    /// Output columns per worker slice, a multiple of 16 so that slices stay vector-aligned.
+    static let sliceAlignment = 16
 
-    public init(weight: FloatBuffer, bias: [Float]?, outFeatures: Int, inFeatures: Int) {
-        precondition(weight.count == outFeatures * inFeatures && (bias == nil || bias!.count == outFeatures))
+    public init(weight: FloatBuffer, bias: [Float]?, outFeatures: Int, inFeatures: Int, threads: Int) throws(EngineError) {
+        let (count, overflow) = outFeatures.multipliedReportingOverflow(by: inFeatures)
+        guard outFeatures > 0, inFeatures > 0, !overflow, weight.count == count, bias.map({ $0.count == outFeatures }) ?? true else {
+            throw .invalidInput("a dense layer of \(outFeatures)×\(inFeatures) got \(weight.count) weights and \(bias?.count ?? 0) biases")
+        }
+        BLAS.useSingleThreadedKernels()
         self.weight = weight
         self.bias = bias
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
-    }
-
-    public init(weight: [Float], bias: [Float]?, outFeatures: Int, inFeatures: Int) {
-        let buffer = FloatBuffer(count: weight.count)
-        _ = buffer.buffer.initialize(from: weight)
-        self.init(weight: buffer, bias: bias, outFeatures: outFeatures, inFeatures: inFeatures)
+        self.threads = max(1, threads)
     }
 
     public func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
-        BLAS.setThreads(KernelSettings.threads)  // attention may have set OpenBLAS to one thread
-        BLAS.gemmABt(m: rows, n: outFeatures, k: inFeatures, a: x, lda: inFeatures, b: weight.pointer, ldb: inFeatures,
-                     c: y, ldc: outFeatures)
+        // Small products are not worth waking the workers for (measured: under ~64 columns of
+        // work per worker the hand-off costs more than it saves).
+        let slices = (outFeatures + Self.sliceAlignment - 1) / Self.sliceAlignment
+        let workers = max(1, min(threads, slices, rows * outFeatures * inFeatures / (1 << 16)))
+        var job = DenseJob(x: x, y: y, w: weight.pointer, rows: rows, n: outFeatures, k: inFeatures, slices: slices, workers: workers)
+        WorkerPool.run(workers, &job) { context, worker in
+            guard let j = context?.assumingMemoryBound(to: DenseJob.self).pointee else { return }
+            let first = Int(worker) * j.slices / j.workers * DenseLinear.sliceAlignment
+            let last = min(j.n, (Int(worker) + 1) * j.slices / j.workers * DenseLinear.sliceAlignment)
+            guard first < last else { return }
+            BLAS.gemmABt(m: j.rows, n: last - first, k: j.k, a: j.x, lda: j.k, b: j.w + first * j.k, ldb: j.k,
+                         c: j.y + first, ldc: j.n)
+        }
         if let bias {
             for r in 0..<rows { for o in 0..<outFeatures { y[r * outFeatures + o] += bias[o] } }
         }
     }
+}
+
+/// One dense product's inputs, shared by the workers (each writes its own columns of y).
+private struct DenseJob {
+    let x: UnsafePointer<Float>
+    let y: UnsafeMutablePointer<Float>
+    let w: UnsafePointer<Float>
+    let rows: Int, n: Int, k: Int, slices: Int, workers: Int
 }
 
 extension LinearMap {

@@ -80,7 +80,8 @@ public struct LlamaDecoder {
     let norm: [Float]
     let lmHead: any LinearMap
     let rope: LlamaRope
-    let attention = BlockedAttention()
+    let attention: BlockedAttention
+    let impl: Int32
     /// Rows of the position-wise MLP processed at once, to bound scratch memory on long prompts.
     let mlpChunkRows = 512
 
@@ -99,6 +100,8 @@ public struct LlamaDecoder {
             lmHead = try source.linear(weight: Component.lmHead, bias: nil, outFeatures: t.vocabSize, inFeatures: t.hiddenSize)
         }
         rope = LlamaRope(headDim: t.headDim, parameters: t.rope)
+        attention = BlockedAttention(options: source.options)
+        impl = source.options.implCode
     }
 
     public func newCache(reserve: Int = 0) -> KVCache {
@@ -163,7 +166,7 @@ public struct LlamaDecoder {
                 let n = min(s.chunkRows, rows - r0)
                 layer.gateProj.apply(s.normed + r0 * h, rows: n, into: s.gate)
                 layer.upProj.apply(s.normed + r0 * h, rows: n, into: s.up)
-                Ops.activate(s.gate, count: n * s.intermediate, t.hiddenAct)
+                Ops.activate(s.gate, count: n * s.intermediate, t.hiddenAct, impl: impl)
                 for i in 0..<(n * s.intermediate) { s.gate[i] *= s.up[i] }
                 layer.downProj.apply(s.gate, rows: n, into: s.down)
                 for i in 0..<(n * h) { s.x[r0 * h + i] += s.down[i] }

@@ -45,9 +45,9 @@ enum Ops {
     }
     @inline(__always) static func silu(_ x: Float) -> Float { x / (1 + expf(-x)) }
 
-    static func activate(_ x: UnsafeMutablePointer<Float>, count: Int, _ act: Activation) {
+    static func activate(_ x: UnsafeMutablePointer<Float>, count: Int, _ act: Activation, impl: Int32) {
         switch act {
-        case .geluErf: plm_gelu_erf(x, Int64(count), KernelSettings.implementation.code)
+        case .geluErf: plm_gelu_erf(x, Int64(count), impl)
         case .geluTanh: for i in 0..<count { x[i] = geluTanh(x[i]) }
         case .silu: for i in 0..<count { x[i] = silu(x[i]) }
         case .relu: for i in 0..<count { x[i] = max(0, x[i]) }

@@ -7,9 +7,13 @@ import PLMQuant
 /// `QuantizedLinear` maps that compute straight from the mapped bytes (no dequantized copy).
 public struct PLMWeightSource: WeightSource {
     public let file: PLMFile
+    public let options: EngineOptions
     public var sourceName: String { file.path }
 
-    public init(file: PLMFile) { self.file = file }
+    public init(file: PLMFile, options: EngineOptions) {
+        self.file = file
+        self.options = options
+    }
 
     public func shape(of tensor: String) -> [Int]? { file.tensor(tensor)?.shape }
 
@@ -64,27 +68,24 @@ public struct PLMWeightSource: WeightSource {
         let t = try checked(name, shape: [vocab, hidden])
         if t.type.isQuantized {
             let q: QuantizedLinear
-            do { q = try QuantizedLinear(file: file, tensor: t, bias: nil) } catch { throw .plm(error) }
+            do { q = try QuantizedLinear(file: file, tensor: t, bias: nil, options: options) } catch { throw .plm(error) }
             return (QuantizedEmbedding(table: q), q)
         }
         let table = try buffer(name, shape: [vocab, hidden])
-        return (DenseEmbedding(table: table, hidden: hidden), DenseLinear(weight: table, bias: nil, outFeatures: vocab, inFeatures: hidden))
+        return (DenseEmbedding(table: table, hidden: hidden),
+                try DenseLinear(weight: table, bias: nil, outFeatures: vocab, inFeatures: hidden, threads: options.threads))
     }
 
     public func linear(weight: String, bias: String?, outFeatures: Int, inFeatures: Int) throws(EngineError) -> any LinearMap {
         guard let t = file.tensor(weight) else { throw .missingTensor(source: sourceName, tensor: weight) }
-        // Any rank reads as [out, in] with in = the product of the other dimensions (the
-        // patch-embedding conv is [D, 3, 14, 14]).
-        guard t.shape.first == outFeatures, t.shape.dropFirst().reduce(1, *) == inFeatures else {
-            throw .tensorShape(source: sourceName, tensor: weight, expected: [outFeatures, inFeatures], actual: t.shape)
-        }
+        try checkLinearShape(weight, t.shape, outFeatures: outFeatures, inFeatures: inFeatures)
         let b = try bias.map { name throws(EngineError) in try floats(name, shape: [outFeatures]) }
         if t.type.isQuantized {
-            do { return try QuantizedLinear(file: file, tensor: t, bias: b) } catch { throw .plm(error) }
+            do { return try QuantizedLinear(file: file, tensor: t, bias: b, options: options) } catch { throw .plm(error) }
         }
         let w = FloatBuffer(count: t.elementCount)
         try dequantize(t, into: w.buffer)
-        return DenseLinear(weight: w, bias: b, outFeatures: outFeatures, inFeatures: inFeatures)
+        return try DenseLinear(weight: w, bias: b, outFeatures: outFeatures, inFeatures: inFeatures, threads: options.threads)
     }
 }
 

@@ -19,8 +19,10 @@ public final class PerceptionLM {
     public let vision: VisionTower
     let projector: Projector
     public let decoder: LlamaDecoder
+    let source: any WeightSource
 
-    public init(source: WeightSource, config: PerceptionLMConfig, generation: GenerationConfig) throws(EngineError) {
+    public init(source: any WeightSource, config: PerceptionLMConfig, generation: GenerationConfig) throws(EngineError) {
+        self.source = source
         self.config = config
         self.generation = generation
         vision = try VisionTower(source: source, config: config.vision)
@@ -28,43 +30,20 @@ public final class PerceptionLM {
         decoder = try LlamaDecoder(source: source, config: config)
     }
 
-    /// Loads a Hugging Face checkpoint folder, widening its weights to fp32.
-    public static func load(checkpoint path: String) throws(EngineError) -> PerceptionLM {
-        let folder: CheckpointFolder
-        do {
-            folder = try CheckpointFolder(path: path)
-            try folder.requireConsistentLayout()
-        } catch { throw .checkpoint(error) }
-        return try PerceptionLM(source: CheckpointWeightSource(weights: folder.weights), config: folder.config, generation: folder.generation)
+    /// Loads MODEL (a checkpoint folder, computed in fp32, or a `.plm` file, whose quantized
+    /// weights are used in place from the memory map) with `options`.
+    public static func load(_ path: String, options: EngineOptions = EngineOptions()) throws(EngineError) -> PerceptionLM {
+        try load(ModelBundle.open(path), options: options)
     }
 
-    /// Loads a `.plm` file: quantized weights are used in place from the memory map.
-    public static func load(plm path: String) throws(EngineError) -> PerceptionLM {
-        let file: PLMFile
-        do { file = try PLMFile(path: path) } catch { throw .plm(error) }
-        guard let configBytes = try? file.sideFile("config.json") else {
-            throw .invalidInput("\(path): no embedded config.json")
-        }
-        let config: PerceptionLMConfig, generation: GenerationConfig
-        do {
-            config = try PerceptionLMConfig(json: try JSONParser.parse(configBytes), file: path + ":config.json")
-            if let g = try? file.sideFile("generation_config.json") {
-                generation = try GenerationConfig(json: try JSONParser.parse(g), file: path + ":generation_config.json")
-            } else {
-                generation = GenerationConfig()
-            }
-        } catch let e as ConfigError {
-            throw .checkpoint(.config(e))
-        } catch {
-            throw .invalidInput("\(path): embedded config is not valid JSON: \(error)")
-        }
-        return try PerceptionLM(source: PLMWeightSource(file: file), config: config, generation: generation)
+    /// Builds the engine for an opened model.
+    public static func load(_ bundle: ModelBundle, options: EngineOptions = EngineOptions()) throws(EngineError) -> PerceptionLM {
+        try options.validate()
+        return try PerceptionLM(source: bundle.weightSource(options: options), config: bundle.config, generation: bundle.generation)
     }
 
-    /// Loads MODEL: a checkpoint folder (fp32) or a `.plm` file.
-    public static func load(_ path: String) throws(EngineError) -> PerceptionLM {
-        FileSystem.isDirectory(path) ? try load(checkpoint: path) : try load(plm: path)
-    }
+    /// How this model computes.
+    public var options: EngineOptions { source.options }
 
     /// Runs the tower and projector on every tile, in order.
     public func encode(_ tiles: PixelTiles) throws(EngineError) -> VisionEncoding {

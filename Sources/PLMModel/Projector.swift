@@ -9,6 +9,7 @@ struct Projector {
     let poolingRatio: Int
     let gridHeight: Int
     let gridWidth: Int
+    let impl: Int32
 
     init(source: WeightSource, config c: PerceptionLMConfig) throws(EngineError) {
         let p = Component.projectorPrefix, h = c.text.hiddenSize
@@ -17,13 +18,14 @@ struct Projector {
         poolingRatio = c.projectorPoolingRatio
         gridHeight = c.vision.gridHeight
         gridWidth = c.vision.gridWidth
+        impl = source.options.implCode
     }
 
     /// patchFeatures: [gridHeight·gridWidth, Dv] in row-major grid order → [tokensPerTile, H].
     func forward(_ patchFeatures: [Float]) -> [Float] {
         let n = gridHeight * gridWidth, h = linear2.outFeatures
         var hidden = linear1(patchFeatures, rows: n)
-        hidden.withUnsafeMutableBufferPointer { Ops.activate($0.baseAddress!, count: $0.count, .geluErf) }
+        hidden.withUnsafeMutableBufferPointer { Ops.activate($0.baseAddress!, count: $0.count, .geluErf, impl: impl) }
         let y = linear2(hidden, rows: n)
         let r = poolingRatio
         guard r > 1 else { return y }

@@ -4,39 +4,8 @@ import Synchronization
 import PLMFormat
 import PLMQuant
 
-/// Which kernels the engine uses; set once from the command line (`--kernel`, `--threads`).
-public enum KernelSettings {
-    public enum Implementation: String, CaseIterable, Sendable {
-        case auto, portable, avx2, avx512
-        var code: Int32 {
-            switch self {
-            case .auto: return plm_best_impl()
-            case .portable: return Int32(PLM_IMPL_PORTABLE)
-            case .avx2: return Int32(PLM_IMPL_AVX2)
-            case .avx512: return Int32(PLM_IMPL_AVX512)
-            }
-        }
-    }
-
-    /// Activations as int8 per 32-block (integer dot products) or fp32 (dequantized weights).
-    public enum Activations: String, CaseIterable, Sendable { case int8, f32 }
-
-    nonisolated(unsafe) public static var implementation: Implementation = .auto
-    nonisolated(unsafe) public static var activations: Activations = .int8
-    nonisolated(unsafe) public static var threads = 1
-
-    /// The implementation the CPU actually runs for `implementation`.
-    public static var effective: Implementation {
-        switch min(implementation.code, plm_best_impl()) {
-        case Int32(PLM_IMPL_AVX512): return .avx512
-        case Int32(PLM_IMPL_AVX2): return .avx2
-        default: return .portable
-        }
-    }
-}
-
 /// y = x·Wᵀ + b with W quantized in a mapped `.plm` file: the weight bytes are used in place.
-/// Output rows are split across `KernelSettings.threads` workers; with several input rows
+/// Output rows are split across `options.threads` workers; with several input rows
 /// (prefill, vision tiles) each worker takes a tile of weight rows and runs every input row
 /// against it while the tile is in cache.
 public final class QuantizedLinear: LinearMap, @unchecked Sendable {
@@ -44,6 +13,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     public let inFeatures: Int
     public let outFeatures: Int
     public let type: StorageType
+    let options: EngineOptions
     let matrix: plm_qmatrix
     let bias: [Float]?
     private let keepAlive: [PartBytes]
@@ -57,7 +27,8 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     private let singleD: UnsafeMutablePointer<Float>
     private let singleSum: UnsafeMutablePointer<Float>
 
-    init(file: PLMFile, tensor t: PLMTensor, bias: [Float]?) throws(PLMError) {
+    init(file: PLMFile, tensor t: PLMTensor, bias: [Float]?, options: EngineOptions) throws(PLMError) {
+        self.options = options
         var parts: [String: PartBytes] = [:]
         for p in t.parts { parts[p.name] = try file.bytes(t, part: p.name) }
         keepAlive = Array(parts.values)
@@ -87,7 +58,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         singleQ = .allocate(capacity: blocks * 32)
         singleD = .allocate(capacity: blocks)
         singleSum = .allocate(capacity: blocks)
-        repacked = plm_best_impl() >= PLM_IMPL_AVX512 ? RepackedMatrix(matrix) : nil
+        repacked = options.implCode >= PLM_IMPL_AVX512 ? RepackedMatrix(matrix, threads: options.threads) : nil
         // The repacked copy serves decode and prefill; the mapped levels are only re-read by the
         // portable or fp32-activation paths, so release them (RSS stays about the file size).
         if repacked != nil { parts["data"]?.dropResidentPages() }
@@ -109,7 +80,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     private func compute(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
         let k = inFeatures, n = outFeatures
         let blocks = (k + 31) / 32
-        let useF32 = KernelSettings.activations == .f32
+        let useF32 = options.activations == .f32
         // Activations quantized once per call (int8 per 32-block), shared by all workers.
         let single = rows == 1
         let q = single ? singleQ : UnsafeMutablePointer<Int8>.allocate(capacity: max(1, rows * blocks * 32))
@@ -119,9 +90,9 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         if !useF32 {
             // Rows are independent: quantize them on the workers too (8 % of a forward pass otherwise).
             var job = QuantizeJob(x: x, q: q, d: d, sums: sums, rows: rows, k: k, blocks: blocks,
-                                  workers: max(1, min(KernelSettings.threads, rows / 8)))
+                                  workers: max(1, min(options.threads, rows / 8)))
             WorkerPool.run(job.workers, &job) { context, worker in
-                let j = context!.assumingMemoryBound(to: QuantizeJob.self).pointee
+                guard let j = context?.assumingMemoryBound(to: QuantizeJob.self).pointee else { return }
                 for m in stride(from: Int(worker), to: j.rows, by: j.workers) {
                     plm_quantize_activations(j.x + m * j.k, Int64(j.k), j.q + m * j.blocks * 32, j.d + m * j.blocks, j.sums + m * j.blocks)
                 }
@@ -129,10 +100,10 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         }
         let tiles = (n + Self.tileRows - 1) / Self.tileRows
         var job = MatmulJob(linear: Unmanaged.passUnretained(self), x: x, y: y, q: q, d: d, sums: sums, rows: rows, k: k, n: n,
-                            blocks: blocks, tiles: tiles, workers: max(1, min(KernelSettings.threads, tiles)),
-                            impl: KernelSettings.implementation.code, useF32: useF32)
+                            blocks: blocks, tiles: tiles, workers: max(1, min(options.threads, tiles)),
+                            impl: options.implCode, useF32: useF32)
         WorkerPool.run(job.workers, &job) { context, worker in
-            let j = context!.assumingMemoryBound(to: MatmulJob.self).pointee
+            guard let j = context?.assumingMemoryBound(to: MatmulJob.self).pointee else { return }
             j.linear.takeUnretainedValue().computeTiles(j, worker: Int(worker))
         }
         if let bias {
@@ -205,14 +176,14 @@ final class RepackedMatrix: @unchecked Sendable {
     let layout: plm_q4k6_repacked
     private let storage: UnsafeMutableRawPointer
 
-    init?(_ matrix: plm_qmatrix) {
+    init?(_ matrix: plm_qmatrix, threads: Int) {
         guard matrix.kind == PLM_Q4_ASYM_K6, matrix.group == 32, matrix.cols % 256 == 0 else { return nil }
         let tiles = (Int(matrix.rows) + QuantizedLinear.tileRows - 1) / QuantizedLinear.tileRows
         let tileBytes = Int(plm_repacked_tile_bytes(matrix.cols))
         storage = UnsafeMutableRawPointer.allocate(byteCount: max(1, tiles * tileBytes), alignment: 64)
         layout = plm_q4k6_repacked(rows: matrix.rows, cols: matrix.cols, tiles: Int64(tiles), tile_bytes: Int64(tileBytes),
                                    bytes: storage.assumingMemoryBound(to: UInt8.self))
-        let workers = max(1, min(KernelSettings.threads, tiles))
+        let workers = max(1, min(threads, tiles))
         nonisolated(unsafe) let (m, l) = (matrix, layout)
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             var source = m, target = l

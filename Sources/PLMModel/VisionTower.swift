@@ -39,14 +39,20 @@ public struct VisionTower {
     let blocks: [VisionBlock]
     let normPost: (weight: [Float], bias: [Float])?
     let rope: VisionRope
-    let attention = BlockedAttention()
+    let attention: BlockedAttention
+    let impl: Int32
 
     init(source: WeightSource, config v: VisionConfig) throws(EngineError) {
         let p = Component.visionPrefix, d = v.embedDim
         config = v
-        let conv = try source.floats(p + "patch_embed.proj.weight", shape: [d, 3, v.patchSize, v.patchSize])
-        let convBias = v.usePreTransformerNorm ? nil : try source.floats(p + "patch_embed.proj.bias", shape: [d])
-        patchEmbed = DenseLinear(weight: conv, bias: convBias, outFeatures: d, inFeatures: v.patchValues)
+        // The conv as a linear map over flattened patches: quantized when the file stores it so.
+        let convShape = [d, 3, v.patchSize, v.patchSize]
+        if let stored = source.shape(of: p + "patch_embed.proj.weight"), stored != convShape {
+            throw .tensorShape(source: source.sourceName, tensor: p + "patch_embed.proj.weight", expected: convShape, actual: stored)
+        }
+        patchEmbed = try source.linear(weight: p + "patch_embed.proj.weight",
+                                       bias: v.usePreTransformerNorm ? nil : p + "patch_embed.proj.bias",
+                                       outFeatures: d, inFeatures: v.patchValues)
         clsToken = v.classToken ? try source.floats(p + "cls_token", shape: [1, 1, d]) : nil
         posEmbed = v.useAbsPosEmb ? try source.floats(p + "pos_embed", shape: [1, v.tokenCount, d]) : nil
         normPre = v.usePreTransformerNorm
@@ -57,6 +63,8 @@ public struct VisionTower {
         normPost = v.usePostTransformerNorm
             ? (try source.floats(p + "norm.weight", shape: [d]), try source.floats(p + "norm.bias", shape: [d])) : nil
         rope = VisionRope(config: v)
+        attention = BlockedAttention(options: source.options)
+        impl = source.options.implCode
     }
 
     /// Runs one image tile [3, H, W] (normalised pixels) and returns [tokens, D].
@@ -134,7 +142,7 @@ public struct VisionTower {
             }
         }
         var hidden = b.fc1(a, rows: t)
-        hidden.withUnsafeMutableBufferPointer { Ops.activate($0.baseAddress!, count: $0.count, .geluErf) }
+        hidden.withUnsafeMutableBufferPointer { Ops.activate($0.baseAddress!, count: $0.count, .geluErf, impl: impl) }
         let mlp = b.fc2(hidden, rows: t)
         addScaled(&x, mlp, rows: t, width: d, scale: b.gamma2)
     }

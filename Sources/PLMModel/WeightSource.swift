@@ -6,6 +6,8 @@ import PLMCheckpoint
 public protocol WeightSource {
     /// A name for error messages (the folder or file path).
     var sourceName: String { get }
+    /// How the layers this source hands out compute (threads, kernels, activations).
+    var options: EngineOptions { get }
     func shape(of tensor: String) -> [Int]?
     /// The tensor widened to fp32, checked against the expected shape.
     func floats(_ tensor: String, shape: [Int]) throws(EngineError) -> [Float]
@@ -14,7 +16,9 @@ public protocol WeightSource {
     /// A token embedding table [vocab, hidden]: row lookups, and the same table as a linear map
     /// for a tied lm_head.
     func embedding(_ tensor: String, vocab: Int, hidden: Int) throws(EngineError) -> (table: any TokenEmbedding, head: any LinearMap)
-    /// A linear map for weight [out, in] and optional bias [out].
+    /// A linear map for weight [out, in] and optional bias [out]. A weight of higher rank reads
+    /// as [out, in] with in = the product of its other dimensions (the patch-embedding conv is
+    /// [D, 3, 14, 14]); both sources accept exactly that.
     func linear(weight: String, bias: String?, outFeatures: Int, inFeatures: Int) throws(EngineError) -> any LinearMap
 }
 
@@ -39,6 +43,19 @@ struct QuantizedEmbedding: TokenEmbedding {
 }
 
 extension WeightSource {
+    /// The one shape rule for linear weights: [out, d1, d2, …] with d1·d2·… = in.
+    func checkLinearShape(_ tensor: String, _ shape: [Int], outFeatures: Int, inFeatures: Int) throws(EngineError) {
+        var product = 1, overflow = false
+        for d in shape.dropFirst() {
+            let (p, o) = product.multipliedReportingOverflow(by: d)
+            product = p
+            overflow = overflow || o
+        }
+        guard shape.count >= 2, shape[0] == outFeatures, !overflow, product == inFeatures else {
+            throw .tensorShape(source: sourceName, tensor: tensor, expected: [outFeatures, inFeatures], actual: shape)
+        }
+    }
+
     public func linear(_ prefix: String, outFeatures: Int, inFeatures: Int, bias: Bool) throws(EngineError) -> any LinearMap {
         try linear(weight: prefix + ".weight", bias: bias ? prefix + ".bias" : nil, outFeatures: outFeatures, inFeatures: inFeatures)
     }
@@ -49,9 +66,13 @@ extension WeightSource {
 /// plus the file.
 public struct CheckpointWeightSource: WeightSource {
     public let weights: CheckpointWeights
+    public let options: EngineOptions
     public var sourceName: String { weights.folder }
 
-    public init(weights: CheckpointWeights) { self.weights = weights }
+    public init(weights: CheckpointWeights, options: EngineOptions) {
+        self.weights = weights
+        self.options = options
+    }
 
     public func shape(of tensor: String) -> [Int]? { weights.info(tensor)?.shape }
 
@@ -83,12 +104,15 @@ public struct CheckpointWeightSource: WeightSource {
 
     public func embedding(_ tensor: String, vocab: Int, hidden: Int) throws(EngineError) -> (table: any TokenEmbedding, head: any LinearMap) {
         let table = try buffer(tensor, shape: [vocab, hidden])
-        return (DenseEmbedding(table: table, hidden: hidden), DenseLinear(weight: table, bias: nil, outFeatures: vocab, inFeatures: hidden))
+        return (DenseEmbedding(table: table, hidden: hidden),
+                try DenseLinear(weight: table, bias: nil, outFeatures: vocab, inFeatures: hidden, threads: options.threads))
     }
 
     public func linear(weight: String, bias: String?, outFeatures: Int, inFeatures: Int) throws(EngineError) -> any LinearMap {
-        let w = try buffer(weight, shape: [outFeatures, inFeatures])
+        guard let stored = shape(of: weight) else { throw .missingTensor(source: sourceName, tensor: weight) }
+        try checkLinearShape(weight, stored, outFeatures: outFeatures, inFeatures: inFeatures)
+        let w = try buffer(weight, shape: stored)
         let b = try bias.map { name throws(EngineError) in try floats(name, shape: [outFeatures]) }
-        return DenseLinear(weight: w, bias: b, outFeatures: outFeatures, inFeatures: inFeatures)
+        return try DenseLinear(weight: w, bias: b, outFeatures: outFeatures, inFeatures: inFeatures, threads: options.threads)
     }
 }

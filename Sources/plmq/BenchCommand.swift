@@ -43,8 +43,7 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            compute.apply()
-            let report = try Bench(path: model, runs: max(1, runs), threads: KernelSettings.threads, endToEnd: !kernelsOnly, compare: compare).run()
+            let report = try Bench(path: model, runs: max(1, runs), options: compute.engine, endToEnd: !kernelsOnly, compare: compare).run()
             print(json ? report.json.serialized(pretty: true) : report.text)
         }
     }
@@ -72,7 +71,8 @@ struct Stat {
 struct Bench {
     let path: String
     let runs: Int
-    let threads: Int
+    let options: EngineOptions
+    var threads: Int { options.threads }
     let endToEnd: Bool
     let compare: String?
 
@@ -111,8 +111,8 @@ struct Bench {
     func run() throws -> Report {
         var r = Report()
         let file = try PLMFile(path: path)
-        let impl = KernelSettings.effective
-        r.lines.append("plmq bench \(path): \(threads) thread\(threads == 1 ? "" : "s"), kernels \(impl.rawValue), activations \(KernelSettings.activations.rawValue)")
+        let impl = options.effectiveKernel
+        r.lines.append("plmq bench \(path): \(options)")
         r.object["model"] = .string(path)
         r.object["threads"] = .int(threads)
         r.object["kernels"] = .string(impl.rawValue)
@@ -125,7 +125,7 @@ struct Bench {
 
         // (b) GEMV per quantized weight shape. All tensors of a shape are cycled through, so the
         // weights stream from memory: one 9 MB matrix repeated would be timed from the 32 MB L3.
-        let source = PLMWeightSource(file: file)
+        let source = PLMWeightSource(file: file, options: options)
         var order: [String] = []
         var byShape: [String: [(PLMTensor, QuantizedLinear)]] = [:]
         for t in file.tensors where t.type.isQuantized && t.shape.count >= 2 {
@@ -175,7 +175,7 @@ struct Bench {
                 let ours = Stat((0..<runs).map { _ in
                     time { x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { q.apply(xp.baseAddress!, rows: m, into: $0.baseAddress!) } } }
                 }).map { flops / $0 / 1e9 }
-                let dense = DenseLinear(weight: FloatBuffer(count: q.outFeatures * q.inFeatures), bias: nil, outFeatures: q.outFeatures, inFeatures: q.inFeatures)
+                let dense = try DenseLinear(weight: FloatBuffer(count: q.outFeatures * q.inFeatures), bias: nil, outFeatures: q.outFeatures, inFeatures: q.inFeatures, threads: threads)
                 let blas = Stat((0..<runs).map { _ in
                     time { x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { dense.apply(xp.baseAddress!, rows: m, into: $0.baseAddress!) } } }
                 }).map { flops / $0 / 1e9 }
@@ -190,14 +190,14 @@ struct Bench {
         guard endToEnd else { return r }
 
         // (d) End to end.
-        let model = try PerceptionLM.load(plm: path)
+        let model = try PerceptionLM.load(path, options: options)
         r.lines.append("")
         r.lines.append("(d) end to end, median (min–max); bandwidth re-measured before each decode run")
         let ours = try endToEndFigures(model, decodeBytes: decodeBytesPerToken(file))
         r.lines.append(contentsOf: ours.lines.map { "  " + $0 })
         r.object["end_to_end"] = .object(ours.json)
         if let compare {
-            let reference = try PerceptionLM.load(checkpoint: compare)
+            let reference = try PerceptionLM.load(compare, options: options)
             let fp32 = try endToEndFigures(reference, decodeBytes: nil)
             r.lines.append("  fp32 engine on \(compare) (OpenBLAS):")
             r.lines.append(contentsOf: fp32.lines.map { "    " + $0 })

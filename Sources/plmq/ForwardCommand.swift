@@ -36,9 +36,8 @@ struct ForwardCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            compute.apply()
             let started = monotonicSeconds()
-            let model = try loadModel(model)
+            let model = try loadModel(model, compute)
             let loaded = monotonicSeconds()
             let inputs = try ModelInputs(path: inputs)
             let results = try model.forward(batch: inputs.sequences, images: inputs.images, videos: inputs.videos, lastPositions: last)
@@ -92,8 +91,7 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            compute.apply()
-            let model = try loadModel(model)
+            let model = try loadModel(model, compute)
             let inputs = try ModelInputs(path: inputs)
             guard inputs.sequences.count == 1 else {
                 throw UserFacingError("\(self.inputs): generate takes one sequence, found \(inputs.sequences.count)")

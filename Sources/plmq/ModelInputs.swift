@@ -1,3 +1,4 @@
+import ArgumentParser
 import PLMCore
 import PLMCheckpoint
 import PLMModel
@@ -36,39 +37,28 @@ struct ModelInputs {
     }
 }
 
-/// Options every compute command shares.
+/// Options every compute command shares; they become the model's `EngineOptions`.
 struct ComputeOptions: ParsableArguments {
-    @Option(help: "Threads for the matrix products (default: all cores).")
+    @Option(help: "Threads for the matrix products and attention (default: all cores).")
     var threads: Int?
 
-    @Option(help: "Quantized kernels: auto, avx512, avx2 or portable (for comparisons).")
-    var kernel = "auto"
+    @Option(help: "Kernels: auto, avx512, avx2 or portable. An explicit choice this CPU cannot run is an error.")
+    var kernel: KernelImplementation = .auto
 
     @Option(help: "Activations of quantized matmuls: int8 (integer dot products) or f32 (for comparisons).")
-    var activations = "int8"
+    var activations: ActivationPrecision = .int8
+
+    var engine: EngineOptions { EngineOptions(threads: threads, kernel: kernel, activations: activations) }
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        guard KernelSettings.Implementation(rawValue: kernel) != nil else { throw ValidationError("--kernel must be auto, avx512, avx2 or portable") }
-        guard KernelSettings.Activations(rawValue: activations) != nil else { throw ValidationError("--activations must be int8 or f32") }
-    }
-
-    func apply() {
-        let n = threads ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        BLAS.setThreads(n)
-        KernelSettings.threads = n
-        KernelSettings.implementation = KernelSettings.Implementation(rawValue: kernel) ?? .auto
-        KernelSettings.activations = KernelSettings.Activations(rawValue: activations) ?? .int8
+        do { try engine.validate() } catch { throw ValidationError(error.description) }
     }
 }
+
+extension KernelImplementation: ExpressibleByArgument {}
+extension ActivationPrecision: ExpressibleByArgument {}
 
 /// Loads MODEL: a checkpoint folder (fp32 engine) or a `.plm` file (quantized kernels).
-func loadModel(_ path: String) throws -> PerceptionLM {
-    guard FileSystem.exists(path) else { throw UserFacingError("\(path): no such file or folder") }
-    return try PerceptionLM.load(path)
+func loadModel(_ path: String, _ compute: ComputeOptions) throws -> PerceptionLM {
+    try PerceptionLM.load(path, options: compute.engine)
 }
-
-import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif

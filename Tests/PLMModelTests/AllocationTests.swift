@@ -22,14 +22,12 @@ extension EngineSuite {
         @Test(arguments: [1, 2])
         func decodeStepsDoNotAllocate(threads: Int) async throws {
             guard plm_allocations() >= 0 else { return }  // counting needs glibc
-            KernelSettings.threads = threads
-            defer { KernelSettings.threads = 1 }
             // Own instances: the shared test models may be busy in suites running in parallel.
             let plm = try await ConvertedModels.shared.path("tiny-bf16-gqa-llama3", bits: 4)
-            // The quantized engine on 1 and 2 threads; the fp32 reference engine on 1 (on more, its
-            // dense matmuls and attention hand OpenBLAS's thread count back and forth, which allocates).
-            var models = [try PerceptionLM.load(plm: plm)]
-            if threads == 1 { models.append(try PerceptionLM.load(checkpoint: Fixtures.model("tiny-bf16-gqa-llama3"))) }
+            // Both engines on 1 and 2 threads: OpenBLAS stays single-threaded inside plmq's workers.
+            let options = EngineOptions(threads: threads)
+            let models = [try PerceptionLM.load(plm, options: options),
+                          try PerceptionLM.load(Fixtures.model("tiny-bf16-gqa-llama3"), options: options)]
             for model in models {
                 let ids = try SafetensorsFile(path: Fixtures.testCase("tiny-bf16-gqa-llama3", "text")).view("input_ids").integers()
                 _ = try allocations(model, ids: ids, tokens: 4)  // warm-up: lazily sized scratch

@@ -18,7 +18,7 @@ actor ModelCache {
     private var models: [String: PerceptionLM] = [:]
     func model(_ variant: String) throws -> PerceptionLM {
         if let m = models[variant] { return m }
-        let m = try PerceptionLM.load(checkpoint: Fixtures.model(variant))
+        let m = try PerceptionLM.load(Fixtures.model(variant), options: EngineOptions(threads: 2))
         models[variant] = m
         return m
     }

@@ -35,7 +35,7 @@ actor ConvertedModels {
     func model(_ variant: String, bits: Int) throws -> PerceptionLM {
         let key = "\(variant)-q\(bits)"
         if let m = models[key] { return m }
-        let m = try PerceptionLM.load(plm: try path(variant, bits: bits))
+        let m = try PerceptionLM.load(try path(variant, bits: bits), options: EngineOptions(threads: 2))
         models[key] = m
         return m
     }
@@ -59,7 +59,6 @@ extension EngineSuite {
     @Suite(.serialized) struct QuantizedParityTests {
         @Test(arguments: quantizedCases)
         func plmLogitsStayCloseToTheFP32Engine(_ c: QuantizedCase) async throws {
-            KernelSettings.threads = 2
             let model = try await ConvertedModels.shared.model(c.variant, bits: c.bits)
             let file = try SafetensorsFile(path: Fixtures.testCase(c.variant, c.name))
             let (ids, images) = try caseInputs(file)
@@ -96,19 +95,16 @@ extension EngineSuite {
             let plan = try ConversionPlan(folder: CheckpointFolder(path: Fixtures.model("tiny-g-nocls")), options: options)
             _ = try Converter(plan: plan, producer: "test").run(output: folder + "/m.plm", dryRun: false)
             let file = try PLMFile(path: folder + "/m.plm")
-            let source = PLMWeightSource(file: file)
             for name in ["model.language_model.layers.0.mlp.gate_proj.weight", "model.vision_tower.timm_model.patch_embed.proj.weight"] {
                 let t = try #require(file.tensor(name))
-                let linear = try source.linear(weight: name, bias: nil, outFeatures: t.layout.rows, inFeatures: t.layout.columns)
+                let linears = try [1, 2].map { threads in
+                    try PLMWeightSource(file: file, options: EngineOptions(threads: threads))
+                        .linear(weight: name, bias: nil, outFeatures: t.layout.rows, inFeatures: t.layout.columns)
+                }
                 for rows in [1, 6] {
-                    let x = (0..<(rows * linear.inFeatures)).map { Float(($0 * 37) % 101) / 50 - 1 }
-                    var results: [[Float]] = []
-                    for threads in [1, 2] {
-                        KernelSettings.threads = threads
-                        results.append(linear(x, rows: rows))
-                    }
-                    KernelSettings.threads = 1
-                    #expect(results[0] == results[1], "\(typeName) \(name) rows \(rows)")
+                    let x = (0..<(rows * t.layout.columns)).map { Float(($0 * 37) % 101) / 50 - 1 }
+                    let one: [Float] = linears[0](x, rows: rows), two: [Float] = linears[1](x, rows: rows)
+                    #expect(one == two, "\(typeName) \(name) rows \(rows)")
                 }
             }
         }

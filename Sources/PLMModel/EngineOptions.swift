@@ -1,0 +1,90 @@
+import CPLMKernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Which family of kernels runs the quantized matrix products and the vector maths.
+public enum KernelImplementation: String, CaseIterable, Sendable, Hashable {
+    /// The best this CPU supports, chosen at run time.
+    case auto
+    /// Plain C, for every CPU (the reference the others are tested against).
+    case portable
+    /// AVX2 + FMA (x86-64 since 2013).
+    case avx2
+    /// AVX-512 with VNNI (Zen 4/5, Ice Lake and later).
+    case avx512
+
+    /// The C dispatcher's code (`PLM_IMPL_*`).
+    var code: Int32 {
+        switch self {
+        case .auto: return plm_best_impl()
+        case .portable: return Int32(PLM_IMPL_PORTABLE)
+        case .avx2: return Int32(PLM_IMPL_AVX2)
+        case .avx512: return Int32(PLM_IMPL_AVX512)
+        }
+    }
+
+    /// The best implementation this CPU runs.
+    public static var best: KernelImplementation {
+        switch plm_best_impl() {
+        case Int32(PLM_IMPL_AVX512): return .avx512
+        case Int32(PLM_IMPL_AVX2): return .avx2
+        default: return .portable
+        }
+    }
+}
+
+/// How the activations enter the quantized matrix products.
+public enum ActivationPrecision: String, CaseIterable, Sendable, Hashable {
+    /// Quantized to int8 per block of 32 (integer dot products: the fast path).
+    case int8
+    /// Kept in fp32 against dequantized weights (slower; for comparisons).
+    case f32
+}
+
+/// How a model computes: passed to `PerceptionLM.load(_:options:)` and held by every layer, so
+/// two models with different options can run side by side in one process.
+public struct EngineOptions: Sendable, Hashable, CustomStringConvertible {
+    /// More threads than this is a mistake, not a machine (the worker pool's own limit is 64).
+    public static let maxThreads = 64
+
+    /// Workers for the matrix products and attention heads.
+    public var threads: Int
+    public var kernel: KernelImplementation
+    public var activations: ActivationPrecision
+
+    /// All online cores, the best kernels, int8 activations.
+    public init(threads: Int? = nil, kernel: KernelImplementation = .auto, activations: ActivationPrecision = .int8) {
+        self.threads = threads ?? EngineOptions.availableCores
+        self.kernel = kernel
+        self.activations = activations
+    }
+
+    /// The cores this process may use.
+    public static var availableCores: Int {
+        max(1, min(maxThreads, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+    }
+
+    /// Checks the values against this machine: a thread count out of range or a kernel the CPU
+    /// cannot run is an error, never a silent fallback.
+    public func validate() throws(EngineError) {
+        guard (1...EngineOptions.maxThreads).contains(threads) else {
+            throw .invalidOptions("threads must be between 1 and \(EngineOptions.maxThreads), not \(threads)")
+        }
+        if kernel != .auto, kernel.code > plm_best_impl() {
+            throw .invalidOptions("this CPU cannot run the \(kernel.rawValue) kernels (the best it supports is \(KernelImplementation.best.rawValue))")
+        }
+    }
+
+    /// The implementation that runs (auto resolved to the CPU's best).
+    public var effectiveKernel: KernelImplementation { kernel == .auto ? .best : kernel }
+
+    /// The code handed to the C kernels.
+    var implCode: Int32 { effectiveKernel.code }
+
+    public var description: String {
+        "\(threads) thread\(threads == 1 ? "" : "s"), kernels \(effectiveKernel.rawValue), activations \(activations.rawValue)"
+    }
+}
