@@ -52,13 +52,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "PLMCheckpointTests", dependencies: ["PLMCore", "PLMCheckpoint"]),
-        .testTarget(name: "PLMQuantTests", dependencies: ["PLMQuant"]),
-        .testTarget(name: "PLMFormatTests", dependencies: ["PLMCore", "PLMFormat", "PLMConvert", "PLMQuant", "PLMCheckpoint"]),
+        // Test support shared by every test target: fixture paths, scratch folders, seeded data,
+        // the storage types, the CPU's instruction sets.
+        .target(name: "PLMTestSupport", dependencies: ["PLMQuant", "CPLMKernels"], path: "Tests/PLMTestSupport"),
+        .testTarget(name: "PLMCheckpointTests", dependencies: ["PLMCore", "PLMCheckpoint", "PLMTestSupport"]),
+        .testTarget(name: "PLMQuantTests", dependencies: ["PLMQuant", "PLMTestSupport"]),
+        .testTarget(name: "PLMFormatTests", dependencies: ["PLMTestSupport", "PLMCore", "PLMFormat", "PLMConvert", "PLMQuant", "PLMCheckpoint"]),
         // Test support: counts the process's heap allocations (decode must not allocate).
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
-        .testTarget(name: "PLMModelTests", dependencies: ["PLMCore", "PLMModel", "PLMCheckpoint", "PLMConvert", "PLMFormat", "PLMQuant", "CPLMKernels", "CAllocationCounter"]),
+        .testTarget(name: "PLMModelTests", dependencies: ["PLMTestSupport", "PLMCore", "PLMModel", "PLMCheckpoint", "PLMConvert", "PLMFormat", "PLMQuant", "CPLMKernels", "CAllocationCounter"]),
         // Runs the built `plmq` binary: exit codes, messages, files written.
-        .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMCore", "PLMCheckpoint", "PLMFormat"]),
+        .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMModel", "PLMTestSupport", "PLMCore", "PLMCheckpoint", "PLMFormat"]),
     ]
 )

@@ -150,7 +150,10 @@ public struct Converter {
                         for spec in t.layout.parts { reserved.append((spec.name, try writer.reservePart(length: spec.bytes))) }
                         parts = reserved
                     } else {
-                        let q = Self.quantize(view, layout: t.layout, threads: plan.options.threads)
+                        let q: (parts: QuantizedParts, relativeRMSE: Double)
+                        do { q = try Self.quantize(view, layout: t.layout, threads: plan.options.threads) } catch {
+                            throw ConversionError.checkpoint(.safetensors(error))
+                        }
                         errors.append((t.name, t.type, q.relativeRMSE))
                         errorEntries.append((t.name, .number(Self.format(q.relativeRMSE))))
                         var written: [(String, PartRecord)] = []
@@ -166,7 +169,13 @@ public struct Converter {
                 } else {
                     parts = [("data", try write(Self.narrow(view, to: t.type), writer))]
                 }
-            } catch { throw .output(error) }
+            } catch let e as FileAccessError {
+                throw .output(e)
+            } catch let e as ConversionError {
+                throw e
+            } catch {
+                throw .unsupportedTensor(name: t.name, detail: "\(error)")
+            }
             view.file.dropPages(view.bytes)
             writer.addTensor(name: t.name, shape: t.shape, type: t.type, parts: parts)
             let c = Component.of(t.name)
@@ -211,17 +220,21 @@ public struct Converter {
     }
 
     /// Quantizes a tensor on `threads` workers; each work item is a fixed block of rows.
-    public static func quantize(_ view: TensorView, layout: StorageLayout, threads: Int) -> (parts: QuantizedParts, relativeRMSE: Double) {
+    /// A tensor whose bytes cannot be read as floats (a dtype the plan should have refused) is
+    /// an error, not zeros.
+    public static func quantize(_ view: TensorView, layout: StorageLayout, threads: Int) throws(SafetensorsError) -> (parts: QuantizedParts, relativeRMSE: Double) {
         let rowsPerChunk = max(1, Self.chunkElements / max(layout.columns, 1))
         let chunks = (layout.rows + rowsPerChunk - 1) / rowsPerChunk
         let parts = QuantizedParts(layout: layout)
         let (data, scales, mins) = (parts.data, parts.scales, parts.mins)
         let sums = UnsafeMutableBufferPointer<(Double, Double)>.allocate(capacity: chunks)
-        defer { sums.deallocate() }
+        let failures = UnsafeMutableBufferPointer<SafetensorsError?>.allocate(capacity: chunks)
+        failures.initialize(repeating: nil)
+        defer { sums.deallocate(); failures.deallocate() }
         let quantizer = RowQuantizer(layout: layout)
         let threads = max(1, threads)
         // The buffers are disjoint per chunk, so workers never write the same bytes.
-        nonisolated(unsafe) let (d, s, m, partial) = (data, scales, mins, sums)
+        nonisolated(unsafe) let (d, s, m, partial, failed) = (data, scales, mins, sums, failures)
         DispatchQueue.concurrentPerform(iterations: min(threads, chunks)) { worker in
             var rowsIn = [Float](repeating: 0, count: rowsPerChunk * layout.columns)
             var rowsOut = rowsIn
@@ -229,7 +242,9 @@ public struct Converter {
             while chunk < chunks {
                 let r0 = chunk * rowsPerChunk, n = min(rowsPerChunk, layout.rows - r0)
                 let elements = (r0 * layout.columns)..<((r0 + n) * layout.columns)
-                rowsIn.withUnsafeMutableBufferPointer { buf in try? view.copyFloats(elements: elements, into: buf) }
+                rowsIn.withUnsafeMutableBufferPointer { buf in
+                    do throws(SafetensorsError) { try view.copyFloats(elements: elements, into: buf) } catch { failed[chunk] = error }
+                }
                 let parts = RowQuantizer.RowParts(
                     data: d.baseAddress! + r0 * layout.dataBytesPerRow,
                     scales: layout.scaleBytes > 0 ? s.baseAddress! + r0 * layout.scaleBytesPerRow : nil,
@@ -249,6 +264,7 @@ public struct Converter {
                 chunk += min(threads, chunks)
             }
         }
+        if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
         var sse = 0.0, norm = 0.0
         for c in 0..<chunks { sse += sums[c].0; norm += sums[c].1 }  // fixed order: deterministic
         return (parts, norm > 0 ? (sse / norm).squareRoot() : 0)
@@ -259,13 +275,14 @@ public struct Converter {
     }
 
     /// Converts an exact tensor to another float encoding (round to nearest even).
-    static func narrow(_ view: TensorView, to type: StorageType) -> [UInt8] {
-        let floats = (try? view.floats()) ?? []
+    static func narrow(_ view: TensorView, to type: StorageType) throws(ConversionError) -> [UInt8] {
+        let floats: [Float]
+        do { floats = try view.floats() } catch { throw .checkpoint(.safetensors(error)) }
         switch type {
         case .f32: return floats.withUnsafeBytes { Array($0) }
         case .f16: return floats.map { Float16($0).bitPattern }.withUnsafeBytes { Array($0) }
         case .bf16: return floats.map { bf16Bits($0) }.withUnsafeBytes { Array($0) }
-        default: preconditionFailure("narrow is for exact types")
+        default: throw .unsupportedTensor(name: view.name, detail: "\(type) is not an exact float type")
         }
     }
 

@@ -36,9 +36,10 @@ public struct KeepRule: Sendable, CustomStringConvertible {
         return KeepRule(pattern: pattern, target: .type(type))
     }
 
+    /// `parse` has checked that the pattern compiles; a rule built directly with a pattern that
+    /// does not compile matches nothing (documented and tested in PLMFormatTests).
     func matches(_ name: String) -> Bool {
-        guard let regex = try? Regex(pattern) else { return false }
-        return name.contains(regex)
+        do { return name.contains(try Regex(pattern)) } catch { return false }
     }
 }
 

@@ -89,7 +89,8 @@ public struct CheckpointWeightSource: WeightSource {
 
     public func floats(_ tensor: String, shape: [Int]) throws(EngineError) -> [Float] {
         let view = try checkedView(tensor, shape: shape)
-        let out = (try? view.floats()) ?? []  // dtype checked above
+        let out: [Float]
+        do { out = try view.floats() } catch { throw .checkpoint(.safetensors(error)) }
         view.file.dropPages(view.bytes)
         return out
     }
@@ -97,7 +98,7 @@ public struct CheckpointWeightSource: WeightSource {
     public func buffer(_ tensor: String, shape: [Int]) throws(EngineError) -> FloatBuffer {
         let view = try checkedView(tensor, shape: shape)
         let out = FloatBuffer(count: view.elementCount)
-        try? view.copyFloats(into: out.buffer)  // dtype checked above
+        do { try view.copyFloats(into: out.buffer) } catch { throw .checkpoint(.safetensors(error)) }
         view.file.dropPages(view.bytes)
         return out
     }

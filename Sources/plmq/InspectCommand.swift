@@ -2,6 +2,7 @@ import PLMCore
 import ArgumentParser
 import PLMCheckpoint
 import PLMFormat
+import PLMModel
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,23 +26,18 @@ struct InspectCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        if !FileSystem.isDirectory(path) && FileSystem.exists(path) {
-            do {
-                let report = try PLMReport(file: PLMFile(path: path))
+        try reportingErrors {
+            if !FileSystem.isDirectory(path) && FileSystem.exists(path) {
+                let report = try PLMReport(bundle: ModelBundle(plm: path))
                 print(json ? report.json().serialized(pretty: true) : report.text(listAll: tensors))
                 return
-            } catch {
-                printError("\(error)")
-                throw ExitCode.failure
             }
+            // A folder is reported even when its config disagrees with the tensors (that is
+            // what inspect is for); the disagreement then sets the exit status.
+            let folder = try CheckpointFolder(path: path)
+            let report = CheckpointReport(folder: folder)
+            print(json ? report.json().serialized(pretty: true) : report.text(listAll: tensors))
+            if folder.layoutIssues.contains(where: \.isError) { throw ExitCode.checkFailed }
         }
-        let folder: CheckpointFolder
-        do { folder = try CheckpointFolder(path: path) } catch {
-            printError("\(error)")
-            throw ExitCode.failure
-        }
-        let report = CheckpointReport(folder: folder)
-        print(json ? report.json().serialized(pretty: true) : report.text(listAll: tensors))
-        if folder.layoutIssues.contains(where: \.isError) { throw ExitCode.failure }
     }
 }

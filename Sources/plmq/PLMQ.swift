@@ -4,23 +4,52 @@ import PLMCheckpoint
 
 @main
 struct PLMQ: ParsableCommand {
-    static let version = "0.1.0"
+    static let version = "0.2.0-dev"
 
     static let configuration = CommandConfiguration(
         commandName: "plmq",
-        abstract: "Inspect, run and (soon) quantize PerceptionLM checkpoints on the CPU.",
+        abstract: "Quantize PerceptionLM checkpoints into compact .plm files and run them on the CPU.",
         discussion: """
             plmq reads Hugging Face PerceptionLM checkpoints (config.json plus safetensors, single \
-            or sharded) and runs them with a bundled CPU engine that matches transformers.
+            or sharded), converts them to one checksummed .plm file with int8/int4 groupwise \
+            weights and the tokenizer and configs inside, and runs either with a bundled CPU engine \
+            that matches transformers.
 
             Examples:
               plmq inspect Examples/tiny-plm
-              plmq forward Examples/tiny-plm --inputs case.safetensors --output out.safetensors
-              plmq generate Examples/tiny-plm --inputs case.safetensors --max-new-tokens 16
+              plmq convert --bits 4 Examples/tiny-plm tiny-q4.plm
+              plmq verify tiny-q4.plm
+              plmq forward tiny-q4.plm --inputs case.safetensors --output out.safetensors
+              plmq generate tiny-q4.plm --inputs case.safetensors --max-new-tokens 16
+              plmq bench tiny-q4.plm
+
+            Exit status: 0 on success, 1 when a check fails (verify finds damage, inspect finds a \
+            config that disagrees with the tensors), 2 on bad input or usage.
             """,
         version: version,
         subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, ForwardCommand.self, GenerateCommand.self, BenchCommand.self, QuantErrorCommand.self]
     )
+
+    /// Parses and runs, mapping usage errors to exit status 2 (ArgumentParser's default is 64).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success || code == .checkFailed || code == .badInput { exit(withError: error) }
+            let message = fullMessage(for: error)
+            if !message.isEmpty { writeStandardError(message + "\n") }
+            exit(withError: ExitCode.badInput)
+        }
+    }
+}
+
+extension ExitCode {
+    /// A check ran and found a problem (damaged payload, inconsistent config).
+    static let checkFailed = ExitCode(1)
+    /// Bad input or usage: a missing or malformed file, an invalid option.
+    static let badInput = ExitCode(2)
 }
 
 /// Prints a user-facing error on stderr and exits non-zero, without a stack trace.
@@ -30,15 +59,24 @@ struct UserFacingError: Error, CustomStringConvertible {
     init(_ error: any Error) { self.description = "\(error)" }
 }
 
-/// Runs a command's body; any error is printed as "plmq: error: …" and the exit status is 1.
+/// A check that ran and failed (exit status 1), as opposed to bad input (exit status 2).
+struct CheckFailure: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Runs a command's body; an error is printed as "plmq: error: …" and the exit status is 2 for
+/// bad input, 1 for a failed check.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let exit as ExitCode {
         throw exit
+    } catch let failure as CheckFailure {
+        printError(failure.description)
+        throw ExitCode.checkFailed
     } catch {
         printError("\(error)")
-        throw ExitCode.failure
+        throw ExitCode.badInput
     }
 }
 

@@ -2,32 +2,32 @@ import PLMCore
 import PLMCheckpoint
 import PLMFormat
 import PLMQuant
+import PLMModel
 
 /// What `plmq inspect` prints for a `.plm` file.
 struct PLMReport {
     let file: PLMFile
     let config: PerceptionLMConfig
     let generation: GenerationConfig
+    let metadata: PLMMetadata
     let table: TensorTable
 
-    init(file: PLMFile) throws {
+    init(bundle: ModelBundle) throws {
+        guard case .plm(let file) = bundle.source, let metadata = bundle.metadata else {
+            throw UserFacingError("\(bundle.path): not a .plm file")
+        }
         self.file = file
-        guard let configBytes = try file.sideFile("config.json") else {
-            throw UserFacingError("\(file.path): no embedded config.json")
-        }
-        let configPath = file.path + ":config.json"
-        config = try PerceptionLMConfig(json: JSONParser.parse(configBytes), file: configPath)
-        if let g = try file.sideFile("generation_config.json") {
-            generation = try GenerationConfig(json: JSONParser.parse(g), file: file.path + ":generation_config.json")
-        } else {
-            generation = GenerationConfig()
-        }
+        self.metadata = metadata
+        config = bundle.config
+        generation = bundle.generation
         table = TensorTable(entries: file.tensors.map { ($0.name, $0.shape, $0.type.description, $0.storedBytes) })
     }
 
+    /// Each quantized tensor's relative RMS error as recorded (the header keeps them as exact
+    /// decimal literals; print them as written).
     var errors: [String: String] {
         var out: [String: String] = [:]
-        for (k, v) in file.metadata["quantization_error"]?.objectValue?.entries ?? [] {
+        for (k, v) in metadata.raw["quantization_error"]?.objectValue?.entries ?? [] {
             if case .number(let n) = v { out[k] = n }
         }
         return out
@@ -35,13 +35,10 @@ struct PLMReport {
 
     func text(listAll: Bool) -> String {
         var lines = ["plmq file \(file.path) (format \(file.version.major).\(file.version.minor), \(formatBytes(file.file.size)))"]
-        if let producer = file.metadata["plmq_version"]?.stringValue { lines.append("  written by \(producer)") }
-        if let recipe = file.metadata["recipe"]?.objectValue {
-            lines.append("  recipe \(recipe["name"]?.stringValue ?? "?"): \(recipe["summary"]?.stringValue ?? "")")
-        }
-        for source in file.metadata["source"]?.objectValue?["files"]?.arrayValue ?? [] {
-            guard let o = source.objectValue, let name = o["name"]?.stringValue, o["sha256"] != nil else { continue }
-            lines.append("  source \(name), \(formatBytes(o["bytes"]?.intValue ?? 0)), sha256 \(o["sha256"]?.stringValue ?? "")")
+        if let producer = metadata.producer { lines.append("  written by \(producer)") }
+        if let recipe = metadata.recipeName { lines.append("  recipe \(recipe): \(metadata.recipeSummary ?? "")") }
+        for source in metadata.sources {
+            lines.append("  source \(source.name), \(formatBytes(source.bytes)), sha256 \(source.sha256)")
         }
         lines.append("  embedded files: " + file.files.map { "\($0.name) (\(formatBytes($0.size)))" }.joined(separator: ", "))
         lines.append("")

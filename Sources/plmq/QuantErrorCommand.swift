@@ -54,7 +54,7 @@ struct QuantErrorCommand: ParsableCommand {
             for v in selected {
                 var row = [v.name, formatShape(v.shape)]
                 for (i, t) in storage.enumerated() {
-                    let e = Converter.quantize(v, layout: StorageLayout(shape: v.shape, type: t), threads: workers).relativeRMSE
+                    let e = try Converter.quantize(v, layout: StorageLayout(shape: v.shape, type: t), threads: workers).relativeRMSE
                     sums[i] += e
                     row.append(String(fixed: e, decimals: 6))
                 }

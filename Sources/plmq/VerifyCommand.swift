@@ -17,7 +17,7 @@ struct VerifyCommand: ParsableCommand {
         let started = monotonicSeconds()
         try reportingErrors {
             let file = try PLMFile(path: path)
-            try file.verify()
+            do { try file.verify() } catch { throw CheckFailure(description: "\(error)") }
             let seconds = monotonicSeconds() - started
             print("\(path): ok — \(file.tensors.count) tensors and \(file.files.count) embedded files, "
                 + "\(formatBytes(file.payloadBytes)) checked in \(String(format2: seconds)) s (\(formatRate(Double(file.payloadBytes) / max(seconds, 1e-9))))")

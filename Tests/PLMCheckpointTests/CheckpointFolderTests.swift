@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PLMTestSupport
 import PLMCore
 @testable import PLMCheckpoint
 
@@ -41,8 +42,8 @@ import PLMCore
     /// Copies the sharded fixture and lets a test break it.
     func brokenShardedCopy(_ edit: (TemporaryFolder, inout JSONObject) throws -> Void) throws -> CheckpointError? {
         let source = Fixtures.model("tiny-bf16-gqa-llama3-sharded")
-        let folder = TemporaryFolder()
-        for name in try FileManager.default.contentsOfDirectory(atPath: source) { folder.copy(from: source, name) }
+        let folder = try TemporaryFolder()
+        for name in try FileManager.default.contentsOfDirectory(atPath: source) { try folder.copy(from: source, name) }
         let indexPath = folder.path + "/" + CheckpointWeights.indexFileName
         var index = try #require(FileSystem.readJSON(indexPath).objectValue)
         try edit(folder, &index)
@@ -111,8 +112,8 @@ import PLMCore
         #expect(detail.contains("plain file name"))
     }
 
-    @Test func folderWithoutWeightsOrConfig() {
-        let folder = TemporaryFolder()
+    @Test func folderWithoutWeightsOrConfig() throws {
+        let folder = try TemporaryFolder()
         #expect(throws: CheckpointError.noWeights(folder: folder.path)) { try CheckpointWeights(folder: folder.path) }
         do { _ = try CheckpointFolder(path: folder.path) } catch {
             #expect(error.description.contains("config.json"))
@@ -124,8 +125,8 @@ import PLMCore
 
     @Test func brokenSideFileIsReportedWithItsName() throws {
         let source = Fixtures.model("tiny-fp32-mha-tied")
-        let folder = TemporaryFolder()
-        for name in try FileManager.default.contentsOfDirectory(atPath: source) { folder.copy(from: source, name) }
+        let folder = try TemporaryFolder()
+        for name in try FileManager.default.contentsOfDirectory(atPath: source) { try folder.copy(from: source, name) }
         folder.write("generation_config.json", text: "{\"eos_token_id\": [1,}")
         do {
             _ = try CheckpointFolder(path: folder.path)
@@ -138,8 +139,8 @@ import PLMCore
 
     @Test func layoutMismatchIsDetectedOnARealFolder() throws {
         let source = Fixtures.model("tiny-fp32-mha-tied")
-        let folder = TemporaryFolder()
-        for name in try FileManager.default.contentsOfDirectory(atPath: source) { folder.copy(from: source, name) }
+        let folder = try TemporaryFolder()
+        for name in try FileManager.default.contentsOfDirectory(atPath: source) { try folder.copy(from: source, name) }
         let text = try String(contentsOfFile: folder.path + "/config.json", encoding: .utf8)
         folder.write("config.json", text: text.replacingOccurrences(of: "\"intermediate_size\": 160", with: "\"intermediate_size\": 161"))
         let opened = try CheckpointFolder(path: folder.path)

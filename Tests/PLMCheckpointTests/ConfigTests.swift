@@ -1,4 +1,5 @@
 import Testing
+import PLMTestSupport
 import PLMCore
 @testable import PLMCheckpoint
 
@@ -106,7 +107,7 @@ func configProblem(_ text: String) -> ConfigError? {
         #expect(v.depth == 24 && v.refFeatShape?.0 == 24 && v.usePostTransformerNorm && !v.layerScale && v.globalPool == "map")
     }
 
-    @Test func errorsNameTheField() {
+    @Test func errorsNameTheField() throws {
         let cases: [(String, String, String)] = [
             (edited(plm1BHubConfig, #""model_type": "perception_lm""#, #""model_type": "llava""#), "model_type", "unsupported model type"),
             (edited(plm1BHubConfig, "vit_pe_core_large_patch14_336", "vit_huge"), "vision_config.architecture", "unknown timm architecture"),
@@ -130,7 +131,7 @@ func configProblem(_ text: String) -> ConfigError? {
         }
     }
 
-    @Test func clsTokenFlagMustMatchTheTower() {
+    @Test func clsTokenFlagMustMatchTheTower() throws {
         let g = edited(plm1BHubConfig, "vit_pe_core_large_patch14_336", "vit_pe_core_gigantic_patch14_448")
         #expect(configProblem(g)?.field == "vision_use_cls_token")
     }
@@ -161,7 +162,7 @@ func configProblem(_ text: String) -> ConfigError? {
         #expect(issues.filter(\.isError).count == 3)
     }
 
-    @Test func tensorTableFoldsLayerIndices() {
+    @Test func tensorTableFoldsLayerIndices() throws {
         let entries = (0..<16).map { ("model.language_model.layers.\($0).self_attn.q_proj.weight", [2048, 2048], "bf16", 8) }
             + [("a.1.b.3.w", [1], "f32", 4), ("a.1.b.5.w", [1], "f32", 4), ("a.2.b.3.w", [1], "f32", 4)]
         let table = TensorTable(entries: entries)

@@ -1,4 +1,5 @@
 import Testing
+import PLMTestSupport
 import PLMCore
 @testable import PLMCheckpoint
 
@@ -26,14 +27,14 @@ import PLMCore
         #expect(v.stringValue == "a\"b\\c/\né😀")
     }
 
-    @Test func rejectsMalformedText() {
+    @Test func rejectsMalformedText() throws {
         let bad = ["", "{", "[1,]", "{\"a\" 1}", "01", "1.", "-", "\"\\x\"", "\"\\ud800\"", "tru", "{} x", "\"a\u{01}\"", "{\"a\":1,\"a\":2}"]
         for text in bad {
             #expect(throws: JSONParseError.self, "\(text)") { try JSONParser.parse(text) }
         }
     }
 
-    @Test func duplicateKeyErrorSaysWhich() {
+    @Test func duplicateKeyErrorSaysWhich() throws {
         do {
             _ = try JSONParser.parse(#"{"k":1,"k":2}"#)
             Issue.record("accepted a duplicate key")
@@ -43,7 +44,7 @@ import PLMCore
         }
     }
 
-    @Test func rejectsExcessiveNesting() {
+    @Test func rejectsExcessiveNesting() throws {
         let deep = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
         #expect(throws: JSONParseError.self) { try JSONParser.parse(deep) }
     }

@@ -1,4 +1,5 @@
 import Testing
+import PLMTestSupport
 import PLMCore
 @testable import PLMCheckpoint
 

@@ -1,4 +1,5 @@
 import Testing
+import PLMTestSupport
 import PLMCore
 @testable import PLMCheckpoint
 
@@ -6,71 +7,71 @@ import PLMCore
 @Suite struct SafetensorsValidationTests {
     let eightBytes = [UInt8](repeating: 0, count: 8)
 
-    @Test func validFileIsAccepted() {
+    @Test func validFileIsAccepted() throws {
         let bytes = safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"__metadata__":{"format":"pt"}}"#, data: eightBytes)
-        #expect(safetensorsProblem(bytes) == nil)
+        #expect(try safetensorsProblem(bytes) == nil)
     }
 
-    @Test func fileShorterThanLengthPrefix() {
-        #expect(safetensorsProblem([1, 2, 3]) == .fileTooSmall(size: 3))
+    @Test func fileShorterThanLengthPrefix() throws {
+        #expect(try safetensorsProblem([1, 2, 3]) == .fileTooSmall(size: 3))
     }
 
-    @Test func headerLongerThanLimit() {
+    @Test func headerLongerThanLimit() throws {
         let bytes = safetensorsBytes(header: "{}", data: [], declaredLength: 100_000_001)
-        #expect(safetensorsProblem(bytes) == .headerTooLarge(length: 100_000_001))
+        #expect(try safetensorsProblem(bytes) == .headerTooLarge(length: 100_000_001))
     }
 
-    @Test func headerRunningPastEndOfFile() {
+    @Test func headerRunningPastEndOfFile() throws {
         let bytes = safetensorsBytes(header: "{}", data: [], declaredLength: 50)
-        #expect(safetensorsProblem(bytes) == .headerBeyondFile(length: 50, fileSize: 10))
+        #expect(try safetensorsProblem(bytes) == .headerBeyondFile(length: 50, fileSize: 10))
     }
 
-    @Test func headerWithInvalidUTF8() {
+    @Test func headerWithInvalidUTF8() throws {
         var bytes = safetensorsBytes(header: #"{"a":1}"#, data: [])
         bytes[10] = 0xFF
-        #expect(safetensorsProblem(bytes) == .headerNotUTF8)
+        #expect(try safetensorsProblem(bytes) == .headerNotUTF8)
     }
 
-    @Test func headerThatIsNotJSON() {
-        guard case .headerNotJSON = safetensorsProblem(safetensorsBytes(header: "{\"a\":", data: [])) else {
+    @Test func headerThatIsNotJSON() throws {
+        guard case .headerNotJSON = try safetensorsProblem(safetensorsBytes(header: "{\"a\":", data: [])) else {
             Issue.record("expected headerNotJSON"); return
         }
     }
 
-    @Test func headerThatIsNotAnObject() {
-        #expect(safetensorsProblem(safetensorsBytes(header: "[1,2]", data: [])) == .headerNotObject)
+    @Test func headerThatIsNotAnObject() throws {
+        #expect(try safetensorsProblem(safetensorsBytes(header: "[1,2]", data: [])) == .headerNotObject)
     }
 
-    @Test func duplicateTensorNamesAreRejected() {
+    @Test func duplicateTensorNamesAreRejected() throws {
         let header = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#
-        guard case .headerNotJSON(let e) = safetensorsProblem(safetensorsBytes(header: header, data: eightBytes)) else {
+        guard case .headerNotJSON(let e) = try safetensorsProblem(safetensorsBytes(header: header, data: eightBytes)) else {
             Issue.record("expected a duplicate-key error"); return
         }
         #expect(e.reason.contains("duplicate key"))
     }
 
-    @Test func metadataMustBeAStringMap() {
+    @Test func metadataMustBeAStringMap() throws {
         let header = #"{"__metadata__":{"format":1},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
-        #expect(safetensorsProblem(safetensorsBytes(header: header, data: [0, 0, 0, 0])) == .metadataNotStringMap(detail: "key 'format' holds a number"))
+        #expect(try safetensorsProblem(safetensorsBytes(header: header, data: [0, 0, 0, 0])) == .metadataNotStringMap(detail: "key 'format' holds a number"))
         let notObject = #"{"__metadata__":"x"}"#
-        #expect(safetensorsProblem(safetensorsBytes(header: notObject, data: [])) == .metadataNotStringMap(detail: "found a string"))
+        #expect(try safetensorsProblem(safetensorsBytes(header: notObject, data: [])) == .metadataNotStringMap(detail: "found a string"))
     }
 
-    @Test func unknownDTypeNamesTheTensor() {
+    @Test func unknownDTypeNamesTheTensor() throws {
         let header = #"{"w":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}}"#
-        #expect(safetensorsProblem(safetensorsBytes(header: header, data: [UInt8](repeating: 0, count: 16))) == .unknownDType(tensor: "w", dtype: "F128"))
+        #expect(try safetensorsProblem(safetensorsBytes(header: header, data: [UInt8](repeating: 0, count: 16))) == .unknownDType(tensor: "w", dtype: "F128"))
     }
 
-    @Test func everySafetensorsDTypeIsRecognised() {
+    @Test func everySafetensorsDTypeIsRecognised() throws {
         for dtype in TensorDType.allCases {
             let elements = 8  // 8 elements fill whole bytes for 4- and 6-bit types
             let bytes = elements * dtype.bitWidth / 8
             let header = #"{"t":{"dtype":"\#(dtype.rawValue)","shape":[\#(elements)],"data_offsets":[0,\#(bytes)]}}"#
-            #expect(safetensorsProblem(safetensorsBytes(header: header, data: [UInt8](repeating: 0, count: bytes))) == nil, "\(dtype)")
+            #expect(try safetensorsProblem(safetensorsBytes(header: header, data: [UInt8](repeating: 0, count: bytes))) == nil, "\(dtype)")
         }
     }
 
-    @Test func malformedEntries() {
+    @Test func malformedEntries() throws {
         let cases: [(String, String)] = [
             (#"{"w":[1]}"#, "entry is a array, not an object"),
             (#"{"w":{"shape":[1],"data_offsets":[0,4]}}"#, "missing or non-string 'dtype'"),
@@ -82,67 +83,67 @@ import PLMCore
             (#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"extra":1}}"#, "unknown field 'extra'"),
         ]
         for (header, detail) in cases {
-            #expect(safetensorsProblem(safetensorsBytes(header: header, data: [0, 0, 0, 0])) == .tensorEntryInvalid(tensor: "w", detail: detail), "\(header)")
+            #expect(try safetensorsProblem(safetensorsBytes(header: header, data: [0, 0, 0, 0])) == .tensorEntryInvalid(tensor: "w", detail: detail), "\(header)")
         }
     }
 
-    @Test func shapeTimesDTypeMustEqualTheByteRange() {
+    @Test func shapeTimesDTypeMustEqualTheByteRange() throws {
         let header = #"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#
-        #expect(safetensorsProblem(safetensorsBytes(header: header, data: eightBytes)) == .sizeMismatch(tensor: "w", expectedBytes: 12, actualBytes: 8))
+        #expect(try safetensorsProblem(safetensorsBytes(header: header, data: eightBytes)) == .sizeMismatch(tensor: "w", expectedBytes: 12, actualBytes: 8))
     }
 
-    @Test func shapeProductOverflowIsCaught() {
+    @Test func shapeProductOverflowIsCaught() throws {
         let header = #"{"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#
-        #expect(safetensorsProblem(safetensorsBytes(header: header, data: eightBytes)) == .sizeOverflow(tensor: "w"))
+        #expect(try safetensorsProblem(safetensorsBytes(header: header, data: eightBytes)) == .sizeOverflow(tensor: "w"))
         let bitOverflow = #"{"w":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,8]}}"#
-        #expect(safetensorsProblem(safetensorsBytes(header: bitOverflow, data: eightBytes)) == .sizeOverflow(tensor: "w"))
+        #expect(try safetensorsProblem(safetensorsBytes(header: bitOverflow, data: eightBytes)) == .sizeOverflow(tensor: "w"))
     }
 
-    @Test func subByteTypesMustFillWholeBytes() {
+    @Test func subByteTypesMustFillWholeBytes() throws {
         let header = #"{"w":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}"#
-        #expect(safetensorsProblem(safetensorsBytes(header: header, data: [0, 0])) == .subByteSizeNotWhole(tensor: "w", bits: 4))
+        #expect(try safetensorsProblem(safetensorsBytes(header: header, data: [0, 0])) == .subByteSizeNotWhole(tensor: "w", bits: 4))
     }
 
-    @Test func reversedOffsets() {
+    @Test func reversedOffsets() throws {
         let header = #"{"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}"#
-        #expect(safetensorsProblem(safetensorsBytes(header: header, data: eightBytes)) == .offsetsReversed(tensor: "w", begin: 8, end: 0))
+        #expect(try safetensorsProblem(safetensorsBytes(header: header, data: eightBytes)) == .offsetsReversed(tensor: "w", begin: 8, end: 0))
     }
 
-    @Test func holeBetweenTensors() {
+    @Test func holeBetweenTensors() throws {
         let header = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#
-        #expect(safetensorsProblem(safetensorsBytes(header: header, data: [UInt8](repeating: 0, count: 12))) == .hole(tensor: "b", expectedBegin: 4, begin: 8))
+        #expect(try safetensorsProblem(safetensorsBytes(header: header, data: [UInt8](repeating: 0, count: 12))) == .hole(tensor: "b", expectedBegin: 4, begin: 8))
     }
 
-    @Test func holeBeforeFirstTensor() {
+    @Test func holeBeforeFirstTensor() throws {
         let header = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#
-        #expect(safetensorsProblem(safetensorsBytes(header: header, data: eightBytes)) == .hole(tensor: "a", expectedBegin: 0, begin: 4))
+        #expect(try safetensorsProblem(safetensorsBytes(header: header, data: eightBytes)) == .hole(tensor: "a", expectedBegin: 0, begin: 4))
     }
 
-    @Test func overlappingTensors() {
+    @Test func overlappingTensors() throws {
         let header = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#
-        #expect(safetensorsProblem(safetensorsBytes(header: header, data: eightBytes)) == .overlap(tensor: "b", other: "a"))
+        #expect(try safetensorsProblem(safetensorsBytes(header: header, data: eightBytes)) == .overlap(tensor: "b", other: "a"))
     }
 
-    @Test func tensorsMustCoverTheWholeDataSection() {
+    @Test func tensorsMustCoverTheWholeDataSection() throws {
         let header = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
-        #expect(safetensorsProblem(safetensorsBytes(header: header, data: eightBytes)) == .dataSizeMismatch(dataEnd: 4, bufferBytes: 8))
+        #expect(try safetensorsProblem(safetensorsBytes(header: header, data: eightBytes)) == .dataSizeMismatch(dataEnd: 4, bufferBytes: 8))
         // A truncated file: the offsets run past the end.
         let truncated = #"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#
-        #expect(safetensorsProblem(safetensorsBytes(header: truncated, data: eightBytes)) == .dataSizeMismatch(dataEnd: 16, bufferBytes: 8))
+        #expect(try safetensorsProblem(safetensorsBytes(header: truncated, data: eightBytes)) == .dataSizeMismatch(dataEnd: 16, bufferBytes: 8))
     }
 
-    @Test func headerPaddedWithSpacesIsAccepted() {
+    @Test func headerPaddedWithSpacesIsAccepted() throws {
         // safetensors writers pad the header to 8-byte alignment with spaces.
         let header = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}   "#
-        #expect(safetensorsProblem(safetensorsBytes(header: header, data: [0, 0, 0, 0])) == nil)
+        #expect(try safetensorsProblem(safetensorsBytes(header: header, data: [0, 0, 0, 0])) == nil)
     }
 
-    @Test func emptyFileWithEmptyHeader() {
-        #expect(safetensorsProblem(safetensorsBytes(header: "{}", data: [])) == nil)
+    @Test func emptyFileWithEmptyHeader() throws {
+        #expect(try safetensorsProblem(safetensorsBytes(header: "{}", data: [])) == nil)
     }
 
     @Test func errorsNameTheFile() throws {
-        let folder = TemporaryFolder()
+        let folder = try TemporaryFolder()
         let path = folder.write("broken.safetensors", [1, 2])
         #expect(throws: CheckpointError.self) { try SafetensorsFile(path: path) }
         do { _ = try SafetensorsFile(path: path) } catch {
@@ -162,7 +163,7 @@ import PLMCore
         let bf16 = values.map { UInt16($0.bitPattern >> 16) }
         let n = values.count
         let header = #"{"h":{"dtype":"F16","shape":[\#(n)],"data_offsets":[0,\#(2 * n)]},"b":{"dtype":"BF16","shape":[\#(n)],"data_offsets":[\#(2 * n),\#(4 * n)]},"f":{"dtype":"F32","shape":[\#(n)],"data_offsets":[\#(4 * n),\#(8 * n)]}}"#
-        let folder = TemporaryFolder()
+        let folder = try TemporaryFolder()
         let path = folder.write("t.safetensors", safetensorsBytes(header: header, data: u16Bytes(f16) + u16Bytes(bf16) + floatBytes(values)))
         let file = try SafetensorsFile(path: path)
         #expect(try file.view("f").floats() == values)
@@ -173,14 +174,14 @@ import PLMCore
 
     @Test func f16NaNStaysNaN() throws {
         let header = #"{"h":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}"#
-        let folder = TemporaryFolder()
+        let folder = try TemporaryFolder()
         let path = folder.write("t.safetensors", safetensorsBytes(header: header, data: u16Bytes([0x7E00])))
         #expect(try SafetensorsFile(path: path).view("h").floats()[0].isNaN)
     }
 
     @Test func integerTypesAreNotConvertedToFloat() throws {
         let header = #"{"i":{"dtype":"I32","shape":[2],"data_offsets":[0,8]}}"#
-        let folder = TemporaryFolder()
+        let folder = try TemporaryFolder()
         let path = folder.write("t.safetensors", safetensorsBytes(header: header, data: [1, 0, 0, 0, 255, 255, 255, 255]))
         let view = try SafetensorsFile(path: path).view("i")
         #expect(try view.integers() == [1, -1])

@@ -1,40 +1,7 @@
 import Foundation
+import PLMTestSupport
 import PLMCore
 @testable import PLMCheckpoint
-
-/// Paths to the committed transformers fixtures.
-enum Fixtures {
-    static let root: String = {
-        let here = URL(fileURLWithPath: #filePath)
-        return here.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures").path
-    }()
-    static func model(_ variant: String) -> String { root + "/models/" + variant }
-    static func cases(_ variant: String) -> String { root + "/cases/" + variant }
-}
-
-/// A scratch folder removed when the value goes away.
-final class TemporaryFolder {
-    let path: String
-    init() {
-        path = NSTemporaryDirectory() + "plmq-test-" + UUID().uuidString
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    @discardableResult
-    func write(_ name: String, _ bytes: [UInt8]) -> String {
-        let p = path + "/" + name
-        FileManager.default.createFile(atPath: p, contents: Data(bytes))
-        return p
-    }
-
-    @discardableResult
-    func write(_ name: String, text: String) -> String { write(name, Array(text.utf8)) }
-
-    func copy(from source: String, _ name: String) {
-        try! FileManager.default.copyItem(atPath: source + "/" + name, toPath: path + "/" + name)
-    }
-}
 
 /// Builds safetensors bytes from a literal header and a data section.
 func safetensorsBytes(header: String, data: [UInt8], declaredLength: UInt64? = nil) -> [UInt8] {
@@ -44,16 +11,15 @@ func safetensorsBytes(header: String, data: [UInt8], declaredLength: UInt64? = n
 }
 
 /// The problem a safetensors file is rejected with, or nil if it is accepted.
-func safetensorsProblem(_ bytes: [UInt8]) -> SafetensorsProblem? {
-    let folder = TemporaryFolder()
+func safetensorsProblem(_ bytes: [UInt8]) throws -> SafetensorsProblem? {
+    let folder = try TemporaryFolder()
     let path = folder.write("t.safetensors", bytes)
     do {
         _ = try SafetensorsFile(path: path)
         return nil
     } catch {
         if case .safetensors(let e) = error {
-            precondition(e.file == path)
-            return e.problem
+            return e.file == path ? e.problem : nil
         }
         return nil
     }

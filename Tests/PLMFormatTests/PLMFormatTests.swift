@@ -1,21 +1,15 @@
 import PLMCore
 import Foundation
 import Testing
+import PLMTestSupport
 import PLMCheckpoint
 @testable import PLMConvert
 @testable import PLMFormat
 import PLMQuant
 
-enum Fixtures {
-    static let root: String = {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures").path
-    }()
-    static func model(_ variant: String) -> String { root + "/models/" + variant }
-}
-
-func scratch() -> String {
+func scratch() throws -> String {
     let path = NSTemporaryDirectory() + "plmq-format-" + UUID().uuidString
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
 
@@ -67,7 +61,7 @@ func convert(_ variant: String, to output: String, configure: (inout ConversionO
     /// exactly what the quantizer produced in memory, and every payload verifies.
     @Test(arguments: StorageType.groupSizes)
     func everyStorageTypeRoundTripsThroughAFile(_ g: Int) throws {
-        let dir = scratch()
+        let dir = try scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let folder = try CheckpointFolder(path: Fixtures.model("tiny-g-nocls"))
         for name in Self.types {
@@ -81,7 +75,7 @@ func convert(_ variant: String, to output: String, configure: (inout ConversionO
             let t = try #require(file.tensor(name))
             #expect(t.type == type && t.layout.columns == 588)
             let view = try folder.weights.view(name)
-            let (reference, _) = Converter.quantize(view, layout: t.layout, threads: 1)
+            let (reference, _) = try Converter.quantize(view, layout: t.layout, threads: 1)
             for (partName, expected) in zip(t.layout.parts.map(\.name), reference.buffers) {
                 try file.bytes(t, part: partName).withBytes { stored in #expect(Array(stored) == Array(expected), "\(type) \(partName)") }
             }
@@ -91,7 +85,7 @@ func convert(_ variant: String, to output: String, configure: (inout ConversionO
     }
 
     @Test func exactTypesAreBitExactAndSideFilesAreEmbedded() throws {
-        let dir = scratch()
+        let dir = try scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let out = dir + "/exact.plm"
         _ = try convert("tiny-fp32-mha-tied", to: out) { $0.keep = [KeepRule(pattern: ".", target: .exact)] }
@@ -113,7 +107,7 @@ func convert(_ variant: String, to output: String, configure: (inout ConversionO
 
     @Test(arguments: [false, true])
     func dryRunSizeEqualsTheRealFile(_ compress: Bool) throws {
-        let dir = scratch()
+        let dir = try scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         for bits in [4, 8] {
             let out = dir + "/m\(bits).plm"
@@ -126,7 +120,7 @@ func convert(_ variant: String, to output: String, configure: (inout ConversionO
     }
 
     @Test func outputIsDeterministicAcrossThreadCounts() throws {
-        let dir = scratch()
+        let dir = try scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         _ = try convert("tiny-bf16-gqa-llama3-sharded", to: dir + "/a.plm") { $0.threads = 1 }
         _ = try convert("tiny-bf16-gqa-llama3", to: dir + "/b.plm") { $0.threads = 3 }
@@ -165,15 +159,20 @@ func convert(_ variant: String, to output: String, configure: (inout ConversionO
 
 /// Damaged files must give clear errors naming what is wrong, never a crash.
 @Suite(.serialized) struct PLMDamageTests {
-    static let dir = scratch()
-    static let good: String = {
+    static let dir = NSTemporaryDirectory() + "plmq-format-damage-" + UUID().uuidString
+
+    /// A good file, converted on first use (the suite is serialized, so once).
+    static func good() throws -> String {
         let path = dir + "/good.plm"
-        _ = try! convert("tiny-fp32-mha-tied", to: path)
+        if !FileManager.default.fileExists(atPath: path) {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            _ = try convert("tiny-fp32-mha-tied", to: path)
+        }
         return path
-    }()
+    }
 
     func damaged(_ edit: (inout [UInt8]) -> Void) throws -> String {
-        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: Self.good)))
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: Self.good())))
         edit(&bytes)
         let path = Self.dir + "/bad-\(UUID().uuidString).plm"
         try Data(bytes).write(to: URL(fileURLWithPath: path))
@@ -185,7 +184,7 @@ func convert(_ variant: String, to output: String, configure: (inout ConversionO
     }
 
     @Test func truncatedFilesAreRejected() throws {
-        let size = try FileManager.default.attributesOfItem(atPath: Self.good)[.size] as! Int
+        let size = try FileManager.default.attributesOfItem(atPath: Self.good())[.size] as! Int
         for cut in [10, 64, size / 2, size - 1] {
             let path = try damaged { $0.removeSubrange(cut...) }
             let e = try #require(openError(path), "cut at \(cut)")
@@ -194,13 +193,13 @@ func convert(_ variant: String, to output: String, configure: (inout ConversionO
     }
 
     @Test func flippedHeaderBitIsCaughtByTheHeaderChecksum() throws {
-        let file = try PLMFile(path: Self.good)
+        let file = try PLMFile(path: Self.good())
         let path = try damaged { $0[file.headerOffset + 40] ^= 0x04 }
         guard case .headerChecksum = openError(path) else { Issue.record("expected a header checksum error"); return }
     }
 
     @Test func flippedDataBitIsCaughtByVerifyNamingTheTensor() throws {
-        let file = try PLMFile(path: Self.good)
+        let file = try PLMFile(path: Self.good())
         let t = try #require(file.tensor("model.language_model.layers.1.mlp.down_proj.weight"))
         let path = try damaged { $0[t.part("data")!.offset + 5] ^= 0x10 }
         let opened = try PLMFile(path: path)  // structure is intact
@@ -222,8 +221,8 @@ func convert(_ variant: String, to output: String, configure: (inout ConversionO
 
     @Test func unknownStorageTypeIsAnErrorNamingTheTensor() throws {
         // Rewrite the header with one tensor's storage renamed, and a fresh header checksum.
-        let file = try PLMFile(path: Self.good)
-        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: Self.good)))
+        let file = try PLMFile(path: Self.good())
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: Self.good())))
         var header = String(decoding: bytes[file.headerOffset...], as: UTF8.self)
         header = header.replacingOccurrences(of: "\"storage\":\"int4\"", with: "\"storage\":\"int3\"")
         let headerBytes = Array(header.utf8)

@@ -1,16 +1,9 @@
 import PLMCore
 import Foundation
 import Testing
+import PLMTestSupport
 import PLMCheckpoint
 @testable import PLMModel
-
-enum Fixtures {
-    static let root: String = {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures").path
-    }()
-    static func model(_ variant: String) -> String { root + "/models/" + variant }
-    static func testCase(_ variant: String, _ name: String) -> String { root + "/cases/" + variant + "/" + name + ".safetensors" }
-}
 
 /// Models are loaded once per variant and shared by the tests.
 actor ModelCache {
@@ -58,41 +51,39 @@ let parityCases: [ParityCase] = ["tiny-fp32-mha-tied", "tiny-bf16-gqa-llama3", "
     ["text", "tile1", "tiles3", "png"].map { ParityCase(variant: v, name: $0) }
 }
 
-extension EngineSuite {
-    /// Every numeric path checked against transformers: tower, projector, logits, greedy tokens.
-    @Suite(.serialized) struct ParityTests {
-        static let tolerance: Float = 1e-4
+/// Every numeric path checked against transformers: tower, projector, logits, greedy tokens.
+@Suite struct ParityTests {
+    static let tolerance: Float = 1e-4
 
-        @Test(arguments: parityCases)
-        func forwardMatchesTransformers(_ c: ParityCase) async throws {
-            let model = try await ModelCache.shared.model(c.variant)
-            let file = try SafetensorsFile(path: Fixtures.testCase(c.variant, c.name))
-            let (ids, images) = try caseInputs(file)
-            let result = try model.forward(inputIds: ids, images: images)
-            let logits = Difference(result.logits, try file.view("logits").floats())
-            #expect(logits.maxAbs <= Self.tolerance, "logits: \(logits)")
-            if images != nil {
-                let hidden = Difference(try #require(result.images).visionHidden, try file.view("vision_hidden").floats())
-                #expect(hidden.maxAbs <= Self.tolerance, "vision_hidden: \(hidden)")
-                let features = Difference(try #require(result.images).features, try file.view("image_features").floats())
-                #expect(features.maxAbs <= Self.tolerance, "image_features: \(features)")
-            }
-            let expected = try file.view("greedy_tokens").integers()
-            let tokens = try model.generate(inputIds: ids, images: images, maxNewTokens: expected.count, stopTokens: [])
-            #expect(tokens == expected)
+    @Test(arguments: parityCases)
+    func forwardMatchesTransformers(_ c: ParityCase) async throws {
+        let model = try await ModelCache.shared.model(c.variant)
+        let file = try SafetensorsFile(path: Fixtures.testCase(c.variant, c.name))
+        let (ids, images) = try caseInputs(file)
+        let result = try model.forward(inputIds: ids, images: images)
+        let logits = Difference(result.logits, try file.view("logits").floats())
+        #expect(logits.maxAbs <= Self.tolerance, "logits: \(logits)")
+        if images != nil {
+            let hidden = Difference(try #require(result.images).visionHidden, try file.view("vision_hidden").floats())
+            #expect(hidden.maxAbs <= Self.tolerance, "vision_hidden: \(hidden)")
+            let features = Difference(try #require(result.images).features, try file.view("image_features").floats())
+            #expect(features.maxAbs <= Self.tolerance, "image_features: \(features)")
         }
+        let expected = try file.view("greedy_tokens").integers()
+        let tokens = try model.generate(inputIds: ids, images: images, maxNewTokens: expected.count, stopTokens: [])
+        #expect(tokens == expected)
+    }
 
-        @Test func longPromptMatchesAtFarPositions() async throws {
-            let model = try await ModelCache.shared.model("tiny-bf16-gqa-llama3")
-            let file = try SafetensorsFile(path: Fixtures.testCase("tiny-bf16-gqa-llama3", "long"))
-            let ids = try file.view("input_ids").integers()
-            let reference = try file.view("logits_last")
-            let keep = reference.shape[1]
-            let result = try model.forward(inputIds: ids, lastPositions: keep)
-            let d = Difference(result.logits, try reference.floats())
-            #expect(d.maxAbs <= Self.tolerance, "logits at positions \(ids.count - keep)..<\(ids.count): \(d)")
-            let expected = try file.view("greedy_tokens").integers()
-            #expect(try model.generate(inputIds: ids, maxNewTokens: expected.count, stopTokens: []) == expected)
-        }
+    @Test func longPromptMatchesAtFarPositions() async throws {
+        let model = try await ModelCache.shared.model("tiny-bf16-gqa-llama3")
+        let file = try SafetensorsFile(path: Fixtures.testCase("tiny-bf16-gqa-llama3", "long"))
+        let ids = try file.view("input_ids").integers()
+        let reference = try file.view("logits_last")
+        let keep = reference.shape[1]
+        let result = try model.forward(inputIds: ids, lastPositions: keep)
+        let d = Difference(result.logits, try reference.floats())
+        #expect(d.maxAbs <= Self.tolerance, "logits at positions \(ids.count - keep)..<\(ids.count): \(d)")
+        let expected = try file.view("greedy_tokens").integers()
+        #expect(try model.generate(inputIds: ids, maxNewTokens: expected.count, stopTokens: []) == expected)
     }
 }

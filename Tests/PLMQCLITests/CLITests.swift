@@ -1,16 +1,10 @@
 import PLMCore
 import Foundation
 import Testing
+import PLMTestSupport
+import PLMModel
 import PLMCheckpoint
 import PLMFormat
-
-enum Fixtures {
-    static let root: String = {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures").path
-    }()
-    static func model(_ variant: String) -> String { root + "/models/" + variant }
-    static func testCase(_ variant: String, _ name: String) -> String { root + "/cases/" + variant + "/" + name + ".safetensors" }
-}
 
 struct RunResult {
     let status: Int32
@@ -69,7 +63,7 @@ func scratchFolder() throws -> String {
 
     @Test func inspectOfAMissingFolderFailsCleanly() throws {
         let r = try plmq("inspect", "/nonexistent/plm")
-        #expect(r.status == 1)
+        #expect(r.status == 2)
         #expect(r.stderr.contains("/nonexistent/plm: no such folder"))
     }
 
@@ -83,7 +77,7 @@ func scratchFolder() throws -> String {
         let data = try Data(contentsOf: URL(fileURLWithPath: source + "/model.safetensors"))
         try data.prefix(data.count - 100).write(to: URL(fileURLWithPath: folder + "/model.safetensors"))
         let r = try plmq("inspect", folder)
-        #expect(r.status == 1)
+        #expect(r.status == 2)
         #expect(r.stderr.contains(folder + "/model.safetensors"))
         #expect(r.stderr.contains("data section"))
     }
@@ -124,18 +118,18 @@ func scratchFolder() throws -> String {
         let noIds = folder + "/noids.safetensors"
         try SafetensorsWriter.write([TensorRecord(name: "x", shape: [1], floats: [0])], to: noIds)
         var r = try plmq("forward", model, "--inputs", noIds, "--output", folder + "/o.safetensors")
-        #expect(r.status == 1 && r.stderr.contains("no 'input_ids' tensor"))
+        #expect(r.status == 2 && r.stderr.contains("no 'input_ids' tensor"))
         // Image tokens without pixels.
         let config = try PerceptionLMConfig.load(path: model + "/config.json")
         let ids = folder + "/ids.safetensors"
         try SafetensorsWriter.write([TensorRecord(name: "input_ids", shape: [1, 3], int64s: [1, config.imageTokenId, 2])], to: ids)
         r = try plmq("forward", model, "--inputs", ids, "--output", folder + "/o.safetensors")
-        #expect(r.status == 1 && r.stderr.contains("1 image tokens but the image inputs produce 0 features"))
+        #expect(r.status == 2 && r.stderr.contains("1 image tokens but the image inputs produce 0 features"))
         // Token id outside the vocabulary.
         let big = folder + "/big.safetensors"
         try SafetensorsWriter.write([TensorRecord(name: "input_ids", shape: [2], int64s: [1, 1_000_000])], to: big)
         r = try plmq("generate", model, "--inputs", big)
-        #expect(r.status == 1 && r.stderr.contains("outside the vocabulary"))
+        #expect(r.status == 2 && r.stderr.contains("outside the vocabulary"))
         // Wrong tile size.
         let tiles = folder + "/tiles.safetensors"
         try SafetensorsWriter.write([
@@ -143,11 +137,11 @@ func scratchFolder() throws -> String {
             TensorRecord(name: "pixel_values", shape: [1, 3, 8, 8], floats: [Float](repeating: 0, count: 192)),
         ], to: tiles)
         r = try plmq("forward", model, "--inputs", tiles, "--output", folder + "/o.safetensors")
-        #expect(r.status == 1 && r.stderr.contains("takes exactly"))
+        #expect(r.status == 2 && r.stderr.contains("takes exactly"))
         #expect(!FileManager.default.fileExists(atPath: folder + "/o.safetensors"))
         // A file that is neither a checkpoint folder nor a .plm file.
         r = try plmq("forward", noIds, "--inputs", ids, "--output", folder + "/o.safetensors")
-        #expect(r.status == 1 && r.stderr.contains("not a .plm file"))
+        #expect(r.status == 2 && r.stderr.contains("not a .plm file"))
     }
 
     @Test func convertVerifyInspectAndRunAPLMFile() throws {
@@ -183,12 +177,28 @@ func scratchFolder() throws -> String {
         let out = folder + "/keep.plm"
         try Data("previous".utf8).write(to: URL(fileURLWithPath: out))
         var r = try plmq("convert", Fixtures.model("tiny-fp32-mha-tied"), out, "--bits", "3")
-        #expect(r.status != 0 && r.stderr.contains("--bits must be 4 or 8"))
+        #expect(r.status == 2 && r.stderr.contains("--bits must be 4 or 8"))
         r = try plmq("convert", Fixtures.model("tiny-fp32-mha-tied"), out, "--keep", "nothing_matches=int8")
-        #expect(r.status == 1 && r.stderr.contains("matches no tensor"))
+        #expect(r.status == 2 && r.stderr.contains("matches no tensor"))
         r = try plmq("convert", folder + "/missing", out)
-        #expect(r.status == 1 && r.stderr.contains("no such folder"))
+        #expect(r.status == 2 && r.stderr.contains("no such folder"))
         #expect(try String(contentsOfFile: out, encoding: .utf8) == "previous")
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".tmp-") }.isEmpty)
+    }
+
+    @Test func badEngineOptionsAreUsageErrors() throws {
+        let model = Fixtures.model("tiny-fp32-mha-tied"), inputs = Fixtures.testCase("tiny-fp32-mha-tied", "text")
+        var r = try plmq("generate", model, "--inputs", inputs, "--kernel", "fastest")
+        #expect(r.status == 2 && r.stderr.contains("--kernel"))
+        r = try plmq("generate", model, "--inputs", inputs, "--threads", "0")
+        #expect(r.status == 2 && r.stderr.contains("threads must be between 1 and"))
+        // An explicit kernel the CPU cannot run is refused, never silently downgraded.
+        let best = KernelImplementation.best
+        if best != .avx512 {
+            r = try plmq("generate", model, "--inputs", inputs, "--kernel", "avx512")
+            #expect(r.status == 2 && r.stderr.contains("cannot run the avx512 kernels"))
+        }
+        r = try plmq("generate", model, "--inputs", inputs, "--kernel", best.rawValue, "--max-new-tokens", "2")
+        #expect(r.status == 0, "\(r.stderr)")
     }
 }
