@@ -4,7 +4,7 @@
 #include "qcommon.h"
 #include <immintrin.h>
 
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX2 PLM_TARGET_AVX2
 
 
 /// Σ L·a over 32 lanes for unsigned levels L ≤ 15 (no int16 saturation: 2·15·127 < 2^15).
@@ -65,5 +65,19 @@ AVX2 void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int6
         }
         y[r - r0] = plm_hsum8(acc) + minAcc + (full * g < w->cols ? plm_qdot_tail(w, a, r, full) : 0.0f);
     }
+}
+
+/// XORs every 32-byte vector of data (the bandwidth probe of `plmq bench`).
+AVX2 uint64_t plm_read_bytes_avx2(const void *data, size_t bytes) {
+    const __m256i *p = (const __m256i *)data;
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (size_t i = 0; i + 4 <= bytes / 32; i += 4) {
+        a = _mm256_xor_si256(a, _mm256_load_si256(p + i));
+        b = _mm256_xor_si256(b, _mm256_load_si256(p + i + 1));
+        c = _mm256_xor_si256(c, _mm256_load_si256(p + i + 2));
+        d = _mm256_xor_si256(d, _mm256_load_si256(p + i + 3));
+    }
+    __m256i x = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
+    return (uint64_t)_mm256_extract_epi64(x, 0) ^ (uint64_t)_mm256_extract_epi64(x, 3);
 }
 #endif

@@ -4,15 +4,16 @@
 #include "qcommon.h"
 #include <immintrin.h>
 
-#define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx512dq")))
+#define AVX512 PLM_TARGET_AVX512
 
 
 AVX512 static inline __m256 dot(__m256i levels, __m256i act) {
     return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), levels, act));
 }
 
-/// The 8 scales and 8 minimums of a k6 super-block: one byte shuffle puts the two 6-byte
-/// fields in separate qwords, one multishift extracts the 6-bit fields.
+/// The 8 scales and 8 minimums of a k6 block (plm_layout.h): one byte shuffle puts the two
+/// 6-byte index fields (bytes 4…9 and 10…15) in separate qwords, one multishift extracts the
+/// 6-bit fields.
 AVX512 static inline void k6_decode(const uint8_t *block, float *scales, float *mins) {
     __m128i raw = _mm_loadu_si128((const __m128i *)block);
     const __m128i pick = _mm_setr_epi8(4, 5, 6, 7, 8, 9, -1, -1, 10, 11, 12, 13, 14, 15, -1, -1);
@@ -20,7 +21,8 @@ AVX512 static inline void k6_decode(const uint8_t *block, float *scales, float *
     const __m128i shifts = _mm_setr_epi8(0, 6, 12, 18, 24, 30, 36, 42, 0, 6, 12, 18, 24, 30, 36, 42);
     __m128i six = _mm_and_si128(_mm_multishift_epi64_epi8(shifts, fields), _mm_set1_epi8(0x3F));
     __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(six));
-    float d = plm_f16_to_f32(plm_load_u16(block)), dmin = plm_f16_to_f32(plm_load_u16(block + 2));
+    _Static_assert(PLM_K6_SCALE_INDICES == 4 && PLM_K6_MIN_INDICES == 10, "the shuffle above picks these bytes");
+    float d = plm_f16_to_f32(plm_load_u16(block + PLM_K6_D)), dmin = plm_f16_to_f32(plm_load_u16(block + PLM_K6_DMIN));
     __m512 factor = _mm512_insertf32x8(_mm512_set1_ps(d), _mm256_set1_ps(-dmin), 1);
     __m512 v = _mm512_mul_ps(f, factor);
     _mm256_storeu_ps(scales, _mm512_castps512_ps256(v));
@@ -32,7 +34,7 @@ AVX512 void plm_row_scales_avx512(const plm_qmatrix *w, int64_t r, int64_t group
     const uint8_t *s = w->scales + r * w->scale_row_bytes;
     int64_t gi = 0;
     if (w->kind == PLM_Q4_ASYM_K6) {
-        for (; gi + 8 <= groups; gi += 8) k6_decode(s + (gi / 8) * 16, scales + gi, mins + gi);
+        for (; gi + PLM_K6_GROUPS <= groups; gi += PLM_K6_GROUPS) k6_decode(plm_k6_block(w, r, gi), scales + gi, mins + gi);
     } else {
         const uint8_t *m = w->mins ? w->mins + r * w->min_row_bytes : NULL;
         const float shift = w->kind == PLM_Q8_SYM ? -128.0f : (w->kind == PLM_Q4_SYM ? -8.0f : 0.0f);

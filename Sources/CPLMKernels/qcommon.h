@@ -1,4 +1,7 @@
-// Shared inline helpers of the quantized kernels (not part of the public header).
+// Shared inline helpers and internal declarations of the kernels (not part of the public
+// header). Layering: qref.c (the reference) at the bottom calls nothing faster; each
+// instruction set's kernels (qavx2.c, qavx512.c, qgemm_avx512.c, qrepack.c, vecmath_avx512.c)
+// sit above it and may call it for tails; dispatch.c at the top picks one at run time.
 #ifndef PLM_QCOMMON_H
 #define PLM_QCOMMON_H
 #include "CPLMKernels.h"
@@ -25,6 +28,11 @@ static inline float plm_f16_to_f32(uint16_t h) {
 
 static inline uint16_t plm_load_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 
+/// Compiler targets, defined once. "AVX-512" means AVX-512 F/BW/VL/DQ with VNNI and VBMI
+/// throughout (Zen 4/5, Ice Lake and later), so one CPU check covers every AVX-512 kernel.
+#define PLM_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define PLM_TARGET_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx512dq")))
+
 /// 6-bit field i (0…7) of the 6 bytes at p.
 static inline int plm_six_bit(const uint8_t *p, int i) {
     uint64_t bits = 0;
@@ -47,6 +55,11 @@ static inline int64_t plm_group_offset(const plm_qmatrix *w, int64_t g) {
 
 static inline int plm_is_int4(const plm_qmatrix *w) { return w->kind >= PLM_Q4_SYM; }
 
+/// The k6 scale block (see plm_layout.h) that holds group g of row r.
+static inline const uint8_t *plm_k6_block(const plm_qmatrix *w, int64_t r, int64_t g) {
+    return w->scales + r * w->scale_row_bytes + (g / PLM_K6_GROUPS) * PLM_K6_BLOCK_BYTES;
+}
+
 /// Unsigned level j of group g (0 ≤ j < group length) of row r.
 static inline int plm_level(const plm_qmatrix *w, int64_t r, int64_t g, int64_t j) {
     const uint8_t *p = w->data + r * w->data_row_bytes + plm_group_offset(w, g);
@@ -60,7 +73,7 @@ static inline int plm_level(const plm_qmatrix *w, int64_t r, int64_t g, int64_t 
 #if defined(__x86_64__)
 #include <immintrin.h>
 /// Sum of the 8 lanes (shared by the AVX2 and AVX-512 kernels).
-__attribute__((target("avx2"))) static inline float plm_hsum8(__m256 v) {
+PLM_TARGET_AVX2 static inline float plm_hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -71,10 +84,24 @@ __attribute__((target("avx2"))) static inline float plm_hsum8(__m256 v) {
 int plm_cpu_has_avx2(void);
 int plm_cpu_has_avx512(void);
 
+// The reference (qref.c).
+void plm_qgemv_ref(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);
+float plm_qdot_tail(const plm_qmatrix *w, const plm_qact *a, int64_t r, int64_t first_group);
+float plm_exp_shift_sum_ref(float *x, int64_t n, float shift);
+void plm_gelu_erf_ref(float *x, int64_t n);
+
+// AVX2 (qavx2.c).
 void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);
+uint64_t plm_read_bytes_avx2(const void *data, size_t bytes);
+
+// AVX-512 (qavx512.c, qgemm_avx512.c, qrepack.c, vecmath_avx512.c).
 void plm_qgemv_avx512(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);
 void plm_qgemm_avx512(const plm_qmatrix *w, const int8_t *q, const float *d, const float *sum,
                       int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1);
 void plm_row_scales_avx512(const plm_qmatrix *w, int64_t r, int64_t groups, float *scales, float *mins);
-float plm_qdot_tail(const plm_qmatrix *w, const plm_qact *a, int64_t r, int64_t first_group);
+void plm_qgemv_repacked_avx512(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1);
+void plm_qgemm_repacked_avx512(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
+                               int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1);
+float plm_exp_shift_sum_avx512(float *x, int64_t n, float shift);
+void plm_gelu_erf_avx512(float *x, int64_t n);
 #endif

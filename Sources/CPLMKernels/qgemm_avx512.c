@@ -11,8 +11,8 @@
 #include <immintrin.h>
 #include <stdlib.h>
 
-#define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx512dq")))
-#define TILE 16
+#define AVX512 PLM_TARGET_AVX512
+#define TILE PLM_TILE_ROWS
 
 /// 4 activation bytes broadcast to all 16 lanes, straight from memory (one load uop).
 typedef int32_t __attribute__((may_alias, aligned(1))) plm_i32u;
@@ -136,27 +136,27 @@ AVX512 void plm_qgemm_avx512(const plm_qmatrix *w, const int8_t *q, const float 
 #endif
 
 #if defined(__x86_64__)
-AVX512 void plm_qgemm_repacked(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
+AVX512 void plm_qgemm_repacked_avx512(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
                                int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1) {
-    const int64_t blocks = w->cols / 32, padded = w->cols, superblocks = w->cols / 256;
+    const int64_t blocks = w->cols / 32, padded = w->cols, superblocks = w->cols / PLM_RP_SUPERBLOCK_COLUMNS;
     uint8_t *tile = aligned_alloc(64, (size_t)(TILE * padded));
     float *scales = aligned_alloc(64, (size_t)(blocks * TILE * 4)), *mins = aligned_alloc(64, (size_t)(blocks * TILE * 4));
     const __m512i mask = _mm512_set1_epi8(0x0F);
     for (int64_t t = tile0; t < tile1; t++) {
         const uint8_t *p = w->bytes + t * w->tile_bytes;
         for (int64_t sb = 0; sb < superblocks; sb++) {
-            __m512 dv = _mm512_loadu_ps((const float *)p), dneg = _mm512_loadu_ps((const float *)(p + 64));
-            p += 128;
+            __m512 dv = _mm512_loadu_ps((const float *)p), dneg = _mm512_loadu_ps((const float *)(p + TILE * 4));
+            p += PLM_RP_HEADER_BYTES;
             for (int j = 0; j < 8; j++) {
                 const int64_t b = sb * 8 + j;
-                _mm512_store_ps(scales + b * TILE, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p))), dv));
-                _mm512_store_ps(mins + b * TILE, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 16)))), dneg));
+                _mm512_store_ps(scales + b * TILE, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + PLM_RP_BLOCK_SCALE_INDICES)))), dv));
+                _mm512_store_ps(mins + b * TILE, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + PLM_RP_BLOCK_MIN_INDICES)))), dneg));
                 for (int c = 0; c < 4; c++) {
-                    __m512i z = _mm512_loadu_si512((const void *)(p + 32 + c * 64));
+                    __m512i z = _mm512_loadu_si512((const void *)(p + PLM_RP_BLOCK_NIBBLES + c * PLM_RP_NIBBLES_PER_8_COLUMNS));
                     _mm512_store_si512((__m512i *)(tile + (b * 8 + 2 * c) * 64), _mm512_and_si512(z, mask));
                     _mm512_store_si512((__m512i *)(tile + (b * 8 + 2 * c + 1) * 64), _mm512_and_si512(_mm512_srli_epi16(z, 4), mask));
                 }
-                p += 2 * TILE + 256;
+                p += PLM_RP_BLOCK_BYTES;
             }
         }
         int64_t n = w->rows - t * TILE < TILE ? w->rows - t * TILE : TILE;

@@ -6,42 +6,42 @@
 #include "qcommon.h"
 #include <stdlib.h>
 
-#define TILE 16
+#define TILE PLM_TILE_ROWS
 
 int64_t plm_repacked_tile_bytes(int64_t cols) {
-    int64_t superblocks = cols / 256;
-    return superblocks * (2 * TILE * 4 + 8 * (2 * TILE + 256));
+    return cols / PLM_RP_SUPERBLOCK_COLUMNS * PLM_RP_SUPERBLOCK_BYTES;
 }
 
 int plm_repack_q4k6(const plm_qmatrix *w, plm_q4k6_repacked *out, int64_t tile0, int64_t tile1) {
-    if (w->kind != PLM_Q4_ASYM_K6 || w->group != 32 || w->cols % 256 != 0) return 0;
-    const int64_t superblocks = w->cols / 256;
+    if (w->kind != PLM_Q4_ASYM_K6 || w->group != 32 || w->cols % PLM_RP_SUPERBLOCK_COLUMNS != 0) return 0;
+    const int64_t superblocks = w->cols / PLM_RP_SUPERBLOCK_COLUMNS;
     for (int64_t t = tile0; t < tile1; t++) {
         uint8_t *p = out->bytes + t * out->tile_bytes;
         for (int64_t sb = 0; sb < superblocks; sb++) {
             float *d = (float *)p, *dneg = (float *)(p + TILE * 4);
-            uint8_t *blocks = p + 2 * TILE * 4;
-            memset(blocks, 0, 8 * (2 * TILE + 256));
+            uint8_t *blocks = p + PLM_RP_HEADER_BYTES;
+            memset(blocks, 0, 8 * PLM_RP_BLOCK_BYTES);
             for (int i = 0; i < TILE; i++) {
                 int64_t r = t * TILE + i;
                 if (r >= w->rows) { d[i] = 0; dneg[i] = 0; continue; }
-                const uint8_t *sc = w->scales + r * w->scale_row_bytes + sb * 16;
-                d[i] = plm_f16_to_f32(plm_load_u16(sc));
-                dneg[i] = -plm_f16_to_f32(plm_load_u16(sc + 2));
+                // One k6 block covers the 8 groups of 32 in this super-block of 256 columns.
+                const uint8_t *sc = plm_k6_block(w, r, sb * PLM_K6_GROUPS);
+                d[i] = plm_f16_to_f32(plm_load_u16(sc + PLM_K6_D));
+                dneg[i] = -plm_f16_to_f32(plm_load_u16(sc + PLM_K6_DMIN));
                 for (int j = 0; j < 8; j++) {
-                    uint8_t *blk = blocks + j * (2 * TILE + 256);
-                    blk[i] = (uint8_t)plm_six_bit(sc + 4, j);
-                    blk[TILE + i] = (uint8_t)plm_six_bit(sc + 10, j);
+                    uint8_t *blk = blocks + j * PLM_RP_BLOCK_BYTES;
+                    blk[PLM_RP_BLOCK_SCALE_INDICES + i] = (uint8_t)plm_six_bit(sc + PLM_K6_SCALE_INDICES, j);
+                    blk[PLM_RP_BLOCK_MIN_INDICES + i] = (uint8_t)plm_six_bit(sc + PLM_K6_MIN_INDICES, j);
                     const uint8_t *src = w->data + r * w->data_row_bytes + (sb * 8 + j) * 16;
                     uint8_t v[32];
                     for (int k = 0; k < 16; k++) { v[k] = src[k] & 0x0F; v[k + 16] = src[k] >> 4; }
-                    uint8_t *nib = blk + 2 * TILE;
+                    uint8_t *nib = blk + PLM_RP_BLOCK_NIBBLES;
                     for (int c = 0; c < 4; c++)
                         for (int q = 0; q < 4; q++)
-                            nib[c * 64 + i * 4 + q] = (uint8_t)(v[8 * c + q] | (v[8 * c + 4 + q] << 4));
+                            nib[c * PLM_RP_NIBBLES_PER_8_COLUMNS + i * 4 + q] = (uint8_t)(v[8 * c + q] | (v[8 * c + 4 + q] << 4));
                 }
             }
-            p += 2 * TILE * 4 + 8 * (2 * TILE + 256);
+            p += PLM_RP_SUPERBLOCK_BYTES;
         }
     }
     return 1;
@@ -49,52 +49,37 @@ int plm_repack_q4k6(const plm_qmatrix *w, plm_q4k6_repacked *out, int64_t tile0,
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-#define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512dq")))
+#define AVX512 PLM_TARGET_AVX512
 typedef int32_t __attribute__((may_alias, aligned(1))) plm_i32u;
 
-AVX512 static void gemv_repacked_avx512(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1) {
-    const int64_t superblocks = w->cols / 256;
+AVX512 void plm_qgemv_repacked_avx512(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1) {
+    const int64_t superblocks = w->cols / PLM_RP_SUPERBLOCK_COLUMNS;
     const __m512i mask = _mm512_set1_epi8(0x0F);
     for (int64_t t = tile0; t < tile1; t++) {
         const uint8_t *p = w->bytes + t * w->tile_bytes;
         __m512 acc = _mm512_setzero_ps(), macc = _mm512_setzero_ps();
         for (int64_t sb = 0; sb < superblocks; sb++) {
-            __m512 d = _mm512_loadu_ps((const float *)p), dneg = _mm512_loadu_ps((const float *)(p + 64));
-            p += 128;
+            __m512 d = _mm512_loadu_ps((const float *)p), dneg = _mm512_loadu_ps((const float *)(p + TILE * 4));
+            p += PLM_RP_HEADER_BYTES;
             for (int j = 0; j < 8; j++) {
                 const int64_t b = sb * 8 + j;
-                __m512 sv = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p))), d);
-                __m512 mv = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 16)))), dneg);
-                const uint8_t *nib = p + 32;
+                __m512 sv = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + PLM_RP_BLOCK_SCALE_INDICES)))), d);
+                __m512 mv = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + PLM_RP_BLOCK_MIN_INDICES)))), dneg);
+                const uint8_t *nib = p + PLM_RP_BLOCK_NIBBLES;
                 const int8_t *act = a->q + b * 32;
                 __m512i s0 = _mm512_setzero_si512(), s1 = s0;
                 for (int c = 0; c < 4; c++) {
-                    __m512i z = _mm512_loadu_si512((const void *)(nib + c * 64));
+                    __m512i z = _mm512_loadu_si512((const void *)(nib + c * PLM_RP_NIBBLES_PER_8_COLUMNS));
                     s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(z, mask), _mm512_set1_epi32(*(const plm_i32u *)(act + 8 * c)));
                     s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(z, 4), mask), _mm512_set1_epi32(*(const plm_i32u *)(act + 8 * c + 4)));
                 }
                 acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(sv, _mm512_set1_ps(a->d[b])), acc);
                 macc = _mm512_fmadd_ps(mv, _mm512_set1_ps(a->sum[b]), macc);
-                p += 2 * TILE + 256;
+                p += PLM_RP_BLOCK_BYTES;
             }
         }
         int64_t n = w->rows - t * TILE < TILE ? w->rows - t * TILE : TILE;
         _mm512_mask_storeu_ps(y + (t - tile0) * TILE, (__mmask16)((1u << n) - 1), _mm512_add_ps(acc, macc));
     }
-}
-#endif
-
-void plm_qgemv_repacked(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1) {
-#if defined(__x86_64__)
-    gemv_repacked_avx512(w, a, y, tile0, tile1);
-#else
-    (void)w; (void)a; (void)y; (void)tile0; (void)tile1;
-#endif
-}
-
-#if !defined(__x86_64__)
-void plm_qgemm_repacked(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
-                        int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1) {
-    (void)w; (void)q; (void)d; (void)sum; (void)rows; (void)y; (void)ldy; (void)tile0; (void)tile1;  // only built on AVX-512 machines
 }
 #endif

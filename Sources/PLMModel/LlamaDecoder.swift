@@ -52,7 +52,7 @@ public final class DecodeState {
 }
 
 /// One Llama decoder layer, named after transformers' module tree.
-struct DecoderLayer {
+struct DecoderLayer: Sendable {
     let inputLayernorm: [Float]
     let qProj: any LinearMap, kProj: any LinearMap, vProj: any LinearMap, oProj: any LinearMap
     let postAttentionLayernorm: [Float]
@@ -73,7 +73,7 @@ struct DecoderLayer {
 }
 
 /// The Llama decoder with its embedding, final norm and head.
-public struct LlamaDecoder {
+public struct LlamaDecoder: Sendable {
     public let config: TextConfig
     let embedTokens: any TokenEmbedding
     let layers: [DecoderLayer]

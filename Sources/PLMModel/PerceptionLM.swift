@@ -13,7 +13,7 @@ public struct VisionEncoding: Sendable {
 
 /// PerceptionLM: vision tower → projector → token merge → Llama decoder, in fp32.
 /// Mirrors `PerceptionLMForConditionalGeneration` module for module.
-public final class PerceptionLM {
+public final class PerceptionLM: Sendable {
     public let config: PerceptionLMConfig
     public let generation: GenerationConfig
     public let vision: VisionTower

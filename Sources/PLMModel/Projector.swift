@@ -3,7 +3,7 @@ import PLMCheckpoint
 
 /// `PerceptionLMMultiModalProjector` + `PerceptionLMAdaptiveAvgPooling`: linear_1 → GELU(erf) →
 /// linear_2 per token, then an r×r average over the token grid.
-struct Projector {
+struct Projector: Sendable {
     let linear1: any LinearMap
     let linear2: any LinearMap
     let poolingRatio: Int

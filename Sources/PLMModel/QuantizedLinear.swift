@@ -66,8 +66,9 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
 
     deinit { singleQ.deallocate(); singleD.deallocate(); singleSum.deallocate() }
 
-    /// Weight rows per work item: a tile that stays in cache while every input row runs over it.
-    static let tileRows = 16
+    /// Weight rows per work item: a tile that stays in cache while every input row runs over it
+    /// (declared with the repacked layout in plm_layout.h).
+    static let tileRows = Int(PLM_TILE_ROWS)
 
     public func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
         if rows == 1 {
@@ -140,37 +141,16 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         }
     }
 
-    /// Dequantizes row `r` (an embedding lookup of a quantized table), without allocating.
+    /// Dequantizes row `r` (an embedding lookup of a quantized table), without allocating,
+    /// through the C reference that every kernel is tested against.
     func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
         var matrix = self.matrix
-        let g = Int(matrix.group)
-        let rowData = UnsafeRawPointer(matrix.data!) + r * Int(matrix.data_row_bytes)
-        for group in 0..<((inFeatures + g - 1) / g) {
-            var s: Float = 0, m: Float = 0
-            plm_group_scale_min(&matrix, Int64(r), Int64(group), &s, &m)
-            let n = min(g, inFeatures - group * g)
-            if case .int4 = type {
-                // Byte j holds value j (low nibble) and value j + ceil(n/2) (high nibble).
-                let bytes = rowData + group * g / 2, h = (n + 1) / 2
-                for j in 0..<h {
-                    let b = bytes.load(fromByteOffset: j, as: UInt8.self)
-                    out[group * g + j] = s * Float(b & 0x0F) + m
-                    if j + h < n { out[group * g + j + h] = s * Float(b >> 4) + m }
-                }
-            } else {
-                let bytes = rowData + group * g
-                for j in 0..<n {
-                    let b = bytes.load(fromByteOffset: j, as: UInt8.self)
-                    let level = matrix.kind == PLM_Q8_SYM ? Float(Int(Int8(bitPattern: b)) + 128) : Float(b)
-                    out[group * g + j] = s * level + m
-                }
-            }
-        }
+        plm_dequantize_row(&matrix, Int64(r), out)
     }
 }
 
 /// A row-interleaved copy of an int4 k6 matrix for the decode kernel (see CPLMKernels.h), built
-/// on all workers at load. Tiles match `QuantizedLinear.tileRows`.
+/// on all workers at load. Tiles are `QuantizedLinear.tileRows` (PLM_TILE_ROWS) rows.
 final class RepackedMatrix: @unchecked Sendable {
     // Written once in init, then only read.
     let layout: plm_q4k6_repacked

@@ -3,7 +3,7 @@ import PLMCheckpoint
 
 /// One Perception Encoder block (timm `EvaBlock` with `AttentionRope`): pre-norm attention with
 /// fused qkv and 2D RoPE on patch tokens, then a GELU MLP; both branches layer-scaled.
-struct VisionBlock {
+struct VisionBlock: Sendable {
     let norm1Weight: [Float], norm1Bias: [Float]
     let qkv: any LinearMap          // "attn.qkv": rows [q; k; v], each head-major
     let proj: any LinearMap         // "attn.proj"
@@ -30,7 +30,7 @@ struct VisionBlock {
 
 /// The vision tower: patch embedding, CLS token, absolute positions, pre-norm, blocks, optional
 /// final norm. Its output is the hidden state of the last block (timm `forward_features`).
-public struct VisionTower {
+public struct VisionTower: Sendable {
     public let config: VisionConfig
     let patchEmbed: any LinearMap   // conv weight [D, 3, p, p] viewed as [D, 3·p·p]
     let clsToken: [Float]?

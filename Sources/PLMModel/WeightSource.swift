@@ -3,7 +3,7 @@ import PLMCheckpoint
 
 /// Where the engine's weights come from. A checkpoint folder widens everything to fp32; a `.plm`
 /// file (later) hands out quantized linear maps. The model graph is the same for both.
-public protocol WeightSource {
+public protocol WeightSource: Sendable {
     /// A name for error messages (the folder or file path).
     var sourceName: String { get }
     /// How the layers this source hands out compute (threads, kernels, activations).

@@ -20,7 +20,7 @@ import Testing
         #expect(aloneA != aloneB, "int8 and f32 activations should not give identical logits")
         let results = Mutex<[Int: [Float]]>([:])
         let failures = Mutex<[String]>([])
-        nonisolated(unsafe) let models = [a, b]
+        let models = [a, b]
         DispatchQueue.concurrentPerform(iterations: 6) { i in
             do {
                 let logits = try models[i % 2].forward(inputIds: ids, images: images).logits

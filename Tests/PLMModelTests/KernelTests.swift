@@ -62,6 +62,22 @@ struct QuantizedActivations {
 }
 
 @Suite struct KernelTests {
+    /// The C reference dequantization (the quantized-embedding lookup) gives exactly the Swift
+    /// quantizer's own dequantization, for every type, on rows with a short last group.
+    @Test(arguments: kernelTypes)
+    func dequantizedRowsEqualTheQuantizersDefinition(_ type: StorageType) {
+        for (rows, k) in [(3, 588), (2, 256), (4, 100)] {
+            let w = TestMatrix(rows: rows, columns: k, type: type, seed: UInt64(rows * k + 1))
+            w.withMatrix { m in
+                var out = [Float](repeating: .nan, count: k)
+                for r in 0..<rows {
+                    plm_dequantize_row(&m, Int64(r), &out)
+                    #expect(out == Array(w.dense[(r * k)..<((r + 1) * k)]), "\(type) K \(k) row \(r)")
+                }
+            }
+        }
+    }
+
     /// Every implementation, every type and group size, odd shapes (K = 588 with a short last
     /// group, row counts that are not multiples of anything): each output equals the exact
     /// dot product of the dequantized weights with the activations the kernel uses.

@@ -17,7 +17,6 @@ actor ModelCache {
     }
 }
 
-extension PerceptionLM: @unchecked Sendable {}
 
 /// Max |a − b| and the reference's max |b|, to report the error relative to the tensor's scale.
 struct Difference: CustomStringConvertible {

@@ -1,10 +1,12 @@
-// C kernels for plmq: checksums now, quantized matmuls later. Every function here has a plain
-// Swift or scalar-C reference twin that the tests compare it with.
+// C kernels for plmq: checksums, the quantized matrix products, vector maths and the worker
+// pool. Every kernel has a plain C reference twin (qref.c) that the tests compare it with; the
+// byte layouts they read are declared once, in plm_layout.h.
 #ifndef CPLMKERNELS_H
 #define CPLMKERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include "plm_layout.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -84,10 +86,8 @@ void plm_qgemm(const plm_qmatrix *w, const int8_t *q, const float *d, const floa
 /// The same with fp32 activations: exact dequantized weights times x (the comparison path).
 void plm_qgemv_f32(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1);
 
-/// An int4 k6 group-32 matrix repacked at load for decode: tiles of 16 rows; per super-block of
-/// 256 columns the 16 rows' d and −dmin (f32), then per 32-column block the 16 rows' scale
-/// indices, min indices and 256 bytes of nibbles (64 bytes per 8 columns: row i's 4 bytes hold
-/// columns c…c+3 in the low nibbles and c+4…c+7 in the high nibbles). Same values as the file.
+/// An int4 k6 group-32 matrix repacked at load for decode and prefill, in tiles of
+/// PLM_TILE_ROWS rows (the layout is in plm_layout.h). Same values as the file.
 typedef struct {
     int64_t rows;
     int64_t cols;
@@ -134,6 +134,10 @@ uint64_t plm_read_bytes(const void *data, size_t bytes);
 
 /// Scale and minimum of group g of row r (the definition every kernel follows).
 void plm_group_scale_min(const plm_qmatrix *w, int64_t r, int64_t g, float *scale, float *min);
+
+/// Row r of w dequantized into out[0 ..< cols]: w = s·L + m per group (the reference, and the
+/// one dequantization path of a quantized token-embedding lookup).
+void plm_dequantize_row(const plm_qmatrix *w, int64_t r, float *out);
 
 #ifdef __cplusplus
 }

@@ -1,26 +1,10 @@
-// Vectorised elementwise maths for the engine: exp for the attention softmax, erf for GELU, and
-// activation quantization. Each AVX-512 routine has the libm-based scalar loop as its reference.
+// AVX-512 elementwise maths: exp for the attention softmax, erf for GELU. Their references are
+// the libm loops in qref.c.
 #include "qcommon.h"
-
-static float exp_shift_sum_portable(float *x, int64_t n, float shift) {
-    float sum = 0;
-    for (int64_t i = 0; i < n; i++) { x[i] = expf(x[i] - shift); sum += x[i]; }
-    return sum;
-}
-
-static void gelu_portable(float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
-}
-
-float plm_max(const float *x, int64_t n) {
-    float m = x[0];
-    for (int64_t i = 1; i < n; i++) if (x[i] > m) m = x[i];
-    return m;
-}
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-#define AVX512 __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl")))
+#define AVX512 PLM_TARGET_AVX512
 
 /// exp(x) for x ≤ 0 (and moderate positives): x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-6
 /// polynomial (Cephes expf coefficients), 2^n through the exponent bits. Max relative error
@@ -41,7 +25,7 @@ AVX512 static inline __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(e, n);
 }
 
-AVX512 static float exp_shift_sum_avx512(float *x, int64_t n, float shift) {
+AVX512 float plm_exp_shift_sum_avx512(float *x, int64_t n, float shift) {
     __m512 sum = _mm512_setzero_ps(), s = _mm512_set1_ps(shift);
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -60,7 +44,7 @@ AVX512 static float exp_shift_sum_avx512(float *x, int64_t n, float shift) {
 
 /// erf(x) = 1 − (a1·t + … + a5·t⁵)·e^(−x²), t = 1/(1 + p·|x|), with the sign restored
 /// (Abramowitz & Stegun 7.1.26, |error| ≤ 1.5e-7).
-AVX512 static void gelu_avx512(float *x, int64_t n) {
+AVX512 void plm_gelu_erf_avx512(float *x, int64_t n) {
     const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), rsqrt2 = _mm512_set1_ps(0.70710678118654752f);
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
@@ -80,23 +64,4 @@ AVX512 static void gelu_avx512(float *x, int64_t n) {
     }
 }
 
-static int has_avx512f(void) {
-    static int cached = -1;
-    if (cached < 0) { __builtin_cpu_init(); cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"); }
-    return cached;
-}
 #endif
-
-float plm_exp_shift_sum(float *x, int64_t n, float shift, int impl) {
-#if defined(__x86_64__)
-    if (impl >= PLM_IMPL_AVX512 && has_avx512f()) return exp_shift_sum_avx512(x, n, shift);
-#endif
-    return exp_shift_sum_portable(x, n, shift);
-}
-
-void plm_gelu_erf(float *x, int64_t n, int impl) {
-#if defined(__x86_64__)
-    if (impl >= PLM_IMPL_AVX512 && has_avx512f()) { gelu_avx512(x, n); return; }
-#endif
-    gelu_portable(x, n);
-}

@@ -1,0 +1,101 @@
+// Run-time dispatch: the CPU's features, and for each public kernel the implementation to run.
+// An implementation is used only when both the caller asks for it (impl) and the CPU has it;
+// the Swift layer refuses an explicit request the CPU cannot meet before it gets here.
+#include "qcommon.h"
+
+#if defined(__x86_64__)
+int plm_cpu_has_avx2(void) {
+    static int cached = -1;
+    if (cached < 0) { __builtin_cpu_init(); cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"); }
+    return cached;
+}
+
+int plm_cpu_has_avx512(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = plm_cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+              && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+              && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
+    }
+    return cached;
+}
+#else
+int plm_cpu_has_avx2(void) { return 0; }
+int plm_cpu_has_avx512(void) { return 0; }
+#endif
+
+int plm_best_impl(void) {
+    if (plm_cpu_has_avx512()) return PLM_IMPL_AVX512;
+    if (plm_cpu_has_avx2()) return PLM_IMPL_AVX2;
+    return PLM_IMPL_PORTABLE;
+}
+
+static int use_avx512(int impl) { return impl >= PLM_IMPL_AVX512 && plm_cpu_has_avx512(); }
+static int use_avx2(int impl) { return impl >= PLM_IMPL_AVX2 && plm_cpu_has_avx2(); }
+
+void plm_qgemv(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1, int impl) {
+#if defined(__x86_64__)
+    if (use_avx512(impl)) { plm_qgemv_avx512(w, a, y, r0, r1); return; }
+    if (use_avx2(impl)) { plm_qgemv_avx2(w, a, y, r0, r1); return; }
+#endif
+    plm_qgemv_ref(w, a, y, r0, r1);
+}
+
+void plm_qgemm(const plm_qmatrix *w, const int8_t *q, const float *d, const float *sum, const float *x,
+               int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1, int impl) {
+#if defined(__x86_64__)
+    if (use_avx512(impl) && rows >= 4) {
+        plm_qgemm_avx512(w, q, d, sum, rows, y, ldy, r0, r1);
+        return;
+    }
+#endif
+    int64_t blocks = plm_blocks(w->cols);
+    for (int64_t m = 0; m < rows; m++) {
+        plm_qact a = { q + m * blocks * 32, d + m * blocks, sum + m * blocks, x + m * w->cols, w->cols };
+        plm_qgemv(w, &a, y + m * ldy, r0, r1, impl);
+    }
+}
+
+// The repacked layout is only built where AVX-512 runs (QuantizedLinear checks), so these have
+// no other implementation; elsewhere they leave y untouched.
+void plm_qgemv_repacked(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1) {
+#if defined(__x86_64__)
+    if (plm_cpu_has_avx512()) plm_qgemv_repacked_avx512(w, a, y, tile0, tile1);
+#else
+    (void)w; (void)a; (void)y; (void)tile0; (void)tile1;
+#endif
+}
+
+void plm_qgemm_repacked(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
+                        int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1) {
+#if defined(__x86_64__)
+    if (plm_cpu_has_avx512()) plm_qgemm_repacked_avx512(w, q, d, sum, rows, y, ldy, tile0, tile1);
+#else
+    (void)w; (void)q; (void)d; (void)sum; (void)rows; (void)y; (void)ldy; (void)tile0; (void)tile1;
+#endif
+}
+
+float plm_exp_shift_sum(float *x, int64_t n, float shift, int impl) {
+#if defined(__x86_64__)
+    if (use_avx512(impl)) return plm_exp_shift_sum_avx512(x, n, shift);
+#endif
+    return plm_exp_shift_sum_ref(x, n, shift);
+}
+
+void plm_gelu_erf(float *x, int64_t n, int impl) {
+#if defined(__x86_64__)
+    if (use_avx512(impl)) { plm_gelu_erf_avx512(x, n); return; }
+#endif
+    plm_gelu_erf_ref(x, n);
+}
+
+uint64_t plm_read_bytes(const void *data, size_t bytes) {
+#if defined(__x86_64__)
+    if (plm_cpu_has_avx2()) return plm_read_bytes_avx2(data, bytes);
+#endif
+    const uint64_t *p = (const uint64_t *)data;
+    uint64_t x = 0;
+    for (size_t i = 0; i < bytes / 8; i++) x ^= p[i];
+    return x;
+}
