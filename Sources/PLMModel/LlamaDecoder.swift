@@ -1,35 +1,77 @@
 import PLMCore
 import PLMCheckpoint
 
-/// Keys (after RoPE) and values of every layer for the positions seen so far.
-public struct KVCache {
+/// Keys (after RoPE) and values of every layer for the positions seen so far, in one
+/// preallocated block per layer and kind ([capacity, kvDim]). It grows by doubling when a prefill
+/// needs more room, so a decode step into reserved room never allocates, and a conversation can
+/// keep its cache across turns and only prefill what is new.
+public final class KVCache {
     public private(set) var length = 0
-    let kvDim: Int
-    var keys: [[Float]]
-    var values: [[Float]]
+    public private(set) var capacity = 0
+    let layers: Int, kvDim: Int
+    private var keyBlocks: [UnsafeMutablePointer<Float>] = []
+    private var valueBlocks: [UnsafeMutablePointer<Float>] = []
 
     public init(layers: Int, kvDim: Int, reserve: Int = 0) {
+        self.layers = layers
         self.kvDim = kvDim
-        keys = Array(repeating: [], count: layers)
-        values = Array(repeating: [], count: layers)
-        for l in 0..<layers { keys[l].reserveCapacity(reserve * kvDim); values[l].reserveCapacity(reserve * kvDim) }
+        self.reserve(reserve)
     }
 
-    mutating func append(layer: Int, keys k: UnsafeBufferPointer<Float>, values v: UnsafeBufferPointer<Float>) {
-        keys[layer].append(contentsOf: k)
-        values[layer].append(contentsOf: v)
+    deinit { (keyBlocks + valueBlocks).forEach { $0.deallocate() } }
+
+    /// Makes room for `positions` positions in all (no-op when there is room already).
+    public func reserve(_ positions: Int) {
+        guard positions > capacity else { return }
+        let grown = max(positions, capacity * 2, 64)
+        func regrow(_ blocks: inout [UnsafeMutablePointer<Float>]) {
+            for l in 0..<layers {
+                let block = UnsafeMutablePointer<Float>.allocate(capacity: grown * kvDim)
+                if l < blocks.count {
+                    block.update(from: blocks[l], count: length * kvDim)
+                    blocks[l].deallocate()
+                    blocks[l] = block
+                } else {
+                    blocks.append(block)
+                }
+            }
+        }
+        regrow(&keyBlocks)
+        regrow(&valueBlocks)
+        capacity = grown
     }
 
-    mutating func advance(by n: Int) { length += n }
+    /// Forgets every position from `positions` on (a chat that rewinds, or /reset with 0).
+    public func truncate(to positions: Int) { length = min(length, max(0, positions)) }
+
+    func keys(_ layer: Int) -> UnsafeMutablePointer<Float> { keyBlocks[layer] }
+    func values(_ layer: Int) -> UnsafeMutablePointer<Float> { valueBlocks[layer] }
+
+    /// Writes `rows` positions of one layer after the cached ones (room was reserved).
+    func store(layer: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, rows: Int) {
+        keyBlocks[layer].advanced(by: length * kvDim).update(from: k, count: rows * kvDim)
+        valueBlocks[layer].advanced(by: length * kvDim).update(from: v, count: rows * kvDim)
+    }
+
+    func advance(by n: Int) { length += n }
 }
 
 /// The decoder's working buffers for up to `rows` positions at once (the MLP ones for one chunk
 /// of rows). A generation allocates one for prefill and one single-row state reused by every
-/// decode step, so a step allocates nothing.
+/// decode step, so a step allocates nothing. Shapes, with R = rows, C = chunkRows, H = hidden:
 public final class DecodeState {
     let rows: Int, chunkRows: Int
     let hidden: Int, qDim: Int, kvDim: Int, intermediate: Int, vocab: Int
-    let x, normed, q, k, v, attended, projected, gate, up, down, logits: UnsafeMutablePointer<Float>
+    /// [R, H] the residual stream; [R, H] its RMS-normalised copy (input of q/k/v and the MLP).
+    let x, normed: UnsafeMutablePointer<Float>
+    /// [R, heads·d] queries after RoPE; [R, kvHeads·d] keys after RoPE and values.
+    let q, k, v: UnsafeMutablePointer<Float>
+    /// [R, heads·d] attention output before o_proj; [R, H] o_proj's output.
+    let attended, projected: UnsafeMutablePointer<Float>
+    /// [C, intermediate] gate and up projections (gate becomes silu(gate)·up); [C, H] down_proj.
+    let gate, up, down: UnsafeMutablePointer<Float>
+    /// [vocab] the last position's logits (decode steps).
+    let logits: UnsafeMutablePointer<Float>
 
     init(config t: TextConfig, rows: Int = 1, chunkRows: Int = 512) {
         self.rows = rows
@@ -69,6 +111,42 @@ struct DecoderLayer: Sendable {
         gateProj = try source.linear(p + "mlp.gate_proj", outFeatures: t.intermediateSize, inFeatures: h, bias: t.mlpBias)
         upProj = try source.linear(p + "mlp.up_proj", outFeatures: t.intermediateSize, inFeatures: h, bias: t.mlpBias)
         downProj = try source.linear(p + "mlp.down_proj", outFeatures: h, inFeatures: t.intermediateSize, bias: t.mlpBias)
+    }
+
+    /// x ← x + o_proj(attention(RMSNorm(x))), with this layer's keys and values appended to the
+    /// cache at positions start ..< start + rows.
+    func attentionBlock(_ s: DecodeState, rows: Int, start: Int, layer l: Int, cache: KVCache, decoder d: LlamaDecoder) {
+        let t = d.config, h = t.hiddenSize
+        Ops.rmsNorm(s.x, rows: rows, width: h, weight: inputLayernorm, eps: Float(t.rmsNormEps), into: s.normed)
+        qProj.apply(s.normed, rows: rows, into: s.q)
+        kProj.apply(s.normed, rows: rows, into: s.k)
+        vProj.apply(s.normed, rows: rows, into: s.v)
+        d.rope.apply(s.q, rows: rows, stride: s.qDim, heads: t.numAttentionHeads, firstPosition: start)
+        d.rope.apply(s.k, rows: rows, stride: s.kvDim, heads: t.numKeyValueHeads, firstPosition: start)
+        cache.store(layer: l, keys: s.k, values: s.v, rows: rows)
+        d.attention.run(q: s.q, qStride: s.qDim, k: cache.keys(l), kStride: s.kvDim, v: cache.values(l), vStride: s.kvDim,
+                        out: s.attended, outStride: s.qDim, queries: rows, keys: start + rows, heads: t.numAttentionHeads,
+                        kvHeads: t.numKeyValueHeads, headDim: t.headDim, causalOffset: start)
+        oProj.apply(s.attended, rows: rows, into: s.projected)
+        for i in 0..<(rows * h) { s.x[i] += s.projected[i] }
+    }
+
+    /// x ← x + down(act(gate(n)) ⊙ up(n)) with n = RMSNorm(x), in chunks of rows to bound the
+    /// scratch on long prompts.
+    func mlpBlock(_ s: DecodeState, rows: Int, decoder d: LlamaDecoder) {
+        let t = d.config, h = t.hiddenSize
+        Ops.rmsNorm(s.x, rows: rows, width: h, weight: postAttentionLayernorm, eps: Float(t.rmsNormEps), into: s.normed)
+        var r0 = 0
+        while r0 < rows {
+            let n = min(s.chunkRows, rows - r0)
+            gateProj.apply(s.normed + r0 * h, rows: n, into: s.gate)
+            upProj.apply(s.normed + r0 * h, rows: n, into: s.up)
+            Ops.activate(s.gate, count: n * s.intermediate, t.hiddenAct, impl: d.impl)
+            for i in 0..<(n * s.intermediate) { s.gate[i] *= s.up[i] }
+            downProj.apply(s.gate, rows: n, into: s.down)
+            for i in 0..<(n * h) { s.x[r0 * h + i] += s.down[i] }
+            r0 += n
+        }
     }
 }
 
@@ -120,61 +198,32 @@ public struct LlamaDecoder: Sendable {
 
     /// Runs `rows` new positions (embeddings [rows, H]) after the cached ones; returns the final
     /// normalised hidden states [rows, H] and extends the cache (prefill).
-    func forward(_ embeddings: [Float], rows: Int, cache: inout KVCache) -> [Float] {
+    func forward(_ embeddings: [Float], rows: Int, cache: KVCache) -> [Float] {
         let state = DecodeState(config: config, rows: rows, chunkRows: mlpChunkRows)
         embeddings.withUnsafeBufferPointer { state.x.update(from: $0.baseAddress!, count: rows * config.hiddenSize) }
-        runLayers(rows: rows, cache: &cache, state: state)
+        runLayers(rows: rows, cache: cache, state: state)
         return Array(UnsafeBufferPointer(start: state.normed, count: rows * config.hiddenSize))
     }
 
     /// One decode step for `token` at the next position: extends the cache and leaves the logits
     /// in `state.logits`, without allocating.
-    func step(token: Int, cache: inout KVCache, state s: DecodeState) {
+    func step(token: Int, cache: KVCache, state s: DecodeState) {
         embedTokens.row(token, into: s.x)
-        runLayers(rows: 1, cache: &cache, state: s)
+        runLayers(rows: 1, cache: cache, state: s)
         lmHead.apply(s.normed, rows: 1, into: s.logits)
     }
 
     /// Every layer over `rows` positions in `s.x`, then the final norm into `s.normed`.
-    private func runLayers(rows: Int, cache: inout KVCache, state s: DecodeState) {
-        let t = config, h = t.hiddenSize, eps = Float(t.rmsNormEps)
+    private func runLayers(rows: Int, cache: KVCache, state s: DecodeState) {
         let start = cache.length
+        cache.reserve(start + rows)
         // By index: a generic enumerated() iterator boxes the large layer value in unoptimised builds.
         for l in layers.indices {
-            let layer = layers[l]
-            Ops.rmsNorm(s.x, rows: rows, width: h, weight: layer.inputLayernorm, eps: eps, into: s.normed)
-            layer.qProj.apply(s.normed, rows: rows, into: s.q)
-            layer.kProj.apply(s.normed, rows: rows, into: s.k)
-            layer.vProj.apply(s.normed, rows: rows, into: s.v)
-            rope.apply(s.q, rows: rows, stride: s.qDim, heads: t.numAttentionHeads, firstPosition: start)
-            rope.apply(s.k, rows: rows, stride: s.kvDim, heads: t.numKeyValueHeads, firstPosition: start)
-            cache.append(layer: l, keys: UnsafeBufferPointer(start: s.k, count: rows * s.kvDim),
-                         values: UnsafeBufferPointer(start: s.v, count: rows * s.kvDim))
-            cache.keys[l].withUnsafeBufferPointer { kp in
-                cache.values[l].withUnsafeBufferPointer { vp in
-                    attention.run(q: s.q, qStride: s.qDim, k: kp.baseAddress!, kStride: s.kvDim, v: vp.baseAddress!, vStride: s.kvDim,
-                                  out: s.attended, outStride: s.qDim, queries: rows, keys: start + rows, heads: t.numAttentionHeads,
-                                  kvHeads: t.numKeyValueHeads, headDim: t.headDim, causalOffset: start)
-                }
-            }
-            layer.oProj.apply(s.attended, rows: rows, into: s.projected)
-            for i in 0..<(rows * h) { s.x[i] += s.projected[i] }
-            Ops.rmsNorm(s.x, rows: rows, width: h, weight: layer.postAttentionLayernorm, eps: eps, into: s.normed)
-            // The MLP in chunks of rows, to bound its scratch on long prompts.
-            var r0 = 0
-            while r0 < rows {
-                let n = min(s.chunkRows, rows - r0)
-                layer.gateProj.apply(s.normed + r0 * h, rows: n, into: s.gate)
-                layer.upProj.apply(s.normed + r0 * h, rows: n, into: s.up)
-                Ops.activate(s.gate, count: n * s.intermediate, t.hiddenAct, impl: impl)
-                for i in 0..<(n * s.intermediate) { s.gate[i] *= s.up[i] }
-                layer.downProj.apply(s.gate, rows: n, into: s.down)
-                for i in 0..<(n * h) { s.x[r0 * h + i] += s.down[i] }
-                r0 += n
-            }
+            layers[l].attentionBlock(s, rows: rows, start: start, layer: l, cache: cache, decoder: self)
+            layers[l].mlpBlock(s, rows: rows, decoder: self)
         }
         cache.advance(by: rows)
-        Ops.rmsNorm(s.x, rows: rows, width: h, weight: norm, eps: eps, into: s.normed)
+        Ops.rmsNorm(s.x, rows: rows, width: config.hiddenSize, weight: norm, eps: Float(config.rmsNormEps), into: s.normed)
     }
 
     /// Logits [rows, vocab] for final hidden states [rows, H].

@@ -116,8 +116,8 @@ public final class PerceptionLM: Sendable {
         let h = config.text.hiddenSize
         for ids in sequences {
             let embeddings = try mergedEmbeddings(ids, images: imageEncoding, videos: videoEncoding, imageRow: &imageRow, videoRow: &videoRow)
-            var cache = decoder.newCache(reserve: ids.count)
-            let hidden = decoder.forward(embeddings, rows: ids.count, cache: &cache)
+            let cache = decoder.newCache(reserve: ids.count)
+            let hidden = decoder.forward(embeddings, rows: ids.count, cache: cache)
             let keep = min(lastPositions ?? ids.count, ids.count)
             let logits = decoder.logits(hidden[((ids.count - keep) * h)...], rows: keep)
             results.append(ForwardResult(logits: logits, positions: keep, images: imageEncoding, videos: videoEncoding))
@@ -143,9 +143,12 @@ public final class PerceptionLM: Sendable {
         try checkPlaceholderCounts([inputIds], images: imageEncoding, videos: videoEncoding)
         var imageRow = 0, videoRow = 0
         let embeddings = try mergedEmbeddings(inputIds, images: imageEncoding, videos: videoEncoding, imageRow: &imageRow, videoRow: &videoRow)
-        var cache = decoder.newCache(reserve: inputIds.count + maxNewTokens)
+        // Room for the whole answer up front (so decode never allocates), but never more than
+        // the model's context: a huge --max-new-tokens must not reserve memory it cannot use.
+        let context = config.text.maxPositionEmbeddings
+        let cache = decoder.newCache(reserve: min(inputIds.count + maxNewTokens, max(context, inputIds.count + 1)))
         let h = config.text.hiddenSize
-        let hidden = decoder.forward(embeddings, rows: inputIds.count, cache: &cache)
+        let hidden = decoder.forward(embeddings, rows: inputIds.count, cache: cache)
         let state = DecodeState(config: config.text)
         var generated: [Int] = []
         generated.reserveCapacity(maxNewTokens)
@@ -155,7 +158,7 @@ public final class PerceptionLM: Sendable {
             onToken(next)
             if stopTokens.contains(next) || generated.count >= maxNewTokens { break }
             // Decode steps reuse `state` and the reserved cache: no allocation per token.
-            decoder.step(token: next, cache: &cache, state: state)
+            decoder.step(token: next, cache: cache, state: state)
             next = Ops.argmax(UnsafeBufferPointer(start: state.logits, count: config.text.vocabSize))
         }
         return generated
