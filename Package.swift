@@ -2,20 +2,17 @@
 // plmq: PerceptionLM checkpoints → compact quantized files → a CPU engine that runs them.
 //
 // The targets follow the data flow:
-//   PLMCheckpoint (safetensors + config readers) → PLMQuant (quantizers) → PLMFormat (.plm writer
-//   and mapped reader) → PLMConvert (streaming conversion) → PLMModel (engine) → plmq (CLI)
+//   PLMCore (JSON, files, pixel tiles) → PLMCheckpoint (safetensors + config readers) → PLMQuant
+//   (quantizers) → PLMFormat (.plm writer and mapped reader) → PLMConvert (streaming conversion)
+//   → PLMModel (engine, model bundle) → PLMQ (the library product) and plmq (the CLI)
 import PackageDescription
 
 let package = Package(
     name: "plmq",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "plmq", targets: ["plmq"]),
-        .library(name: "PLMCheckpoint", targets: ["PLMCheckpoint"]),
-        .library(name: "PLMQuant", targets: ["PLMQuant"]),
-        .library(name: "PLMFormat", targets: ["PLMFormat"]),
-        .library(name: "PLMConvert", targets: ["PLMConvert"]),
-        .library(name: "PLMModel", targets: ["PLMModel"]),
+        // The one library other packages depend on: `import PLMQ` re-exports the modules.
+        .library(name: "PLMQ", targets: ["PLMQ"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -45,6 +42,8 @@ let package = Package(
         .target(name: "PLMConvert", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "CCrypto"]),
         // The fp32 reference engine: vision tower, projector, Llama decoder.
         .target(name: "PLMModel", dependencies: ["PLMCore", "PLMCheckpoint", "PLMFormat", "PLMQuant", "CPLMKernels", "COpenBLAS"]),
+        // The umbrella library: re-exports what a user of plmq as a library needs.
+        .target(name: "PLMQ", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "PLMConvert", "PLMModel"]),
         .executableTarget(
             name: "plmq",
             dependencies: [

@@ -1,0 +1,15 @@
+/// plmq as a library: open a PerceptionLM checkpoint folder or `.plm` file, convert, and run it.
+///
+/// Depend on the `PLMQ` product and `import PLMQ`; it re-exports the modules a user needs:
+/// - `PLMCore`: JSON, mapped and atomically written files, `PixelTiles`;
+/// - `PLMCheckpoint`: safetensors and config readers (`CheckpointFolder`, `PerceptionLMConfig`);
+/// - `PLMQuant`: storage types and quantizers;
+/// - `PLMFormat`: the `.plm` container (`PLMFile`, `PLMWriter`);
+/// - `PLMConvert`: checkpoint → `.plm` conversion (`ConversionPlan`, `Converter`);
+/// - `PLMModel`: the engine (`ModelBundle`, `EngineOptions`, `PerceptionLM`).
+@_exported import PLMCore
+@_exported import PLMCheckpoint
+@_exported import PLMQuant
+@_exported import PLMFormat
+@_exported import PLMConvert
+@_exported import PLMModel
