@@ -41,9 +41,13 @@ struct BenchCommand: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
+    func validate() throws {
+        guard (1...1000).contains(runs) else { throw ValidationError("--runs must be between 1 and 1000") }
+    }
+
     func run() throws {
         try reportingErrors {
-            let report = try Bench(path: model, runs: max(1, runs), options: compute.engine, endToEnd: !kernelsOnly, compare: compare).run()
+            let report = try Bench(path: model, runs: runs, options: compute.engine, endToEnd: !kernelsOnly, compare: compare).run()
             print(json ? report.json.serialized(pretty: true) : report.text)
         }
     }

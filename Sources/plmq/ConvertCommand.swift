@@ -1,5 +1,6 @@
 import PLMCore
 import ArgumentParser
+import PLMModel
 import PLMCheckpoint
 import PLMConvert
 import PLMFormat
@@ -44,7 +45,7 @@ struct ConvertCommand: ParsableCommand {
     var scheme: SchemeFlag?
 
     @Option(help: "Named recipe: \(Recipe.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var recipe = "standard"
+    var recipe: Recipe = .standard
 
     @Option(name: .customLong("keep"), help: ArgumentHelp("Store tensors matching REGEX as TYPE (repeatable, first match wins), e.g. 'vision_tower=int8' or 'lm_head=exact'.", valueName: "REGEX=TYPE"))
     var keep: [String] = []
@@ -68,8 +69,9 @@ struct ConvertCommand: ParsableCommand {
     func validate() throws {
         guard bits == 4 || bits == 8 else { throw ValidationError("--bits must be 4 or 8") }
         guard StorageType.groupSizes.contains(groupSize) else { throw ValidationError("--group-size must be 32, 64 or 128") }
-        guard Recipe(rawValue: recipe) != nil else { throw ValidationError("unknown --recipe '\(recipe)'") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let threads, !(1...EngineOptions.maxThreads).contains(threads) {
+            throw ValidationError("--threads must be between 1 and \(EngineOptions.maxThreads)")
+        }
     }
 
     func run() throws {
@@ -78,7 +80,7 @@ struct ConvertCommand: ParsableCommand {
             options.bits = bits
             options.groupSize = groupSize
             options.scheme = scheme.map { $0 == .symmetric ? .symmetric : .asymmetric }
-            options.recipe = Recipe(rawValue: recipe) ?? .standard
+            options.recipe = recipe
             options.keep = try keep.map { try KeepRule.parse($0, defaultGroupSize: groupSize) }
             options.compress = compress
             options.threads = threads ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
@@ -156,3 +158,5 @@ final class ProgressLine {
 func formatRate(_ bytesPerSecond: Double) -> String {
     bytesPerSecond >= 1e9 ? String(format2: bytesPerSecond / 1e9) + " GB/s" : String(format2: bytesPerSecond / 1e6) + " MB/s"
 }
+
+extension Recipe: ExpressibleByArgument {}

@@ -1,5 +1,6 @@
 import PLMCore
 import ArgumentParser
+import PLMModel
 import PLMCheckpoint
 import PLMConvert
 import PLMQuant
@@ -30,6 +31,15 @@ struct QuantErrorCommand: ParsableCommand {
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
 
+    func validate() throws {
+        if let threads, !(1...EngineOptions.maxThreads).contains(threads) {
+            throw ValidationError("--threads must be between 1 and \(EngineOptions.maxThreads)")
+        }
+        if let match {
+            do { _ = try Regex(match) } catch { throw ValidationError("--match: invalid regular expression: \(error)") }
+        }
+    }
+
     func run() throws {
         try reportingErrors {
             let parsed = types.split(separator: ",").map { String($0) }
@@ -46,7 +56,7 @@ struct QuantErrorCommand: ParsableCommand {
                 views = f.tensors.map { f.view($0) }
             }
             let regex = try match.map { try Regex($0) }
-            let selected = views.filter { $0.shape.count >= 2 && $0.dtype.isFloatConvertible && (regex == nil || $0.name.contains(regex!)) }
+            let selected = views.filter { v in v.shape.count >= 2 && v.dtype.isFloatConvertible && (regex.map { v.name.contains($0) } ?? true) }
             guard !selected.isEmpty else { throw UserFacingError("\(path): no matching float tensor with two or more dimensions") }
             let workers = threads ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
             var rows: [[String]] = [["tensor", "shape"] + storage.map(\.description)]
