@@ -57,7 +57,15 @@ public struct GenerationConfig: Sendable, Equatable {
     public var eosTokenIds: [Int]
     public var padTokenId: Int?
     public var maxNewTokens: Int?
+    /// `max_length` counts prompt and answer together (transformers' default is 20).
+    public var maxLength: Int?
     public var doSample: Bool
+    /// Sampling defaults, used when `doSample` is true (transformers' defaults when absent).
+    public var temperature: Double
+    public var topK: Int
+    public var topP: Double
+    public var minP: Double?
+    public var repetitionPenalty: Double
 
     public init(bosTokenId: Int? = nil, eosTokenIds: [Int] = [], padTokenId: Int? = nil, maxNewTokens: Int? = nil, doSample: Bool = false) {
         self.bosTokenId = bosTokenId
@@ -65,6 +73,10 @@ public struct GenerationConfig: Sendable, Equatable {
         self.padTokenId = padTokenId
         self.maxNewTokens = maxNewTokens
         self.doSample = doSample
+        temperature = 1
+        topK = 50
+        topP = 1
+        repetitionPenalty = 1
     }
 
     public init(json: JSONValue, file: String) throws(ConfigError) {
@@ -74,6 +86,17 @@ public struct GenerationConfig: Sendable, Equatable {
         eosTokenIds = try r.intList("eos_token_id") ?? []
         padTokenId = try r.int("pad_token_id")
         maxNewTokens = try r.int("max_new_tokens")
+        maxLength = try r.int("max_length")
         doSample = try r.bool("do_sample", default: false)
+        temperature = try r.double("temperature", default: 1)
+        topK = try r.int("top_k", default: 50)
+        topP = try r.double("top_p", default: 1)
+        minP = try r.double("min_p")
+        repetitionPenalty = try r.double("repetition_penalty", default: 1)
+        guard temperature >= 0, temperature.isFinite else { throw ConfigError(file: file, field: "temperature", problem: "must be a finite number ≥ 0") }
+        guard topK >= 0 else { throw ConfigError(file: file, field: "top_k", problem: "must be ≥ 0") }
+        guard topP > 0, topP <= 1 else { throw ConfigError(file: file, field: "top_p", problem: "must be in (0, 1]") }
+        guard repetitionPenalty > 0, repetitionPenalty.isFinite else { throw ConfigError(file: file, field: "repetition_penalty", problem: "must be a finite number > 0") }
+        if let minP, !(0...1).contains(minP) { throw ConfigError(file: file, field: "min_p", problem: "must be in [0, 1]") }
     }
 }

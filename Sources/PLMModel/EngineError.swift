@@ -11,6 +11,8 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     case imageTokenCount(kind: String, tokens: Int, features: Int)
     case invalidInput(String)
     case invalidOptions(String)
+    /// The prompt (with what is cached) needs more positions than the model's context.
+    case contextOverflow(positions: Int, context: Int)
     /// A side file of a model (embedded in a `.plm` or in a checkpoint folder) is damaged.
     case embeddedFile(file: String, name: String, problem: String)
 
@@ -24,6 +26,8 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
             return "the prompt has \(tokens) \(kind) tokens but the \(kind) inputs produce \(features) features"
         case .invalidInput(let d): return d
         case .invalidOptions(let d): return "invalid engine options: \(d)"
+        case .contextOverflow(let p, let c):
+            return "the prompt needs \(p) positions but the model's context is \(c) (max_position_embeddings)"
         case .embeddedFile(let f, let n, let p): return "\(f): \(n): \(p)"
         }
     }

@@ -138,28 +138,22 @@ public final class PerceptionLM: Sendable {
                          onToken: (Int) -> Void = { _ in }) throws(EngineError) -> [Int] {
         guard !inputIds.isEmpty else { throw .invalidInput("input_ids is empty") }
         guard maxNewTokens > 0 else { return [] }
+        let context = config.text.maxPositionEmbeddings
+        guard inputIds.count <= context else { throw .contextOverflow(positions: inputIds.count, context: context) }
         let imageEncoding = try images.map { tiles throws(EngineError) in try encode(tiles) }
         let videoEncoding = try videos.map { tiles throws(EngineError) in try encode(tiles) }
-        try checkPlaceholderCounts([inputIds], images: imageEncoding, videos: videoEncoding)
-        var imageRow = 0, videoRow = 0
-        let embeddings = try mergedEmbeddings(inputIds, images: imageEncoding, videos: videoEncoding, imageRow: &imageRow, videoRow: &videoRow)
         // Room for the whole answer up front (so decode never allocates), but never more than
-        // the model's context: a huge --max-new-tokens must not reserve memory it cannot use.
-        let context = config.text.maxPositionEmbeddings
-        let cache = decoder.newCache(reserve: min(inputIds.count + maxNewTokens, max(context, inputIds.count + 1)))
-        let h = config.text.hiddenSize
-        let hidden = decoder.forward(embeddings, rows: inputIds.count, cache: cache)
-        let state = DecodeState(config: config.text)
+        // the model's context: a huge maxNewTokens must not reserve memory it cannot use.
+        let session = InferenceContext(model: self, reserve: inputIds.count + min(maxNewTokens, context))
+        let last = try session.append(inputIds, images: imageEncoding, videos: videoEncoding)
+        var next = last.withUnsafeBufferPointer { Ops.argmax($0) }
         var generated: [Int] = []
-        generated.reserveCapacity(maxNewTokens)
-        var next = decoder.logits(hidden[((inputIds.count - 1) * h)...], rows: 1).withUnsafeBufferPointer { Ops.argmax($0) }
+        generated.reserveCapacity(min(maxNewTokens, context))
         while true {
             generated.append(next)
             onToken(next)
-            if stopTokens.contains(next) || generated.count >= maxNewTokens { break }
-            // Decode steps reuse `state` and the reserved cache: no allocation per token.
-            decoder.step(token: next, cache: cache, state: state)
-            next = Ops.argmax(UnsafeBufferPointer(start: state.logits, count: config.text.vocabSize))
+            if stopTokens.contains(next) || generated.count >= maxNewTokens || session.length >= context { break }
+            next = Ops.argmax(try session.step(next))
         }
         return generated
     }
