@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "PLMFormat", targets: ["PLMFormat"]),
         .library(name: "PLMConvert", targets: ["PLMConvert"]),
         .library(name: "PLMModel", targets: ["PLMModel"]),
+        .library(name: "PLMTokenizer", targets: ["PLMTokenizer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -30,6 +31,8 @@ let package = Package(
         ),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // Oniguruma from Debian's libonig-dev: the regex engine `tokenizers` uses for pre-tokenizer patterns.
+        .systemLibrary(name: "COniguruma", path: "Sources/COniguruma", pkgConfig: "oniguruma", providers: [.apt(["libonig-dev"])]),
         // Hot loops in C (checksums, later the quantized matmul kernels), each with a reference twin.
         .target(name: "CPLMKernels"),
         // Shared basics with no model knowledge: strict JSON, mapped and atomically written files,
@@ -45,6 +48,8 @@ let package = Package(
         .target(name: "PLMConvert", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "CCrypto"]),
         // The fp32 reference engine: vision tower, projector, Llama decoder.
         .target(name: "PLMModel", dependencies: ["PLMCore", "PLMCheckpoint", "PLMFormat", "PLMQuant", "CPLMKernels", "COpenBLAS"]),
+        // tokenizer.json (byte-level BPE), chat templates (a small Jinja interpreter), placeholder expansion.
+        .target(name: "PLMTokenizer", dependencies: ["PLMCore", "COniguruma"]),
         .executableTarget(
             name: "plmq",
             dependencies: [
@@ -53,6 +58,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PLMCheckpointTests", dependencies: ["PLMCore", "PLMCheckpoint"]),
+        .testTarget(name: "PLMTokenizerTests", dependencies: ["PLMCore", "PLMTokenizer", "CZstd"]),
         .testTarget(name: "PLMQuantTests", dependencies: ["PLMQuant"]),
         .testTarget(name: "PLMFormatTests", dependencies: ["PLMCore", "PLMFormat", "PLMConvert", "PLMQuant", "PLMCheckpoint"]),
         // Test support: counts the process's heap allocations (decode must not allocate).
