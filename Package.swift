@@ -50,6 +50,8 @@ let package = Package(
         .target(name: "PLMModel", dependencies: ["PLMCore", "PLMCheckpoint", "PLMFormat", "PLMQuant", "CPLMKernels", "COpenBLAS"]),
         // tokenizer.json (byte-level BPE), chat templates (a small Jinja interpreter), placeholder expansion.
         .target(name: "PLMTokenizer", dependencies: ["PLMCore", "COniguruma"]),
+        // Load/encode timing of PLMTokenizer on a text file (not a test); compare with Tests/Fixtures/bench_tokenizer.py.
+        .executableTarget(name: "plmq-tokenizer-bench", dependencies: ["PLMCore", "PLMTokenizer"]),
         .executableTarget(
             name: "plmq",
             dependencies: [

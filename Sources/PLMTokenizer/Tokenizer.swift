@@ -130,28 +130,35 @@ public struct Tokenizer: Sendable {
         for t in added { maxId = max(maxId, t.id) }
         var addedForId = [Int32](repeating: -1, count: maxId + 1)
         for (k, t) in added.enumerated() { addedForId[t.id] = Int32(k) }
-        let specialContents = Set(added.filter { $0.special }.map { $0.content })
         var arena: [UInt8] = []
         arena.reserveCapacity(model.strings.arena.count)
         var starts: [Int32] = [0]
+        starts.reserveCapacity(maxId + 2)
         var special = [Bool](repeating: false, count: maxId + 1)
         var used = [Bool](repeating: false, count: maxId + 1)
-        for id in 0...max(0, maxId) where maxId >= 0 {
-            var text: [UInt8]? = nil
+        // `tokenizers` skips by content: an id is special when its string is a special token's.
+        for t in added where t.special {
+            special[t.id] = true
+            if let modelId = model.id(forToken: Array(t.content.utf8)) { special[Int(modelId)] = true }
+        }
+        var normalizedIndex: [Int: Int] = [:]
+        for (k, t) in normalizedTokens.enumerated() { normalizedIndex[t.id] = k }
+        for id in 0..<(maxId + 1) {
             if addedForId[id] >= 0 {
                 let t = added[Int(addedForId[id])]
                 // An added token is decoded from its normalized form when it has one.
-                text = t.normalized ? normalizedPatterns[normalizedTokens.firstIndex(of: t) ?? 0] : Array(t.content.utf8)
-            } else if model.entryForId[safe: id] ?? -1 >= 0 {
-                text = model.strings.withEntry(Int(model.entryForId[id])) { Array($0) }
-            }
-            if let text {
+                let text = normalizedIndex[id].map { normalizedPatterns[$0] } ?? Array(t.content.utf8)
                 used[id] = true
-                special[id] = specialContents.contains(String(decoding: text, as: UTF8.self))
                 if byteLevelDecoder {
                     text.withUnsafeBufferPointer { ByteLevel.decodeToken($0, into: &arena) }
                 } else {
                     arena.append(contentsOf: text)
+                }
+            } else if id < model.entryForId.count, model.entryForId[id] >= 0 {
+                used[id] = true
+                let byteLevel = byteLevelDecoder
+                model.strings.withEntry(Int(model.entryForId[id])) { entry in
+                    if byteLevel { ByteLevel.decodeToken(entry, into: &arena) } else { arena.append(contentsOf: entry) }
                 }
             }
             starts.append(Int32(truncatingIfNeeded: arena.count))

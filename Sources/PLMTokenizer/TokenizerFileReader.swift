@@ -40,6 +40,7 @@ struct TokenizerFileReader {
 
     /// Largest id accepted in `model.vocab`: an id sizes per-id tables, so it is bounded.
     static let maxTokenId: UInt64 = 1 << 24
+    private static let versionPrefix = Array("#version".utf8)
 
     static func read(_ bytes: UnsafeRawBufferPointer, source: String) throws(TokenizerError) -> TokenizerFile {
         var reader = TokenizerFileReader(source: source, bytes: bytes)
@@ -373,9 +374,13 @@ struct TokenizerFileReader {
                 }
                 try readStringIntoScratch()
                 // Legacy merges.txt header lines are skipped, as `tokenizers` does.
-                if scratch.starts(with: Array("#version".utf8)) { break }
-                let spaces = scratch.indices.filter { scratch[$0] == 0x20 }
-                guard spaces.count == 1, let split = spaces.first else {
+                if scratch.starts(with: TokenizerFileReader.versionPrefix) { break }
+                var spaces = 0, split = 0
+                for (k, c) in scratch.enumerated() where c == 0x20 {
+                    spaces += 1
+                    split = k
+                }
+                guard spaces == 1 else {
                     throw TokenizerError.invalidField(source: source, field: "model.merges[\(index)]",
                                                       reason: "\(quoted(String(decoding: scratch, as: UTF8.self))) is not two tokens separated by one space")
                 }
