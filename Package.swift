@@ -27,6 +27,8 @@ let package = Package(
         ),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // Oniguruma from Debian's libonig-dev: the regex engine `tokenizers` uses for pre-tokenizer patterns.
+        .systemLibrary(name: "COniguruma", path: "Sources/COniguruma", pkgConfig: "oniguruma", providers: [.apt(["libonig-dev"])]),
         // Hot loops in C (checksums, later the quantized matmul kernels), each with a reference twin.
         .target(name: "CPLMKernels"),
         // Shared basics with no model knowledge: strict JSON, mapped and atomically written files,
@@ -44,6 +46,10 @@ let package = Package(
         .target(name: "PLMModel", dependencies: ["PLMCore", "PLMCheckpoint", "PLMFormat", "PLMQuant", "CPLMKernels", "COpenBLAS"]),
         // The umbrella library: re-exports what a user of plmq as a library needs.
         .target(name: "PLMQ", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "PLMConvert", "PLMModel"]),
+        // tokenizer.json (byte-level BPE), chat templates (a small Jinja interpreter), placeholder expansion.
+        .target(name: "PLMTokenizer", dependencies: ["PLMCore", "COniguruma"]),
+        // Load/encode timing of PLMTokenizer on a text file (not a test); compare with Tests/Fixtures/bench_tokenizer.py.
+        .executableTarget(name: "plmq-tokenizer-bench", dependencies: ["PLMCore", "PLMTokenizer"]),
         .executableTarget(
             name: "plmq",
             dependencies: [
@@ -57,6 +63,7 @@ let package = Package(
         .testTarget(name: "PLMCheckpointTests", dependencies: ["PLMCore", "PLMCheckpoint", "PLMTestSupport"]),
         .testTarget(name: "PLMQuantTests", dependencies: ["PLMQuant", "PLMTestSupport"]),
         .testTarget(name: "PLMFormatTests", dependencies: ["PLMTestSupport", "PLMCore", "PLMFormat", "PLMConvert", "PLMQuant", "PLMCheckpoint"]),
+        .testTarget(name: "PLMTokenizerTests", dependencies: ["PLMCore", "PLMTokenizer", "CZstd", "PLMTestSupport"]),
         // Test support: counts the process's heap allocations (decode must not allocate).
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(name: "PLMModelTests", dependencies: ["PLMTestSupport", "PLMCore", "PLMModel", "PLMCheckpoint", "PLMConvert", "PLMFormat", "PLMQuant", "CPLMKernels", "CAllocationCounter"]),
