@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "PLMFormat", targets: ["PLMFormat"]),
         .library(name: "PLMConvert", targets: ["PLMConvert"]),
         .library(name: "PLMModel", targets: ["PLMModel"]),
+        .library(name: "PLMImage", targets: ["PLMImage"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -30,6 +31,12 @@ let package = Package(
         ),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // libpng and libjpeg(-turbo) from Debian, reached through the setjmp shims in CPLMImage.
+        .systemLibrary(name: "CLibPNG", path: "Sources/CLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CLibJPEG", path: "Sources/CLibJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+        // The C edge of PLMImage: decoder shims (no longjmp crosses a Swift frame) and the uint8
+        // resampling passes with their reference twins.
+        .target(name: "CPLMImage", dependencies: ["CLibPNG", "CLibJPEG"]),
         // Hot loops in C (checksums, later the quantized matmul kernels), each with a reference twin.
         .target(name: "CPLMKernels"),
         // Shared basics with no model knowledge: strict JSON, mapped and atomically written files,
@@ -45,6 +52,8 @@ let package = Package(
         .target(name: "PLMConvert", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "CCrypto"]),
         // The fp32 reference engine: vision tower, projector, Llama decoder.
         .target(name: "PLMModel", dependencies: ["PLMCore", "PLMCheckpoint", "PLMFormat", "PLMQuant", "CPLMKernels", "COpenBLAS"]),
+        // Images and video → the engine's PixelTiles, as transformers' PerceptionLM processors.
+        .target(name: "PLMImage", dependencies: ["PLMCore", "CPLMImage"]),
         .executableTarget(
             name: "plmq",
             dependencies: [
@@ -54,6 +63,7 @@ let package = Package(
         ),
         .testTarget(name: "PLMCheckpointTests", dependencies: ["PLMCore", "PLMCheckpoint"]),
         .testTarget(name: "PLMQuantTests", dependencies: ["PLMQuant"]),
+        .testTarget(name: "PLMImageTests", dependencies: ["PLMCore", "PLMImage", "CPLMImage"]),
         .testTarget(name: "PLMFormatTests", dependencies: ["PLMCore", "PLMFormat", "PLMConvert", "PLMQuant", "PLMCheckpoint"]),
         // Test support: counts the process's heap allocations (decode must not allocate).
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
