@@ -54,6 +54,8 @@ let package = Package(
         .target(name: "PLMModel", dependencies: ["PLMCore", "PLMCheckpoint", "PLMFormat", "PLMQuant", "CPLMKernels", "COpenBLAS"]),
         // Images and video → the engine's PixelTiles, as transformers' PerceptionLM processors.
         .target(name: "PLMImage", dependencies: ["PLMCore", "CPLMImage"]),
+        // Decode + preprocess timings (ImageBenchmark) until `plmq bench` grows an image mode.
+        .executableTarget(name: "plmq-image-bench", dependencies: ["PLMImage"]),
         .executableTarget(
             name: "plmq",
             dependencies: [

@@ -60,26 +60,51 @@ public struct PerceptionLMImageProcessor: Sendable {
             ? Self.arrangement(width: image.width, height: image.height, tileSize: tile, maxTiles: limit)
             : TileArrangement(columns: 1, rows: 1)
         let canvas = try resizer.resize(image, width: grid.columns * tile, height: grid.rows * tile)
-        var sources: [[UInt8]] = [thumbnail.pixels]
-        sources.reserveCapacity(1 + grid.count)
-        let canvasRow = canvas.width * 3
-        for r in 0..<grid.rows {
-            for c in 0..<grid.columns {
-                var t = [UInt8](repeating: 0, count: tile * tile * 3)
-                canvas.pixels.withUnsafeBufferPointer { src in
-                    t.withUnsafeMutableBufferPointer { dst in
-                        for y in 0..<tile {
-                            let from = (r * tile + y) * canvasRow + c * tile * 3
-                            let to = y * tile * 3
-                            for k in 0..<(tile * 3) { dst[to + k] = src[from + k] }
+        // Thumbnail, then the canvas cut row-major, normalised straight into the output.
+        let plane = tile * tile
+        let count = (1 + grid.count) * 3 * plane
+        let canvasStride = canvas.width * 3
+        let values = [Float](unsafeUninitializedCapacity: count) { dst, initialised in
+            guard let out = dst.baseAddress else { initialised = 0; return }
+            normalise(thumbnail.pixels, rowStride: tile * 3, width: tile, height: tile, into: out)
+            canvas.pixels.withUnsafeBufferPointer { src in
+                for r in 0..<grid.rows {
+                    for c in 0..<grid.columns {
+                        let t: Int = 1 + r * grid.columns + c
+                        let first: Int = (r * tile * canvas.width + c * tile) * 3
+                        let origin = UnsafeBufferPointer(rebasing: src[first...])
+                        let target: UnsafeMutablePointer<Float> = out + t * 3 * plane
+                        normalise(origin, rowStride: canvasStride, width: tile, height: tile, into: target)
+                    }
+                }
+            }
+            initialised = count
+        }
+        return ProcessedImage(tiles: try makeTiles(1 + grid.count, tile, tile, values), arrangement: grid)
+    }
+
+    /// One width×height window of interleaved RGB (rows `rowStride` bytes apart) → three planes.
+    private func normalise(_ src: [UInt8], rowStride: Int, width: Int, height: Int, into dst: UnsafeMutablePointer<Float>) {
+        src.withUnsafeBufferPointer { normalise($0, rowStride: rowStride, width: width, height: height, into: dst) }
+    }
+
+    private func normalise(_ src: UnsafeBufferPointer<UInt8>, rowStride: Int, width: Int, height: Int, into dst: UnsafeMutablePointer<Float>) {
+        let plane = width * height
+        tables[0].withUnsafeBufferPointer { l0 in
+            tables[1].withUnsafeBufferPointer { l1 in
+                tables[2].withUnsafeBufferPointer { l2 in
+                    for y in 0..<height {
+                        let row = y * rowStride, o = y * width
+                        for x in 0..<width {
+                            let s = row + 3 * x
+                            dst[o + x] = l0[Int(src[s])]
+                            dst[plane + o + x] = l1[Int(src[s + 1])]
+                            dst[2 * plane + o + x] = l2[Int(src[s + 2])]
                         }
                     }
                 }
-                sources.append(t)
             }
         }
-        let values = normalised(sources, width: tile, height: tile)
-        return ProcessedImage(tiles: try makeTiles(sources.count, tile, tile, values), arrangement: grid)
     }
 
     private func makeTiles(_ count: Int, _ height: Int, _ width: Int, _ values: [Float]) throws(ImageError) -> PixelTiles {
