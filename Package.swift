@@ -29,6 +29,12 @@ let package = Package(
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // Oniguruma from Debian's libonig-dev: the regex engine `tokenizers` uses for pre-tokenizer patterns.
         .systemLibrary(name: "COniguruma", path: "Sources/COniguruma", pkgConfig: "oniguruma", providers: [.apt(["libonig-dev"])]),
+        // libpng and libjpeg(-turbo) from Debian, reached through the setjmp shims in CPLMImage.
+        .systemLibrary(name: "CLibPNG", path: "Sources/CLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CLibJPEG", path: "Sources/CLibJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+        // The C edge of PLMImage: decoder shims (no longjmp crosses a Swift frame) and the uint8
+        // resampling passes with their reference twins.
+        .target(name: "CPLMImage", dependencies: ["CLibPNG", "CLibJPEG"]),
         // Hot loops in C (checksums, later the quantized matmul kernels), each with a reference twin.
         .target(name: "CPLMKernels"),
         // Shared basics with no model knowledge: strict JSON, mapped and atomically written files,
@@ -50,6 +56,10 @@ let package = Package(
         .target(name: "PLMTokenizer", dependencies: ["PLMCore", "COniguruma"]),
         // Load/encode timing of PLMTokenizer on a text file (not a test); compare with Tests/Fixtures/bench_tokenizer.py.
         .executableTarget(name: "plmq-tokenizer-bench", dependencies: ["PLMCore", "PLMTokenizer"]),
+        // Images and video → the engine's PixelTiles, as transformers' PerceptionLM processors.
+        .target(name: "PLMImage", dependencies: ["PLMCore", "CPLMImage"]),
+        // Decode + preprocess timings (ImageBenchmark) until `plmq bench` grows an image mode.
+        .executableTarget(name: "plmq-image-bench", dependencies: ["PLMImage"]),
         .executableTarget(
             name: "plmq",
             dependencies: [
@@ -64,6 +74,7 @@ let package = Package(
         .testTarget(name: "PLMQuantTests", dependencies: ["PLMQuant", "PLMTestSupport"]),
         .testTarget(name: "PLMFormatTests", dependencies: ["PLMTestSupport", "PLMCore", "PLMFormat", "PLMConvert", "PLMQuant", "PLMCheckpoint"]),
         .testTarget(name: "PLMTokenizerTests", dependencies: ["PLMCore", "PLMTokenizer", "CZstd", "PLMTestSupport"]),
+        .testTarget(name: "PLMImageTests", dependencies: ["PLMCore", "PLMImage", "CPLMImage", "PLMTestSupport"]),
         // Test support: counts the process's heap allocations (decode must not allocate).
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(name: "PLMModelTests", dependencies: ["PLMTestSupport", "PLMCore", "PLMModel", "PLMCheckpoint", "PLMConvert", "PLMFormat", "PLMQuant", "CPLMKernels", "CAllocationCounter"]),
