@@ -50,6 +50,8 @@ let package = Package(
         .target(name: "PLMConvert", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "CCrypto"]),
         // The fp32 reference engine: vision tower, projector, Llama decoder.
         .target(name: "PLMModel", dependencies: ["PLMCore", "PLMCheckpoint", "PLMFormat", "PLMQuant", "CPLMKernels", "COpenBLAS"]),
+        // The runner: processor (tokenizer, template, image/video), sampling, generation, chat sessions.
+        .target(name: "PLMRunner", dependencies: ["PLMCore", "PLMCheckpoint", "PLMModel", "PLMTokenizer", "PLMImage"]),
         // The umbrella library: re-exports what a user of plmq as a library needs.
         .target(name: "PLMQ", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "PLMConvert", "PLMModel"]),
         // tokenizer.json (byte-level BPE), chat templates (a small Jinja interpreter), placeholder expansion.
