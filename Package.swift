@@ -53,7 +53,8 @@ let package = Package(
         // The runner: processor (tokenizer, template, image/video), sampling, generation, chat sessions.
         .target(name: "PLMRunner", dependencies: ["PLMCore", "PLMCheckpoint", "PLMModel", "PLMTokenizer", "PLMImage"]),
         // The umbrella library: re-exports what a user of plmq as a library needs.
-        .target(name: "PLMQ", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "PLMConvert", "PLMModel"]),
+        .target(name: "PLMQ", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "PLMConvert", "PLMModel",
+                                             "PLMTokenizer", "PLMImage", "PLMRunner"]),
         // tokenizer.json (byte-level BPE), chat templates (a small Jinja interpreter), placeholder expansion.
         .target(name: "PLMTokenizer", dependencies: ["PLMCore", "COniguruma"]),
         // Load/encode timing of PLMTokenizer on a text file (not a test); compare with Tests/Fixtures/bench_tokenizer.py.
@@ -65,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "plmq",
             dependencies: [
-                "PLMCore", "PLMCheckpoint", "PLMModel", "PLMFormat", "PLMConvert", "PLMQuant",
+                "PLMCore", "PLMCheckpoint", "PLMModel", "PLMImage", "PLMRunner", "PLMTokenizer", "PLMFormat", "PLMConvert", "PLMQuant",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -81,6 +82,6 @@ let package = Package(
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(name: "PLMModelTests", dependencies: ["PLMTestSupport", "PLMCore", "PLMModel", "PLMCheckpoint", "PLMConvert", "PLMFormat", "PLMQuant", "CPLMKernels", "CAllocationCounter"]),
         // Runs the built `plmq` binary: exit codes, messages, files written.
-        .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMModel", "PLMTestSupport", "PLMCore", "PLMCheckpoint", "PLMFormat"]),
+        .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMModel", "PLMImage", "PLMTestSupport", "PLMCore", "PLMCheckpoint", "PLMFormat"]),
     ]
 )

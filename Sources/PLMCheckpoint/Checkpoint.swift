@@ -36,35 +36,12 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// Small file helpers shared by the readers.
-public enum FileSystem {
-    public static func exists(_ path: String) -> Bool {
-        var st = stat()
-        return stat(path, &st) == 0
-    }
-
-    public static func isDirectory(_ path: String) -> Bool {
-        var st = stat()
-        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
-    }
-
-    public static func readBytes(_ path: String) throws(FileAccessError) -> [UInt8] {
-        let mapped = try MappedFile(path: path)
-        return Array(mapped.bytes)
-    }
-
+extension FileSystem {
+    /// A JSON file parsed strictly; errors name the file.
     public static func readJSON(_ path: String) throws(CheckpointError) -> JSONValue {
         let bytes: [UInt8]
         do { bytes = try readBytes(path) } catch { throw .fileAccess(error) }
         do { return try JSONParser.parse(bytes) } catch { throw .invalidJSON(file: path, error) }
-    }
-
-    public static func join(_ a: String, _ b: String) -> String {
-        a.hasSuffix("/") ? a + b : a + "/" + b
-    }
-
-    public static func fileName(_ path: String) -> String {
-        path.split(separator: "/").last.map(String.init) ?? path
     }
 }
 

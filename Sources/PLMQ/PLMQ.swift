@@ -6,10 +6,16 @@
 /// - `PLMQuant`: storage types and quantizers;
 /// - `PLMFormat`: the `.plm` container (`PLMFile`, `PLMWriter`);
 /// - `PLMConvert`: checkpoint → `.plm` conversion (`ConversionPlan`, `Converter`);
-/// - `PLMModel`: the engine (`ModelBundle`, `EngineOptions`, `PerceptionLM`).
+/// - `PLMModel`: the engine (`ModelBundle`, `EngineOptions`, `PerceptionLM`, `InferenceContext`);
+/// - `PLMTokenizer`: tokenizer.json, chat templates, placeholder expansion;
+/// - `PLMImage`: PNG/JPEG decoding and the image and video processors;
+/// - `PLMRunner`: sampling, generation, chat sessions.
 @_exported import PLMCore
 @_exported import PLMCheckpoint
 @_exported import PLMQuant
 @_exported import PLMFormat
 @_exported import PLMConvert
 @_exported import PLMModel
+@_exported import PLMTokenizer
+@_exported import PLMImage
+@_exported import PLMRunner

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 import PLMTestSupport
 import PLMModel
+import PLMImage
 import PLMCheckpoint
 import PLMFormat
 
@@ -200,5 +201,25 @@ func scratchFolder() throws -> String {
         }
         r = try plmq("generate", model, "--inputs", inputs, "--kernel", best.rawValue, "--max-new-tokens", "2")
         #expect(r.status == 0, "\(r.stderr)")
+    }
+
+    /// `plmq preprocess --preview` writes exactly the tiles transformers' processor makes (the
+    /// fixture holds them as the uint8 values the pixels are an exact function of).
+    @Test func preprocessPreviewShowsTransformersTiles() throws {
+        let folder = try TemporaryFolder("cli-preprocess")
+        let r = try plmq("preprocess", Fixtures.model("tiny-fp32-mha-tied"), "--image", Fixtures.root + "/images/inputs/astronaut.png",
+                         "--preview", folder.path, "--output", folder.path + "/pv.safetensors")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("5 tiles of 56×56 (grid (2, 2)), 20 image tokens"))
+        let expected = try ImageDecoder.decode(file: Fixtures.root + "/images/expected/astronaut_png.tiles.png")
+        #expect(expected.width == 56 && expected.height == 5 * 56)
+        for i in 0..<5 {
+            let tile = try ImageDecoder.decode(file: folder.path + "/tile-0\(i).png")
+            #expect(tile.pixels == Array(expected.pixels[(i * 56 * 56 * 3)..<((i + 1) * 56 * 56 * 3)]), "tile \(i)")
+        }
+        let pixels = try SafetensorsFile(path: folder.path + "/pv.safetensors")
+        #expect(pixels.info("pixel_values")?.shape == [1, 5, 3, 56, 56])
+        let missing = try plmq("preprocess", Fixtures.model("tiny-fp32-mha-tied"), "--image", folder.path + "/none.png")
+        #expect(missing.status == 2 && missing.stderr.contains("none.png"))
     }
 }
