@@ -61,8 +61,6 @@ let package = Package(
         .executableTarget(name: "plmq-tokenizer-bench", dependencies: ["PLMCore", "PLMTokenizer"]),
         // Images and video → the engine's PixelTiles, as transformers' PerceptionLM processors.
         .target(name: "PLMImage", dependencies: ["PLMCore", "CPLMImage"]),
-        // Decode + preprocess timings (ImageBenchmark) until `plmq bench` grows an image mode.
-        .executableTarget(name: "plmq-image-bench", dependencies: ["PLMImage"]),
         .executableTarget(
             name: "plmq",
             dependencies: [

@@ -33,14 +33,31 @@ struct PreprocessCommand: ParsableCommand {
     @Option(help: "Write the tiles as tile-00.png, tile-01.png … into this folder.")
     var preview: String?
 
+    @Option(help: "Time decode and preprocessing over N runs (median) instead; compare with Tests/Fixtures/bench_image.py.")
+    var bench: Int?
+
+    @Option(help: "Threads for resizing (default 1, as the benchmark's single-threaded figure).")
+    var threads = 1
+
+    @Flag(help: "With --bench: PerceptionLM's published processor settings (448-pixel tiles, up to 36) instead of the model's.")
+    var processorDefaults = false
+
     func validate() throws {
         if let maxTiles, !(1...256).contains(maxTiles) { throw ValidationError("--max-tiles must be between 1 and 256") }
+        if let bench, !(1...1000).contains(bench) { throw ValidationError("--bench must be between 1 and 1000") }
+        guard (1...EngineOptions.maxThreads).contains(threads) else { throw ValidationError("--threads must be between 1 and \(EngineOptions.maxThreads)") }
     }
 
     func run() throws {
         try reportingErrors {
             let bundle = try ModelBundle.open(model)
-            let processor = try Processor(bundle: bundle, threads: EngineOptions.availableCores)
+            let processor = try Processor(bundle: bundle, threads: threads)
+            if let bench {
+                var config = processorDefaults ? ImageProcessorConfig.perceptionLM : processor.images.config
+                if let maxTiles { config.maxNumTiles = maxTiles }
+                print(try ImageBenchmark.run(file: image, config: config, threads: threads, repeats: bench))
+                return
+            }
             let started = monotonicSeconds()
             let decoded = try ImageDecoder.decode(file: image)
             let processed = try processor.images.preprocess(decoded, maxTiles: maxTiles)

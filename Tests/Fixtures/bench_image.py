@@ -4,7 +4,8 @@
 Writes a 12-megapixel JPEG (4000×3000 → 36+1 tiles of 448) and a 640×480 PNG into DIR (default
 /tmp/plmq-bench), then times transformers 5.24 on them: load_image (PIL decode, exif_transpose,
 convert) and PerceptionLMImageProcessor (defaults: 448, 36 tiles), median of 5 runs each, with
-torch on 1 and on 2 threads. Compare with `plmq-image-bench DIR/photo12mp.jpg DIR/photo640.png`.
+torch on 1 and on 2 threads. Compare with `plmq preprocess MODEL --image DIR/photo12mp.jpg --bench 5 --processor-defaults`
+(and the same for DIR/photo640.png; `--threads 2` for two threads).
 
 Run: HF_HUB_OFFLINE=1 /work/venv/bin/python Tests/Fixtures/bench_image.py [DIR]
 """
