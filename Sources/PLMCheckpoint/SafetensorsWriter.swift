@@ -26,7 +26,8 @@ public struct TensorRecord {
 public enum SafetensorsWriter {
     /// Writes tensors (in the given order) atomically. The header is padded with spaces to a
     /// multiple of 8 bytes, as the reference writer does, so f32/i64 data stays aligned.
-    public static func write(_ tensors: [TensorRecord], metadata: [String: String] = [:], to path: String) throws(FileAccessError) {
+    public static func write(_ tensors: [TensorRecord], metadata: [String: String] = [:], to path: String,
+                             protecting inputs: [String] = []) throws(FileAccessError) {
         var header = JSONObject()
         if !metadata.isEmpty {
             header["__metadata__"] = .object(JSONObject(metadata.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }))
@@ -41,7 +42,7 @@ public enum SafetensorsWriter {
         }
         var headerBytes = Array(JSONValue.object(header).serialized().utf8)
         while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }
-        let writer = try AtomicFileWriter(path: path)
+        let writer = try AtomicFileWriter(path: path, protecting: inputs)
         try writer.write(withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian, Array.init))
         try writer.write(headerBytes)
         for t in tensors { try writer.write(t.bytes) }

@@ -117,7 +117,10 @@ public struct Converter {
         func elapsed() -> Double { let d = ContinuousClock.now - clock; return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
         let folder = plan.folder
         let writer: PLMWriter
-        do { writer = try PLMWriter(path: output, dryRun: dryRun) } catch { throw .output(error) }
+        // Every file the conversion reads is protected: `convert DIR DIR/model.safetensors` must
+        // not replace its own input.
+        let inputs = folder.sideFiles.map(\.path) + folder.weights.shards.map(\.path) + (folder.weights.indexPath.map { [$0] } ?? [])
+        do { writer = try PLMWriter(path: output, dryRun: dryRun, protecting: inputs) } catch { throw .output(error) }
         started(writer)
 
         var sources: [JSONValue] = []

@@ -27,13 +27,15 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws(FileAccessError) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; it is refused
+        // below as not a regular file. Reads of regular files ignore the flag.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw FileAccessError(path: path, reason: MappedFile.errnoText()) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw FileAccessError(path: path, reason: MappedFile.errnoText()) }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw FileAccessError(path: path, reason: "not a regular file")
+            throw FileAccessError(path: path, reason: "not a regular file (a FIFO, device or folder cannot be read as one)")
         }
         size = Int(st.st_size)
         if size == 0 {

@@ -33,9 +33,11 @@ public final class PLMWriter {
     private var tensors: [JSONValue] = []
     private static let zeros = [UInt8](repeating: 0, count: PLMSpec.alignment)
 
-    public init(path: String, dryRun: Bool = false) throws(FileAccessError) {
+    /// `inputs`: files the output must not replace (see `AtomicFileWriter`); checked in a dry run too.
+    public init(path: String, dryRun: Bool = false, protecting inputs: [String] = []) throws(FileAccessError) {
         self.path = path
-        out = dryRun ? nil : try AtomicFileWriter(path: path)
+        if dryRun { try AtomicFileWriter.checkTarget(path, inputs: inputs) }
+        out = dryRun ? nil : try AtomicFileWriter(path: path, protecting: inputs)
         try emit([UInt8](repeating: 0, count: PLMSpec.preambleSize))
     }
 

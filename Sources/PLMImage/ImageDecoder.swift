@@ -1,3 +1,4 @@
+import PLMCore
 import CPLMImage
 import Foundation
 
@@ -17,16 +18,14 @@ public enum ImageDecoder {
     }
 
     public static func decode(file path: String, limits: ImageLimits = .default) throws(ImageError) -> DecodedImage {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-        } catch {
-            throw .unreadable(source: path, reason: error.localizedDescription)
+        // Through MappedFile: a FIFO or device is refused instead of waited on, and the bytes are
+        // mapped rather than copied.
+        let file: MappedFile
+        do { file = try MappedFile(path: path) } catch {
+            let missing = !FileSystem.exists(path)
+            throw .unreadable(source: path, reason: missing ? "no such file" : error.reason)
         }
-        let result = data.withUnsafeBytes { raw in
-            Result { () throws(ImageError) -> DecodedImage in try decode(raw, source: path, limits: limits) }
-        }
-        return try result.get()
+        return try decode(file.bytes, source: path, limits: limits)
     }
 
     public static func decode(_ bytes: UnsafeRawBufferPointer, source: String, limits: ImageLimits = .default) throws(ImageError) -> DecodedImage {

@@ -52,7 +52,8 @@ struct ForwardCommand: ParsableCommand {
             if let videos = results[0].videos {
                 records.append(TensorRecord(name: "video_features", shape: [videos.tiles, model.config.tokensPerTile, model.config.text.hiddenSize], floats: videos.features))
             }
-            try SafetensorsWriter.write(records, metadata: ["producer": "plmq \(PLMQ.version)"], to: output)
+            try SafetensorsWriter.write(records, metadata: ["producer": "plmq \(PLMQ.version)"], to: output,
+                                        protecting: modelFiles(self.model) + [self.inputs])
             let tokens = inputs.sequences.reduce(0) { $0 + $1.count }
             writeStandardError("forward: \(inputs.sequences.count) sequence(s), \(tokens) tokens, load \(seconds(loaded - started)), "
                 + "forward \(seconds(done - loaded)), peak RSS \(formatBytes(peakResidentBytes())) → \(output)\n")

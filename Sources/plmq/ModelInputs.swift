@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import PLMCore
 import PLMCheckpoint
@@ -57,6 +58,14 @@ struct ComputeOptions: ParsableArguments {
 
 extension KernelImplementation: ExpressibleByArgument {}
 extension ActivationPrecision: ExpressibleByArgument {}
+
+/// The files MODEL consists of (a .plm file, or every file of a checkpoint folder), which an
+/// output must never replace.
+func modelFiles(_ path: String) -> [String] {
+    guard FileSystem.isDirectory(path) else { return [path] }
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []  // unlistable: nothing more to protect than the path
+    return [path] + names.map { FileSystem.join(path, $0) }
+}
 
 /// Loads MODEL: a checkpoint folder (fp32 engine) or a `.plm` file (quantized kernels).
 func loadModel(_ path: String, _ compute: ComputeOptions) throws -> PerceptionLM {

@@ -68,7 +68,8 @@ struct PreprocessCommand: ParsableCommand {
                 + "(grid \(processed.arrangement)), \(tiles.count * perTile) image tokens, \(seconds(elapsed))")
             if let output {
                 try SafetensorsWriter.write([TensorRecord(name: "pixel_values", shape: [1, tiles.count, 3, tiles.height, tiles.width], floats: tiles.values)],
-                                            metadata: ["producer": "plmq \(PLMQ.version)", "image": image], to: output)
+                                            metadata: ["producer": "plmq \(PLMQ.version)", "image": image], to: output,
+                                            protecting: modelFiles(model) + [image])
                 print("wrote \(output)")
             }
             if let preview {
@@ -76,7 +77,7 @@ struct PreprocessCommand: ParsableCommand {
                 for i in 0..<tiles.count {
                     let tile = try PixelTilesPreview.image(of: tiles, index: i, normalization: processor.images.config.normalization)
                     let path = FileSystem.join(preview, "tile-" + String(i).leftPadded(2) + ".png")
-                    let writer = try AtomicFileWriter(path: path)
+                    let writer = try AtomicFileWriter(path: path, protecting: modelFiles(model) + [image])
                     try writer.write(PNGWriter.encode(tile))
                     try writer.commit()
                 }

@@ -245,7 +245,7 @@ func convert(_ variant: String, to output: String, configure: (inout ConversionO
             // The writer goes away without finish(): as after an error or an interrupt.
         }
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "old contents")
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: Self.dir).filter { $0.contains(".tmp-") }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: Self.dir).filter { $0.contains(AtomicFileWriter.temporarySuffix) }
         #expect(leftovers.isEmpty)
     }
 }

@@ -184,7 +184,7 @@ func scratchFolder() throws -> String {
         r = try plmq("convert", folder + "/missing", out)
         #expect(r.status == 2 && r.stderr.contains("no such folder"))
         #expect(try String(contentsOfFile: out, encoding: .utf8) == "previous")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".tmp-") }.isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(AtomicFileWriter.temporarySuffix) }.isEmpty)
     }
 
     @Test func badEngineOptionsAreUsageErrors() throws {
@@ -221,5 +221,57 @@ func scratchFolder() throws -> String {
         #expect(pixels.info("pixel_values")?.shape == [1, 5, 3, 56, 56])
         let missing = try plmq("preprocess", Fixtures.model("tiny-fp32-mha-tied"), "--image", folder.path + "/none.png")
         #expect(missing.status == 2 && missing.stderr.contains("none.png"))
+    }
+
+    /// Outputs never destroy inputs or devices, and a killed run's temporary file is cleaned by the
+    /// next run to the same target.
+    @Test func outputsNeverReplaceInputsOrDevices() throws {
+        let folder = try TemporaryFolder("cli-outputs")
+        let source = Fixtures.model("tiny-fp32-mha-tied")
+        for name in try FileManager.default.contentsOfDirectory(atPath: source) { try folder.copy(from: source, name) }
+        let weights = folder.path + "/model.safetensors"
+        let before = try Data(contentsOf: URL(fileURLWithPath: weights))
+        var r = try plmq("convert", folder.path, weights)
+        #expect(r.status == 2 && r.stderr.contains("is an input of this command"))
+        r = try plmq("convert", folder.path, folder.path + "/config.json", "--dry-run")
+        #expect(r.status == 2 && r.stderr.contains("is an input of this command"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: weights)) == before)
+        // A symlink to an input is seen through.
+        try FileManager.default.createSymbolicLink(atPath: folder.path + "/link.plm", withDestinationPath: weights)
+        r = try plmq("convert", folder.path, folder.path + "/link.plm")
+        #expect(r.status == 2 && r.stderr.contains("is an input of this command"))
+        // A device is never replaced by a regular file.
+        r = try plmq("convert", folder.path, "/dev/null")
+        #expect(r.status == 2 && r.stderr.contains("not a regular file"))
+        var st = stat()
+        #expect(stat("/dev/null", &st) == 0 && (st.st_mode & S_IFMT) == S_IFCHR)
+        // forward --output MODEL is refused.
+        let plm = folder.path + "/m.plm"
+        r = try plmq("convert", folder.path, plm, "--quiet")
+        #expect(r.status == 0, "\(r.stderr)")
+        r = try plmq("forward", plm, "--inputs", Fixtures.testCase("tiny-fp32-mha-tied", "text"), "--output", plm)
+        #expect(r.status == 2 && r.stderr.contains("is an input of this command"))
+        #expect(try PLMFile(path: plm).tensors.count > 0)
+        // A temporary file of a process that no longer exists is removed by the next write.
+        let stale = plm + AtomicFileWriter.temporarySuffix + "2147483646"
+        folder.write(FileSystem.fileName(stale), text: "left by a killed run")
+        r = try plmq("convert", folder.path + "/", folder.path + "/again.plm", "--quiet")
+        #expect(r.status == 0)
+        r = try plmq("convert", folder.path, plm, "--quiet")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: stale))
+    }
+
+    /// A FIFO in place of an input file is refused at once, never waited on.
+    @Test func aFIFOInPlaceOfAnInputIsRefused() throws {
+        let folder = try TemporaryFolder("cli-fifo")
+        let source = Fixtures.model("tiny-fp32-mha-tied")
+        for name in ["generation_config.json", "model.safetensors"] { try folder.copy(from: source, name) }
+        #expect(mkfifo(folder.path + "/config.json", 0o644) == 0)
+        let r = try plmq("inspect", folder.path)
+        #expect(r.status == 2 && r.stderr.contains("not a regular file"))
+        #expect(mkfifo(folder.path + "/fifo.png", 0o644) == 0)
+        let p = try plmq("preprocess", source, "--image", folder.path + "/fifo.png")
+        #expect(p.status == 2)
     }
 }
