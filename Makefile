@@ -1,9 +1,9 @@
 # plmq: set-up and everyday targets. `make demo` and `make test` work on a fresh Debian machine.
 SWIFT ?= swift
 # Debian packages the build links against (OpenBLAS for fp32 matmuls, zstd for .plm compression, libcrypto for SHA-256,
-# libpng and libjpeg-turbo for reading images, Oniguruma for tokenizer regexes, ffmpeg for video files) plus
-# pkg-config, which SwiftPM uses to find them.
-DEBIAN_PACKAGES := libopenblas-dev libzstd-dev libssl-dev libpng-dev libjpeg62-turbo-dev libonig-dev ffmpeg pkg-config
+# libpng and libjpeg-turbo for reading images, Oniguruma for tokenizer regexes, libedit for `plmq chat`, ffmpeg for video
+# files) plus pkg-config, which SwiftPM uses to find them.
+DEBIAN_PACKAGES := libopenblas-dev libzstd-dev libssl-dev libpng-dev libjpeg62-turbo-dev libonig-dev libedit-dev ffmpeg pkg-config
 EXAMPLE := Examples/tiny-plm
 
 .PHONY: deps build release test demo fixtures clean

@@ -28,6 +28,8 @@ let package = Package(
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // Oniguruma from Debian's libonig-dev: the regex engine `tokenizers` uses for pre-tokenizer patterns.
+        // libedit from Debian's libedit-dev: line editing and history for `plmq chat` on a terminal.
+        .systemLibrary(name: "CEditLine", path: "Sources/CEditLine", pkgConfig: "libedit", providers: [.apt(["libedit-dev"])]),
         .systemLibrary(name: "COniguruma", path: "Sources/COniguruma", pkgConfig: "oniguruma", providers: [.apt(["libonig-dev"])]),
         // libpng and libjpeg(-turbo) from Debian, reached through the setjmp shims in CPLMImage.
         .systemLibrary(name: "CLibPNG", path: "Sources/CLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
@@ -64,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "plmq",
             dependencies: [
-                "PLMCore", "PLMCheckpoint", "PLMModel", "PLMImage", "PLMRunner", "PLMTokenizer", "PLMFormat", "PLMConvert", "PLMQuant",
+                "PLMCore", "PLMCheckpoint", "PLMModel", "PLMImage", "PLMRunner", "PLMTokenizer", "CEditLine", "PLMFormat", "PLMConvert", "PLMQuant",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -79,6 +81,9 @@ let package = Package(
         // Test support: counts the process's heap allocations (decode must not allocate).
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(name: "PLMModelTests", dependencies: ["PLMTestSupport", "PLMCore", "PLMModel", "PLMCheckpoint", "PLMConvert", "PLMFormat", "PLMQuant", "CPLMKernels", "CAllocationCounter"]),
+        .testTarget(name: "PLMRunnerTests", dependencies: ["PLMRunner", "PLMModel", "PLMCore", "PLMTestSupport"]),
+        // The library as another package sees it (`import PLMQ`), including the README example.
+        .testTarget(name: "PLMQLibraryTests", dependencies: ["PLMQ", "PLMTestSupport"]),
         // Runs the built `plmq` binary: exit codes, messages, files written.
         .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMModel", "PLMImage", "PLMTestSupport", "PLMCore", "PLMCheckpoint", "PLMFormat"]),
     ]

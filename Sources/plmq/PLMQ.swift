@@ -27,7 +27,7 @@ struct PLMQ: ParsableCommand {
             config that disagrees with the tensors), 2 on bad input or usage.
             """,
         version: version,
-        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, ForwardCommand.self, GenerateCommand.self, BenchCommand.self, QuantErrorCommand.self, PreprocessCommand.self]
+        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, ForwardCommand.self, GenerateCommand.self, BenchCommand.self, QuantErrorCommand.self, PreprocessCommand.self, RunCommand.self, ChatCommand.self]
     )
 
     /// Parses and runs, mapping usage errors to exit status 2 (ArgumentParser's default is 64).

@@ -42,7 +42,7 @@ def cases():
         ("video", [user([{"type": "video"}, txt("What happens in the video?")])], [], "images/inputs/video_frames"),
         ("system", [{"role": "system", "content": [txt("You answer in one word.")]},
                     user([txt("Hello, who are you?")])], [], None),
-        ("text_only", [user("Tell me a story about a red square.")], [], None),
+        ("text_only", [user([txt("Tell me a story about a red square.")])], [], None),
     ]
 
 

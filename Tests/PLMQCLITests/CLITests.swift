@@ -14,7 +14,7 @@ struct RunResult {
 }
 
 /// Runs the `plmq` built next to this test bundle.
-func plmq(_ arguments: String...) throws -> RunResult {
+func plmq(_ arguments: String..., stdin input: String? = nil) throws -> RunResult {
     let buildDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     var binary = buildDir.appendingPathComponent("plmq")
     // On some layouts the test runner is inside an .xctest bundle folder.
@@ -27,7 +27,13 @@ func plmq(_ arguments: String...) throws -> RunResult {
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
+    let inPipe = Pipe()
+    process.standardInput = input == nil ? FileHandle.nullDevice : inPipe
     try process.run()
+    if let input {
+        inPipe.fileHandleForWriting.write(Data(input.utf8))
+        try inPipe.fileHandleForWriting.close()
+    }
     let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
     let stderrData = err.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
@@ -273,5 +279,76 @@ func scratchFolder() throws -> String {
         #expect(mkfifo(folder.path + "/fifo.png", 0o644) == 0)
         let p = try plmq("preprocess", source, "--image", folder.path + "/fifo.png")
         #expect(p.status == 2)
+    }
+
+    // MARK: run and chat
+
+    static func runnerCase(_ variant: String, _ name: String) throws -> (text: String, ids: [Int]) {
+        let root = try JSONParser.parse(try FileSystem.readBytes(Fixtures.root + "/runner/runner_cases.json"))
+        for c in root.objectValue?["variants"]?.objectValue?[variant]?.arrayValue ?? [] where c.objectValue?["name"]?.stringValue == name {
+            return (c.objectValue?["text"]?.stringValue ?? "", (c.objectValue?["greedy_ids"]?.arrayValue ?? []).compactMap(\.intValue))
+        }
+        throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "no runner case \(variant)/\(name)"])
+    }
+
+    /// `plmq run` prints exactly transformers' greedy text for an image and a question.
+    @Test func runPrintsTransformersGreedyText() throws {
+        let expected = try Self.runnerCase("tiny-fp32-mha-tied", "one_image")
+        let r = try plmq("run", Fixtures.model("tiny-fp32-mha-tied"), "--image", Fixtures.root + "/cases/tiny-fp32-mha-tied/png.png",
+                         "--prompt", "What shapes are in this image?", "--max-new-tokens", "10", "--stats")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == expected.text + "\n")
+        #expect(r.stderr.contains("tokens/s") && r.stderr.contains("first token after"))
+        let j = try plmq("run", Fixtures.model("tiny-fp32-mha-tied"), "--image", Fixtures.root + "/cases/tiny-fp32-mha-tied/png.png",
+                         "--prompt", "What shapes are in this image?", "--max-new-tokens", "10", "--json")
+        #expect(j.status == 0, "\(j.stderr)")
+        let json = try JSONParser.parse(j.stdout)
+        #expect(json.objectValue?["ids"]?.arrayValue?.compactMap(\.intValue) == expected.ids)
+        #expect(json.objectValue?["finish_reason"]?.stringValue != nil)
+    }
+
+    /// Bad input is a clear error with exit status 2, before any compute.
+    @Test func runRejectsBadInput() throws {
+        let model = Fixtures.model("tiny-fp32-mha-tied")
+        let folder = try TemporaryFolder("cli-run")
+        var r = try plmq("run", model, "--image", folder.path + "/missing.png", "--prompt", "Hi")
+        #expect(r.status == 2 && r.stderr.contains("missing.png"))
+        let text = folder.write("not-an-image.png", text: "hello")
+        r = try plmq("run", model, "--image", text, "--prompt", "Hi")
+        #expect(r.status == 2 && r.stderr.contains("not-an-image.png"))
+        r = try plmq("run", model, "--prompt", "  ")
+        #expect(r.status == 2 && r.stderr.contains("prompt is empty"))
+        r = try plmq("run", model, "--prompt", "Hi", "--max-new-tokens", "0")
+        #expect(r.status == 2 && r.stderr.contains("--max-new-tokens"))
+        // A model without a tokenizer or a chat template.
+        let bare = try TemporaryFolder("cli-bare")
+        for name in ["config.json", "generation_config.json", "model.safetensors", "processor_config.json"] { try bare.copy(from: model, name) }
+        r = try plmq("run", bare.path, "--prompt", "Hi")
+        #expect(r.status == 2 && r.stderr.contains("tokenizer.json"))
+        try bare.copy(from: model, "tokenizer.json")
+        r = try plmq("run", bare.path, "--prompt", "Hi")
+        #expect(r.status == 2 && r.stderr.contains("chat template"))
+        // Longer than the context (the fixture models have 11520 positions): refused before any compute.
+        r = try plmq("run", model, "--prompt", String(repeating: "x y ", count: 7000))
+        #expect(r.status == 2 && r.stderr.contains("context"))
+    }
+
+    /// `plmq chat` through a pipe: two turns about an image, /stats, /quit; the answers equal
+    /// transformers' on the same conversation.
+    @Test func chatThroughAPipe() throws {
+        let first = try Self.runnerCase("tiny-fp32-mha-tied", "one_image")
+        let second = try Self.runnerCase("tiny-fp32-mha-tied", "second_turn")
+        let input = """
+            /image \(Fixtures.root)/cases/tiny-fp32-mha-tied/png.png
+            What shapes are in this image?
+            And what colour are they?
+            /stats
+            /quit
+
+            """
+        let r = try plmq("chat", Fixtures.model("tiny-fp32-mha-tied"), "--max-new-tokens", "10", stdin: input)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == first.text + "\n" + second.text + "\n")
+        #expect(r.stderr.contains("attached") && r.stderr.contains("positions cached"))
     }
 }
