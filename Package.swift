@@ -81,7 +81,7 @@ let package = Package(
         // Test support: counts the process's heap allocations (decode must not allocate).
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(name: "PLMModelTests", dependencies: ["PLMTestSupport", "PLMCore", "PLMModel", "PLMCheckpoint", "PLMConvert", "PLMFormat", "PLMQuant", "CPLMKernels", "CAllocationCounter"]),
-        .testTarget(name: "PLMRunnerTests", dependencies: ["PLMRunner", "PLMModel", "PLMCore", "PLMTestSupport"]),
+        .testTarget(name: "PLMRunnerTests", dependencies: ["PLMRunner", "PLMModel", "PLMCore", "PLMCheckpoint", "PLMConvert", "PLMTestSupport"]),
         // The library as another package sees it (`import PLMQ`), including the README example.
         .testTarget(name: "PLMQLibraryTests", dependencies: ["PLMQ", "PLMTestSupport"]),
         // Runs the built `plmq` binary: exit codes, messages, files written.

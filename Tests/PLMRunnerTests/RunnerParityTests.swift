@@ -2,6 +2,8 @@ import Foundation
 import PLMCore
 import PLMModel
 import PLMTestSupport
+import PLMCheckpoint
+import PLMConvert
 import Testing
 @testable import PLMRunner
 
@@ -106,5 +108,30 @@ actor RunnerModels {
         #expect(result.stats.cachedTokens >= first.inputIds.count - 1, "the first turn's prompt should stay cached")
         #expect(result.stats.prefillTokens < second.inputIds.count - first.inputIds.count + first.greedyIds.count + 2)
         #expect(result.stats.visionTiles == 0, "the first turn's image must not go through the tower again")
+    }
+
+    /// `.plm` files run through the same path: the same prompt ids (they do not depend on the
+    /// weights), the tokenizer, template and processor config read from inside the file, and an
+    /// answer of the requested length (or ending on an eos id).
+    @Test(arguments: [8, 4])
+    func plmFilesRunThroughTheSamePipeline(_ bits: Int) async throws {
+        let folder = try TemporaryFolder("runner-plm")
+        var options = ConversionOptions()
+        options.bits = bits
+        options.threads = 2
+        let path = folder.path + "/m.plm"
+        let plan = try ConversionPlan(folder: CheckpointFolder(path: Fixtures.model("tiny-fp32-mha-tied")), options: options)
+        _ = try Converter(plan: plan, producer: "test").run(output: path, dryRun: false)
+        let model = try VisionLanguageModel(path: path, options: EngineOptions(threads: 2))
+        for c in Self.cases where c.variant == "tiny-fp32-mha-tied" && ["one_image", "video", "system"].contains(c.name) {
+            let session = model.session()
+            let generate = GenerateOptions(maxNewTokens: RunnerFixtures.maxNewTokens)
+            #expect(try session.prompt(c.messages, options: generate).ids == c.inputIds, "\(c.name)")
+            let result = try session.respond(to: c.messages, options: generate)
+            let eos = Set(model.generation.eosTokenIds)
+            #expect(result.ids.count == RunnerFixtures.maxNewTokens || result.ids.last.map(eos.contains) == true)
+            let agree = zip(result.ids, c.greedyIds).prefix { $0 == $1 }.count
+            print("int\(bits) \(c.name): first \(agree) of \(c.greedyIds.count) greedy tokens equal the fp32 checkpoint's")
+        }
     }
 }
