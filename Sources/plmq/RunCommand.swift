@@ -166,14 +166,17 @@ struct RunReport {
     }
 }
 
-/// Writes to stdout and flushes, so streamed text appears as it is generated.
+/// Writes to stdout at once (no buffering), so streamed text appears as it is generated.
 func writeStandardOutput(_ text: String) {
-    var bytes = Array(text.utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { write(1, $0.baseAddress! + offset, $0.count - offset) }
-        if n <= 0 { return }
-        offset += n
+    let bytes = Array(text.utf8)
+    bytes.withUnsafeBytes { raw in
+        guard let base = raw.baseAddress else { return }
+        var offset = 0
+        while offset < raw.count {
+            let n = write(1, base + offset, raw.count - offset)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }  // stdout closed: nothing more to show
+            offset += n
+        }
     }
-    _ = bytes.count
 }
