@@ -54,8 +54,6 @@ let package = Package(
         .target(name: "PLMQ", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "PLMConvert", "PLMModel"]),
         // tokenizer.json (byte-level BPE), chat templates (a small Jinja interpreter), placeholder expansion.
         .target(name: "PLMTokenizer", dependencies: ["PLMCore", "COniguruma"]),
-        // Load/encode timing of PLMTokenizer on a text file (not a test); compare with Tests/Fixtures/bench_tokenizer.py.
-        .executableTarget(name: "plmq-tokenizer-bench", dependencies: ["PLMCore", "PLMTokenizer"]),
         // Images and video → the engine's PixelTiles, as transformers' PerceptionLM processors.
         .target(name: "PLMImage", dependencies: ["PLMCore", "CPLMImage"]),
         // Decode + preprocess timings (ImageBenchmark) until `plmq bench` grows an image mode.
@@ -63,7 +61,7 @@ let package = Package(
         .executableTarget(
             name: "plmq",
             dependencies: [
-                "PLMCore", "PLMCheckpoint", "PLMModel", "PLMFormat", "PLMConvert", "PLMQuant",
+                "PLMCore", "PLMCheckpoint", "PLMModel", "PLMFormat", "PLMConvert", "PLMQuant", "PLMTokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -22,12 +22,13 @@ struct PLMQ: ParsableCommand {
               plmq forward tiny-q4.plm --inputs case.safetensors --output out.safetensors
               plmq generate tiny-q4.plm --inputs case.safetensors --max-new-tokens 16
               plmq bench tiny-q4.plm
+              plmq tokenize tiny-q4.plm --chat "Describe the image." --image-tiles 5
 
             Exit status: 0 on success, 1 when a check fails (verify finds damage, inspect finds a \
             config that disagrees with the tensors), 2 on bad input or usage.
             """,
         version: version,
-        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, ForwardCommand.self, GenerateCommand.self, BenchCommand.self, QuantErrorCommand.self]
+        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, ForwardCommand.self, GenerateCommand.self, BenchCommand.self, QuantErrorCommand.self, TokenizeCommand.self]
     )
 
     /// Parses and runs, mapping usage errors to exit status 2 (ArgumentParser's default is 64).
