@@ -59,8 +59,6 @@ let package = Package(
                                              "PLMTokenizer", "PLMImage", "PLMRunner"]),
         // tokenizer.json (byte-level BPE), chat templates (a small Jinja interpreter), placeholder expansion.
         .target(name: "PLMTokenizer", dependencies: ["PLMCore", "COniguruma"]),
-        // Load/encode timing of PLMTokenizer on a text file (not a test); compare with Tests/Fixtures/bench_tokenizer.py.
-        .executableTarget(name: "plmq-tokenizer-bench", dependencies: ["PLMCore", "PLMTokenizer"]),
         // Images and video → the engine's PixelTiles, as transformers' PerceptionLM processors.
         .target(name: "PLMImage", dependencies: ["PLMCore", "CPLMImage"]),
         .executableTarget(

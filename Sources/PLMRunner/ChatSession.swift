@@ -83,9 +83,12 @@ public final class ChatSession {
         let text: String
         let tok = model.processor.tokenizer
         do {
+            // As transformers: the special tokens of tokenizer_config.json, else the generation config's ids.
+            let special = model.processor.specialTokens
             text = try model.template.render(messages: conversation.map(\.templateMessage), addGenerationPrompt: true,
-                                             bosToken: model.generation.bosTokenId.flatMap { tok.token(for: $0) },
-                                             eosToken: model.generation.eosTokenIds.first.flatMap { tok.token(for: $0) })
+                                             bosToken: special.bos ?? model.generation.bosTokenId.flatMap { tok.token(for: $0) },
+                                             eosToken: special.eos ?? model.generation.eosTokenIds.first.flatMap { tok.token(for: $0) },
+                                             extra: special.extraVariables)
         } catch {
             throw .invalidConversation("the chat template failed: \(error)")
         }

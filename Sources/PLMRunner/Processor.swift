@@ -10,6 +10,8 @@ public struct Processor: Sendable {
     public let images: PerceptionLMImageProcessor
     public let videos: VideoProcessor
     public let expander: PromptExpander
+    /// The special tokens transformers passes to the chat template (tokenizer_config.json).
+    public let specialTokens: SpecialTokensMap
 
     /// Reads tokenizer.json and processor_config.json from the model. A missing tokenizer is an
     /// error; a missing processor config falls back to PerceptionLM's published defaults only
@@ -25,6 +27,11 @@ public struct Processor: Sendable {
             throw .invalidConversation("\(error)")
         }
         do { tokenizer = try Tokenizer(json: json, source: bundle.path + ":tokenizer.json") } catch { throw .tokenizer(error) }
+        do {
+            let config: JSONValue?
+            do { config = try bundle.sideJSON("tokenizer_config.json") } catch { throw RunnerError.engine(error) }
+            specialTokens = try SpecialTokensMap(tokenizerConfig: config, source: bundle.path + ":tokenizer_config.json")
+        } catch let e as RunnerError { throw e } catch let e as TokenizerError { throw .tokenizer(e) } catch { throw .invalidConversation("\(error)") }
 
         let tile = bundle.config.vision.imageHeight
         var imageConfig = ImageProcessorConfig.perceptionLM

@@ -56,10 +56,14 @@ public struct PromptExpander: Sendable {
     }
 
     public func ids(prompt: String, imageTiles: [Int], videoFrames: [Int]) throws(PromptExpansionError) -> [Int] {
+        try expand(tokenizer.encode(prompt, addSpecialTokens: false), imageTiles: imageTiles, videoFrames: videoFrames)
+    }
+
+    /// Expands the placeholders of already tokenized ids (e.g. a plain prompt encoded with BOS).
+    public func expand(_ base: [Int], imageTiles: [Int], videoFrames: [Int]) throws(PromptExpansionError) -> [Int] {
         guard config.tokensPerTile > 0 else { throw .invalidConfig("tile_size \(config.tileSize), patch_size \(config.patchSize), pooling_ratio \(config.poolingRatio) give no tokens per tile") }
         guard let imageId = tokenizer.tokenId(for: config.imageToken) else { throw .tokenNotInVocabulary(config.imageToken) }
         guard let videoId = tokenizer.tokenId(for: config.videoToken) else { throw .tokenNotInVocabulary(config.videoToken) }
-        let base = tokenizer.encode(prompt, addSpecialTokens: false)
         let images = base.filter { $0 == imageId }.count, videos = base.filter { $0 == videoId }.count
         guard images == imageTiles.count else { throw .placeholderCountMismatch(kind: "image", inPrompt: images, given: imageTiles.count) }
         guard videos == videoFrames.count else { throw .placeholderCountMismatch(kind: "video", inPrompt: videos, given: videoFrames.count) }

@@ -19,15 +19,20 @@ struct PLMQ: ParsableCommand {
               plmq inspect Examples/tiny-plm
               plmq convert --bits 4 Examples/tiny-plm tiny-q4.plm
               plmq verify tiny-q4.plm
+              plmq run tiny-q4.plm --image photo.jpg --prompt "What is in this picture?"
+              plmq chat tiny-q4.plm
+              plmq tokenize tiny-q4.plm "Hello" --chat --image-tiles 5
               plmq forward tiny-q4.plm --inputs case.safetensors --output out.safetensors
               plmq generate tiny-q4.plm --inputs case.safetensors --max-new-tokens 16
               plmq bench tiny-q4.plm
+              plmq tokenize tiny-q4.plm --chat "Describe the image." --image-tiles 5
 
             Exit status: 0 on success, 1 when a check fails (verify finds damage, inspect finds a \
             config that disagrees with the tensors), 2 on bad input or usage.
             """,
         version: version,
-        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, ForwardCommand.self, GenerateCommand.self, BenchCommand.self, QuantErrorCommand.self, PreprocessCommand.self, RunCommand.self, ChatCommand.self]
+        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, RunCommand.self, ChatCommand.self, TokenizeCommand.self,
+                      PreprocessCommand.self, ForwardCommand.self, GenerateCommand.self, BenchCommand.self, QuantErrorCommand.self]
     )
 
     /// Parses and runs, mapping usage errors to exit status 2 (ArgumentParser's default is 64).

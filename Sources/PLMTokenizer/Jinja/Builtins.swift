@@ -227,7 +227,7 @@ enum Builtins {
         case "last":
             _ = try args.bind([], "last", p, r)
             switch v {
-            case .list, .tuple, .string, .dict: return try r.iterate(v, p).last ?? .undefined(hint: "No last item, sequence was empty.")
+            case .list, .tuple, .string, .dict, .view: return try r.iterate(v, p).last ?? .undefined(hint: "No last item, sequence was empty.")
             case .undefined(let hint): throw r.error(.undefined, p, hint)
             default: throw r.error(.type, p, "'\(v.typeName)' object is not reversible")
             }
@@ -411,7 +411,7 @@ enum Builtins {
         switch v {
         case .undefined: return 0
         case .string(let s): return PythonString.length(s)
-        case .list(let a), .tuple(let a): return a.count
+        case .list(let a), .tuple(let a), .view(_, let a): return a.count
         case .dict(let d): return d.count
         default: throw r.error(.type, p, "object of type '\(v.typeName)' has no len()")
         }
@@ -475,7 +475,15 @@ enum Builtins {
             var digits = String(t.unicodeScalars.filter { $0 != "_" })
             var negative = false
             if digits.hasPrefix("-") || digits.hasPrefix("+") { negative = digits.hasPrefix("-"); digits.removeFirst() }
-            if (2...36).contains(base), !digits.isEmpty, !t.hasPrefix("_"), let i = Int(digits, radix: base) { return .int(negative ? -i : i) }
+            // Python accepts the 0x/0o/0b prefix that matches the base, and base 0 reads the prefix.
+            var radix = base
+            let lower = digits.lowercased()
+            for (prefix, b) in [("0x", 16), ("0o", 8), ("0b", 2)] where lower.hasPrefix(prefix) && (radix == b || radix == 0) {
+                radix = b
+                digits.removeFirst(2)
+            }
+            if radix == 0 { radix = 10 }
+            if (2...36).contains(radix), !digits.isEmpty, !t.hasPrefix("_"), let i = Int(digits, radix: radix) { return .int(negative ? -i : i) }
             if let d = toFloat(v), case .float(let x) = d, x.isFinite, let i = Int(exactly: x.rounded(.towardZero)) { return .int(i) }
             return fallback
         default:
@@ -525,7 +533,7 @@ enum Builtins {
         case "callable": if case .function = v { return true } else { return false }
         case "iterable":
             switch v {
-            case .undefined, .string, .list, .tuple, .dict, .generator: return true
+            case .undefined, .string, .list, .tuple, .dict, .generator, .view: return true
             default: return false
             }
         case "sequence":
@@ -615,13 +623,13 @@ enum Builtins {
             switch name {
             case "items":
                 _ = try args.bind([], name, p, r)
-                return .list(d.items.map { .tuple([$0.key, $0.value]) })
+                return .view(kind: "dict_items", d.items.map { .tuple([$0.key, $0.value]) })
             case "keys":
                 _ = try args.bind([], name, p, r)
-                return .list(d.keys)
+                return .view(kind: "dict_keys", d.keys)
             case "values":
                 _ = try args.bind([], name, p, r)
-                return .list(d.values)
+                return .view(kind: "dict_values", d.values)
             default:
                 let a = try args.bind(["key", "default"], "get", p, r)
                 guard let key = a[0] else { throw r.error(.type, p, "get expected at least 1 argument") }

@@ -15,7 +15,6 @@ struct Renderer {
     private var scopes: [[String: Value]]
     private var steps = 0
     private var iterations = 0
-    private var loopNesting = 0
     private var callDepth = 0
 
     init(limits: ChatTemplate.Limits, variables: [String: Value]) {
@@ -146,14 +145,13 @@ struct Renderer {
             _ = try execute(loop.otherwise)
             return .normal
         }
-        loopNesting += 1
-        defer { loopNesting -= 1 }
         for (k, item) in items.enumerated() {
             iterations += 1
             if iterations > limits.maxLoopIterations {
                 throw error(.limit, loop.position, "the template ran more than \(limits.maxLoopIterations) loop iterations")
             }
-            scopes.append(["loop": .loop(LoopState(items: items, index0: k, depth0: loopNesting - 1))])
+            // `loop.depth` counts recursive loops only (not supported), so it is 1 in nested loops too.
+            scopes.append(["loop": .loop(LoopState(items: items, index0: k, depth0: 0))])
             defer { scopes.removeLast() }
             try bind(loop.target, item, loop.position)
             if case .breakLoop = try execute(loop.body) { break }
@@ -277,7 +275,7 @@ struct Renderer {
     func iterate(_ v: Value, _ p: SourcePosition) throws(TemplateError) -> [Value] {
         switch v {
         case .undefined: return []
-        case .list(let a), .tuple(let a): return a
+        case .list(let a), .tuple(let a), .view(_, let a): return a
         case .dict(let d): return d.keys
         case .string(let s): return PythonString.characters(s)
         case .generator(let g): return g.drain()

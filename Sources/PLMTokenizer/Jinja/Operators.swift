@@ -188,7 +188,7 @@ enum Operators {
                 throw r.error(.type, p, "'in <string>' requires string as left operand, not \(needle.typeName)")
             }
             return PythonString.contains(s, n)
-        case .list(let items), .tuple(let items):
+        case .list(let items), .tuple(let items), .view(_, let items):
             return items.contains { equal($0, needle) }
         case .dict(let d):
             guard let h = HashKey(needle) else { throw r.error(.type, p, "unhashable type: '\(needle.typeName)'") }

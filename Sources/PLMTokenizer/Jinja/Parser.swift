@@ -114,7 +114,8 @@ struct Parser {
                     advance()
                     return (body, name)
                 }
-                body.append(try parseStatement(name, current.position))
+                // Statements are located at their `{%`.
+                body.append(try parseStatement(name, t.position))
             default:
                 throw error("unexpected \(describe(t))", t.position)
             }

@@ -63,6 +63,9 @@ indirect enum Value {
     case loop(LoopState)
     case function(Callable)
     case generator(GeneratorObject)
+    /// `dict.items()`, `.keys()`, `.values()`: iterable with a length, printed as
+    /// `dict_items([…])`, not indexable.
+    case view(kind: String, [Value])
 
     var isUndefined: Bool { if case .undefined = self { return true } else { return false } }
 
@@ -82,6 +85,7 @@ indirect enum Value {
         case .loop: return "LoopContext"
         case .function: return "function"
         case .generator: return "generator"
+        case .view(let kind, _): return kind
         }
     }
 
@@ -93,7 +97,7 @@ indirect enum Value {
         case .int(let i): return i != 0
         case .float(let d): return d != 0
         case .string(let s): return !s.isEmpty
-        case .list(let a), .tuple(let a): return !a.isEmpty
+        case .list(let a), .tuple(let a), .view(_, let a): return !a.isEmpty
         case .dict(let d): return d.count > 0
         case .namespace, .loop, .function, .generator: return true
         }
@@ -249,6 +253,10 @@ enum PythonText {
         case .loop(let l): out += "<LoopContext \(l.index0 + 1)/\(l.length)>"
         case .function: out += "<function>"
         case .generator: out += "<generator object>"
+        case .view(let kind, let items):
+            out += kind + "("
+            repr(.list(items), into: &out)
+            out += ")"
         }
     }
 
