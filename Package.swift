@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "CPLMKernels"),
         // Shared basics with no model knowledge: strict JSON, mapped and atomically written files,
         // number formatting, the pixel tiles that the image processor hands to the engine.
-        .target(name: "PLMCore"),
+        .target(name: "PLMCore", dependencies: ["CCrypto"]),
         // Readers: memory-mapped safetensors (single or sharded) and config.json.
         .target(name: "PLMCheckpoint", dependencies: ["PLMCore"]),
         // Storage types and the reference (scalar) quantizers.
@@ -39,9 +39,12 @@ let package = Package(
         // The .plm container: spec constants, streaming writer, validating mapped reader.
         .target(name: "PLMFormat", dependencies: ["PLMCore", "PLMQuant", "PLMCheckpoint", "CPLMKernels", "CZstd"]),
         // checkpoint folder → .plm: policy, plan, multi-threaded streaming conversion.
-        .target(name: "PLMConvert", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "CCrypto"]),
+        .target(name: "PLMConvert", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat"]),
         // The fp32 reference engine: vision tower, projector, Llama decoder.
         .target(name: "PLMModel", dependencies: ["PLMCore", "PLMCheckpoint", "PLMFormat", "PLMQuant", "CPLMKernels", "COpenBLAS"]),
+        // Evaluation of a quantized model against its fp32 reference, from logits: the samples
+        // folder reader, llama-perplexity's KL metrics, text chunking, the reference cache, reports.
+        .target(name: "PLMEval", dependencies: ["PLMCore"]),
         // The umbrella library: re-exports what a user of plmq as a library needs.
         .target(name: "PLMQ", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "PLMConvert", "PLMModel"]),
         .executableTarget(
@@ -60,6 +63,7 @@ let package = Package(
         // Test support: counts the process's heap allocations (decode must not allocate).
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(name: "PLMModelTests", dependencies: ["PLMTestSupport", "PLMCore", "PLMModel", "PLMCheckpoint", "PLMConvert", "PLMFormat", "PLMQuant", "CPLMKernels", "CAllocationCounter"]),
+        .testTarget(name: "PLMEvalTests", dependencies: ["PLMEval", "PLMCore", "PLMTestSupport"]),
         // Runs the built `plmq` binary: exit codes, messages, files written.
         .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMModel", "PLMTestSupport", "PLMCore", "PLMCheckpoint", "PLMFormat"]),
     ]
