@@ -136,7 +136,7 @@ public final class ReferenceCacheWriter {
             out.u32(UInt32(bitPattern: p.target))
             out.u32(UInt32(bitPattern: p.topToken))
             out.f32(p.targetLogProb)
-            out.u32(UInt32(p.supportCount))
+            out.u32(UInt32(p.logProbs.count))
             out.u32(p.supportTokens == nil ? CacheLayout.dense : 0)
             if let tokens = p.supportTokens {
                 for t in tokens { out.u32(UInt32(bitPattern: t)) }

@@ -89,8 +89,8 @@ public struct ReferencePosition: Sendable, Equatable {
         vocabulary = row.count
     }
 
-    /// How many tokens the KL sum runs over.
-    public var supportCount: Int { supportTokens?.count ?? logProbs.count }
+    /// How many tokens the KL sum runs over (log p_ref > −16).
+    public var supportCount: Int { supportTokens?.count ?? logProbs.count { $0 > Self.logProbCutoff } }
 }
 
 /// max, argmax and log Σ exp of one logit row, in double precision.
@@ -138,19 +138,22 @@ public struct TokenComparison: Sendable, Equatable {
     }
 
     static func compare(reference: ReferencePosition, quantized row: UnsafeBufferPointer<Float>, stats q: LogitRow) -> TokenComparison {
+        // The quantized log-probabilities are rounded to Float like the reference's, so identical
+        // logits give identical values and every term of the sum is exactly 0.
+        func logProb(_ i: Int) -> Double { Double(Float(Double(row[i]) - q.logNormalizer)) }
         var kl = 0.0
         if let tokens = reference.supportTokens {
             for (k, token) in tokens.enumerated() {
                 let lp = Double(reference.logProbs[k])
-                kl += exp(lp) * (lp - (Double(row[Int(token)]) - q.logNormalizer))
+                kl += exp(lp) * (lp - logProb(Int(token)))
             }
         } else {
             for (i, value) in reference.logProbs.enumerated() where value > ReferencePosition.logProbCutoff {
                 let lp = Double(value)
-                kl += exp(lp) * (lp - (Double(row[i]) - q.logNormalizer))
+                kl += exp(lp) * (lp - logProb(i))
             }
         }
-        let nll = q.logNormalizer - Double(row[Int(reference.target)])
+        let nll = -logProb(Int(reference.target))
         let nllReference = -Double(reference.targetLogProb)
         return TokenComparison(
             kl: kl, sameTop: q.argmax == Int(reference.topToken),
