@@ -168,6 +168,9 @@ public final class ReferenceCacheWriter {
         ])))
     }
 
+    /// Drops the unfinished file (an interrupted run leaves no cache behind).
+    public func abandon() { file.abandon() }
+
     /// Writes the index and renames the file into place. Returns the file's size.
     @discardableResult
     public func commit() throws(ReferenceCacheError) -> Int {
