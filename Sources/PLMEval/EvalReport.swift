@@ -369,8 +369,12 @@ enum ReportFormat {
         return tenths % 10 == 0 ? "\(tenths / 10)" : "\(tenths / 10).\(tenths % 10)"
     }
 
+    /// Three significant digits: 0.000239274 → "2.39e-4", 0.9667 → "0.967".
     static func short(_ v: Double) -> String {
-        if v != 0 && abs(v) < 0.01 { return "\(v)" }
-        return fixed(v, 3)
+        guard v.isFinite, v != 0, abs(v) < 0.01 else { return fixed(v, 3) }
+        var exponent = Int(floor(log10(abs(v))))
+        var mantissa = v / pow(10, Double(exponent))
+        if abs(mantissa) >= 9.995 { mantissa /= 10; exponent += 1 }
+        return fixed(mantissa, 2) + "e\(exponent)"
     }
 }

@@ -155,7 +155,7 @@ public enum HTMLReport {
     // MARK: Charts
 
     static func histogramChart(_ models: [ModelResult]) -> String {
-        let width = 900.0, height = 280.0, left = 56.0, bottom = 40.0, top = 12.0, right = 16.0
+        let width = 900.0, height = 290.0, left = 56.0, bottom = 50.0, top = 12.0, right = 16.0
         guard let binCount = models.compactMap({ $0.klHistogram?.counts.count }).first, binCount > 0 else { return "" }
         let shares: [[Double]] = models.map { m in
             guard let h = m.klHistogram else { return [] }
@@ -182,7 +182,8 @@ public enum HTMLReport {
             }
         }
         // Decade labels: bin 0 is "≤1e-6", bin 1 + 4k starts decade −6 + k.
-        svg += "<text x=\(n(left + binW / 2)) y=\(n(top + plotH + 16)) class=tick text-anchor=middle>≤1e-6</text>"
+        // Bin 0's label sits a line lower so it never runs into the 1e-6 tick next to it.
+        svg += "<text x=\(n(left + binW / 2)) y=\(n(top + plotH + 28)) class=tick text-anchor=middle>≤1e-6</text>"
         for k in 0...KLHistogram.decades {
             let i = 1 + k * KLHistogram.binsPerDecade
             guard i < binCount else { break }
