@@ -135,6 +135,25 @@ func samplesFolder(_ lines: [String]) throws -> TemporaryFolder {
         #expect(throws: SampleSetError.tooManyLines(path: empty.path + "/samples.jsonl", limit: SampleLimits.lines)) { try SampleSet(folder: empty.path) }
     }
 
+    @Test func oversizedSamplesFileIsRefusedBeforeReading() throws {
+        let folder = try TemporaryFolder("samples-big")
+        let path = folder.write("samples.jsonl", text: "")
+        // A sparse file: its size is over the limit without using the disk.
+        #expect(truncate(path, off_t(SampleLimits.fileBytes + 1)) == 0)
+        #expect(throws: SampleSetError.samplesFileTooLarge(path: path, bytes: SampleLimits.fileBytes + 1, limit: SampleLimits.fileBytes)) {
+            try SampleSet(folder: folder.path)
+        }
+    }
+
+    @Test func sha256KnownAnswers() {
+        #expect(SHA256.hex(of: Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256.hex(of: []) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        let h = SHA256Hasher()
+        h.update("a")
+        h.update(Array("bc".utf8))
+        #expect(h.finalizeHex() == SHA256.hex(of: Array("abc".utf8)))
+    }
+
     @Test func datasetHashCoversTheFileAndEveryReferencedFile() throws {
         let folder = try samplesFolder([#"{"id": "i", "images": ["img/a.png", "img/a.png"], "prompt": "x"}"#, #"{"id": "v", "video": "clip", "prompt": "y"}"#])
         let h1 = try SampleSet(folder: folder.path).datasetHash()
