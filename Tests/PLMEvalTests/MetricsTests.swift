@@ -253,3 +253,21 @@ func estimate(_ o: JSONObject, _ key: String) -> (Double, Double) {
         #expect(acc.total == 3 && acc.exact == 1 && acc.normalized == 2)
     }
 }
+
+/// Time of the token metrics at Llama 3's vocabulary; run with PLMQ_EVAL_TIMING=1 (prints only).
+@Suite struct TokenMetricTiming {
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["PLMQ_EVAL_TIMING"] != nil))
+    func llama3Vocabulary() throws {
+        let vocabulary = 128_256, positions = 16
+        var reference = gaussian(positions * vocabulary, seed: 11, scale: 2)
+        for p in 0..<positions { reference[p * vocabulary + 17 * p] += 14 }
+        let quantized = zip(reference, gaussian(reference.count, seed: 12, scale: 0.05)).map { $0 + $1 }
+        let targets = (0..<positions).map { Int32(17 * $0) }
+        let clock = ContinuousClock()
+        var positionsOut: [ReferencePosition] = []
+        let t1 = try clock.measure { positionsOut = try EvalAccumulator.referencePositions(logits: reference, targets: targets, vocabulary: vocabulary) }
+        var acc = EvalAccumulator()
+        let t2 = try clock.measure { try acc.add(reference: positionsOut, quantizedLogits: quantized, sample: "t") }
+        print("reference positions: \(t1 / positions) per position; comparison: \(t2 / positions) per position; mean support \(positionsOut.map(\.supportCount).reduce(0, +) / positions)")
+    }
+}
