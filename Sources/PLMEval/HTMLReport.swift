@@ -46,6 +46,8 @@ public enum HTMLReport {
         return page.text
     }
 
+    /// The default thumbnail: the file itself. An unreadable or oversized image is not an error
+    /// of the report (the samples reader already vetted it); the page shows its name instead.
     public static func fileBytes(_ path: String) -> [UInt8]? {
         guard let file = try? MappedFile(path: path), file.size <= maxEmbeddedImageBytes else { return nil }
         return Array(file.bytes)
