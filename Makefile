@@ -6,7 +6,7 @@ SWIFT ?= swift
 DEBIAN_PACKAGES := libopenblas-dev libzstd-dev libssl-dev libpng-dev libjpeg62-turbo-dev libonig-dev libedit-dev ffmpeg pkg-config
 EXAMPLE := Examples/tiny-plm
 
-.PHONY: deps build release test demo fixtures clean
+.PHONY: deps build release test demo fixtures report-check clean
 
 deps:
 	@missing=""; \
@@ -37,6 +37,24 @@ demo: release
 # Regenerates the committed fixtures with transformers (needs the pinned Python venv; see Tests/Fixtures/README.md).
 fixtures:
 	python Tests/Fixtures/make_fixtures.py
+	python Tests/Fixtures/make_eval_fixtures.py
+
+# Renders the eval tests' HTML report in headless Chromium (Debian's chromium, installed by deps for
+# this target only): the parsed page must hold both SVG charts and the thumbnails; the screenshot
+# is kept in .build/report-check/report.png for a look.
+REPORT_CHECK := .build/report-check
+CHROMIUM := chromium --headless --no-sandbox --disable-gpu --hide-scrollbars
+report-check: DEBIAN_PACKAGES += chromium
+report-check: deps
+	mkdir -p $(REPORT_CHECK)
+	$(SWIFT) build --build-tests
+	PLMQ_REPORT_HTML=$(CURDIR)/$(REPORT_CHECK)/report.html $(SWIFT) test --skip-build --filter htmlIsSelfContainedWithChartsAndThumbnails
+	$(CHROMIUM) --dump-dom file://$(CURDIR)/$(REPORT_CHECK)/report.html > $(REPORT_CHECK)/dom.html 2>/dev/null
+	test "$$(grep -o '<svg' $(REPORT_CHECK)/dom.html | wc -l)" -eq 2
+	grep -q 'src="data:image/png;base64,' $(REPORT_CHECK)/dom.html
+	$(CHROMIUM) --window-size=1200,2000 --screenshot=$(CURDIR)/$(REPORT_CHECK)/report.png file://$(CURDIR)/$(REPORT_CHECK)/report.html 2>/dev/null
+	test "$$(stat -c %s $(REPORT_CHECK)/report.png)" -gt 50000
+	@echo "report-check: rendered; screenshot in $(REPORT_CHECK)/report.png"
 
 clean:
 	rm -rf .build

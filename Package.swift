@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "CPLMKernels"),
         // Shared basics with no model knowledge: strict JSON, mapped and atomically written files,
         // number formatting, the pixel tiles that the image processor hands to the engine.
-        .target(name: "PLMCore"),
+        .target(name: "PLMCore", dependencies: ["CCrypto"]),
         // Readers: memory-mapped safetensors (single or sharded) and config.json.
         .target(name: "PLMCheckpoint", dependencies: ["PLMCore"]),
         // Storage types and the reference (scalar) quantizers.
@@ -49,11 +49,15 @@ let package = Package(
         // The .plm container: spec constants, streaming writer, validating mapped reader.
         .target(name: "PLMFormat", dependencies: ["PLMCore", "PLMQuant", "PLMCheckpoint", "CPLMKernels", "CZstd"]),
         // checkpoint folder → .plm: policy, plan, multi-threaded streaming conversion.
-        .target(name: "PLMConvert", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "CCrypto"]),
+        .target(name: "PLMConvert", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat"]),
         // The fp32 reference engine: vision tower, projector, Llama decoder.
         .target(name: "PLMModel", dependencies: ["PLMCore", "PLMCheckpoint", "PLMFormat", "PLMQuant", "CPLMKernels", "COpenBLAS"]),
         // The runner: processor (tokenizer, template, image/video), sampling, generation, chat sessions.
         .target(name: "PLMRunner", dependencies: ["PLMCore", "PLMCheckpoint", "PLMModel", "PLMTokenizer", "PLMImage"]),
+        // Evaluation of a quantized model against its fp32 reference: the samples folder reader,
+        // llama-perplexity's KL metrics, text chunking, the reference cache, reports, and the
+        // evaluation loop over the runner.
+        .target(name: "PLMEval", dependencies: ["PLMCore", "PLMModel", "PLMRunner", "PLMTokenizer"]),
         // The umbrella library: re-exports what a user of plmq as a library needs.
         .target(name: "PLMQ", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "PLMConvert", "PLMModel",
                                              "PLMTokenizer", "PLMImage", "PLMRunner"]),
@@ -82,6 +86,7 @@ let package = Package(
         .testTarget(name: "PLMRunnerTests", dependencies: ["PLMRunner", "PLMModel", "PLMCore", "PLMCheckpoint", "PLMConvert", "PLMTestSupport"]),
         // The library as another package sees it (`import PLMQ`), including the README example.
         .testTarget(name: "PLMQLibraryTests", dependencies: ["PLMQ", "PLMTestSupport"]),
+        .testTarget(name: "PLMEvalTests", dependencies: ["PLMEval", "PLMCore", "PLMTestSupport"]),
         // Runs the built `plmq` binary: exit codes, messages, files written.
         .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMModel", "PLMImage", "PLMTestSupport", "PLMCore", "PLMCheckpoint", "PLMFormat"]),
     ]
