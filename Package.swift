@@ -60,7 +60,7 @@ let package = Package(
         .target(name: "PLMEval", dependencies: ["PLMCore", "PLMModel", "PLMRunner", "PLMTokenizer"]),
         // The umbrella library: re-exports what a user of plmq as a library needs.
         .target(name: "PLMQ", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "PLMConvert", "PLMModel",
-                                             "PLMTokenizer", "PLMImage", "PLMRunner"]),
+                                             "PLMTokenizer", "PLMImage", "PLMRunner", "PLMEval"]),
         // tokenizer.json (byte-level BPE), chat templates (a small Jinja interpreter), placeholder expansion.
         .target(name: "PLMTokenizer", dependencies: ["PLMCore", "COniguruma"]),
         // Images and video → the engine's PixelTiles, as transformers' PerceptionLM processors.
@@ -68,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "plmq",
             dependencies: [
-                "PLMCore", "PLMCheckpoint", "PLMModel", "PLMImage", "PLMRunner", "PLMTokenizer", "CEditLine", "PLMFormat", "PLMConvert", "PLMQuant",
+                "PLMCore", "PLMCheckpoint", "PLMModel", "PLMImage", "PLMRunner", "PLMTokenizer", "PLMEval", "CEditLine", "PLMFormat", "PLMConvert", "PLMQuant",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

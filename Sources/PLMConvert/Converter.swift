@@ -1,5 +1,8 @@
 import PLMCore
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 import PLMCheckpoint
 import PLMFormat
 import PLMQuant
@@ -199,7 +202,9 @@ public struct Converter {
                 })),
             ]))),
             ("options", plan.options.json),
-            ("source", .object(JSONObject([("files", .array(sources))]))),
+            // The folder as an absolute path: `plmq eval` finds its fp32 reference there, and the
+            // files' SHA-256s tell it whether the folder still holds the same checkpoint.
+            ("source", .object(JSONObject([("folder", .string(Self.absolutePath(folder.path))), ("files", .array(sources))]))),
             ("skipped", .array(plan.skipped.map { .object(JSONObject([("tensor", .string($0.name)), ("reason", .string($0.reason))])) })),
             ("quantization_error", .object(JSONObject(errorEntries))),
         ])
@@ -207,6 +212,12 @@ public struct Converter {
         do { size = try writer.finish(metadata: metadata) } catch { throw .output(error) }
         return ConversionSummary(fileBytes: size, tensors: plan.tensors.count, parameters: plan.parameters, sourceBytes: plan.sourceBytes,
                                  seconds: elapsed(), byComponent: byComponent, errors: errors)
+    }
+
+    static func absolutePath(_ path: String) -> String {
+        guard let p = realpath(path, nil) else { return path }
+        defer { free(p) }
+        return String(cString: p)
     }
 
     private func sourceRecord(name: String, file: MappedFile) -> JSONValue {

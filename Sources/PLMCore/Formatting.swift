@@ -23,7 +23,12 @@ extension String {
     /// `value` with exactly `decimals` decimals, rounded half away from zero (no Foundation).
     public init(fixed value: Double, decimals: Int) {
         var scale = 1.0
-        for _ in 0..<decimals { scale *= 10 }
+        for _ in 0..<Swift.max(0, Swift.min(decimals, 15)) { scale *= 10 }
+        // Beyond what an Int holds (or not a number), the shortest exact form instead of a trap.
+        guard value.isFinite, abs(value) * scale < 9e18 else {
+            self = "\(value)"
+            return
+        }
         let scaled = Int((abs(value) * scale).rounded())
         let whole = scaled / Int(scale), fraction = scaled % Int(scale)
         self = (value < 0 && scaled != 0 ? "-" : "") + "\(whole)" + (decimals > 0 ? "." + String(fraction).leftPadded(decimals) : "")

@@ -220,7 +220,7 @@ public struct ReferenceCache: Sendable {
     }
 
     public init(path: String, expecting key: ReferenceCacheKey) throws(ReferenceCacheError) {
-        guard case .regular = FileSystem.kind(of: path) else { throw .notFound(path: path) }
+        guard case .regular = SampleFiles.kind(of: path) else { throw .notFound(path: path) }
         do { file = try MappedFile(path: path) } catch { throw .io(error) }
         self.path = path
         func damaged(_ reason: String) -> ReferenceCacheError { .damaged(path: path, reason: reason) }

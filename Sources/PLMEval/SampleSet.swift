@@ -215,11 +215,11 @@ public struct SampleSet: Sendable {
     /// are collected in `problems`; only a folder that cannot be read at all throws.
     public init(folder: String) throws(SampleSetError) {
         let trimmed = folder.count > 1 && folder.hasSuffix("/") ? String(folder.dropLast()) : folder
-        guard FileSystem.kind(of: trimmed) == .directory, let root = FileSystem.resolvedPath(trimmed) else {
+        guard SampleFiles.kind(of: trimmed) == .directory, let root = SampleFiles.resolvedPath(trimmed) else {
             throw .folderMissing(folder)
         }
         let path = trimmed + "/samples.jsonl"
-        guard case .regular(let size) = FileSystem.kind(of: path) else { throw .samplesFileMissing(path) }
+        guard case .regular(let size) = SampleFiles.kind(of: path) else { throw .samplesFileMissing(path) }
         guard size <= SampleLimits.fileBytes else {
             throw .samplesFileTooLarge(path: path, bytes: size, limit: SampleLimits.fileBytes)
         }
@@ -459,7 +459,7 @@ private struct LineReader {
     // MARK: Paths
 
     /// Checks the spelling of a relative path, then that it exists and resolves inside the folder.
-    func resolve(_ path: String, field: String) throws(LineFailure) -> (full: String, kind: FileSystem.Kind) {
+    func resolve(_ path: String, field: String) throws(LineFailure) -> (full: String, kind: SampleFiles.Kind) {
         func bad(_ problem: PathProblem) -> LineFailure { LineFailure(problem: .badPath(field: field, path: path, problem)) }
         guard !path.isEmpty else { throw bad(.empty) }
         guard !path.hasPrefix("/") else { throw bad(.absolute) }
@@ -469,8 +469,8 @@ private struct LineReader {
             }
         }
         let full = folder + "/" + path
-        let kind = FileSystem.kind(of: full)
-        guard kind != .missing, let resolved = FileSystem.resolvedPath(full) else { throw bad(.missing) }
+        let kind = SampleFiles.kind(of: full)
+        guard kind != .missing, let resolved = SampleFiles.resolvedPath(full) else { throw bad(.missing) }
         guard resolved.hasPrefix(root == "/" ? "/" : root + "/") else { throw bad(.outsideFolder) }
         return (full, kind)
     }
@@ -480,11 +480,11 @@ private struct LineReader {
         try checkImageFile(full, kind: kind, path: path, field: field)
     }
 
-    func checkImageFile(_ full: String, kind: FileSystem.Kind, path: String, field: String) throws(LineFailure) {
+    func checkImageFile(_ full: String, kind: SampleFiles.Kind, path: String, field: String) throws(LineFailure) {
         func bad(_ problem: PathProblem) -> LineFailure { LineFailure(problem: .badPath(field: field, path: path, problem)) }
         guard case .regular(let size) = kind else { throw bad(.notAFile) }
         guard size <= SampleLimits.imageBytes else { throw bad(.tooLarge(bytes: size, limit: SampleLimits.imageBytes)) }
-        guard let head = FileSystem.prefix(of: full, count: 8), ImageSignature.isPNGOrJPEG(head) else { throw bad(.notPNGOrJPEG) }
+        guard let head = SampleFiles.prefix(of: full, count: 8), ImageSignature.isPNGOrJPEG(head) else { throw bad(.notPNGOrJPEG) }
     }
 
     func checkVideo(_ path: String) throws(LineFailure) -> VideoSource {
@@ -495,7 +495,7 @@ private struct LineReader {
             guard size <= SampleLimits.videoBytes else { throw bad(.tooLarge(bytes: size, limit: SampleLimits.videoBytes)) }
             return .file(path)
         case .directory:
-            let names = (FileSystem.names(in: full) ?? []).filter { name in
+            let names = (SampleFiles.names(in: full) ?? []).filter { name in
                 let lower = name.lowercased()
                 return !name.hasPrefix(".") && (lower.hasSuffix(".png") || lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg"))
             }

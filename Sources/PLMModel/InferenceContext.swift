@@ -20,6 +20,8 @@ public final class InferenceContext {
         case last
         /// Every new position's (teacher-forced scoring).
         case all
+        /// The last n new positions' (the answer of a teacher-forced prompt + answer).
+        case lastPositions(Int)
         case none
     }
 
@@ -52,6 +54,9 @@ public final class InferenceContext {
         case .none: return []
         case .last: return model.decoder.logits(hidden[((ids.count - 1) * h)...], rows: 1)
         case .all: return model.decoder.logits(hidden[...], rows: ids.count)
+        case .lastPositions(let n):
+            let keep = min(max(n, 0), ids.count)
+            return keep == 0 ? [] : model.decoder.logits(hidden[((ids.count - keep) * h)...], rows: keep)
         }
     }
 

@@ -152,6 +152,8 @@ public struct PLMMetadata: Sendable, Equatable {
     }
 
     public let producer: String?
+    /// The checkpoint folder the file was converted from (absolute path), if recorded.
+    public let sourceFolder: String?
     public let recipeName: String?
     public let recipeSummary: String?
     public let sources: [SourceFile]
@@ -179,6 +181,7 @@ public struct PLMMetadata: Sendable, Equatable {
         self.recipeName = recipeName
         self.recipeSummary = recipeSummary
         var sources: [SourceFile] = []
+        sourceFolder = try string(json["source"]?.objectValue?["folder"], "source.folder")
         if let source = json["source"] {
             guard let files = source.objectValue?["files"]?.arrayValue else { throw bad("source", "an object with a files list", source) }
             for (i, f) in files.enumerated() {

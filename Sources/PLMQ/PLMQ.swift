@@ -9,7 +9,8 @@
 /// - `PLMModel`: the engine (`ModelBundle`, `EngineOptions`, `PerceptionLM`, `InferenceContext`);
 /// - `PLMTokenizer`: tokenizer.json, chat templates, placeholder expansion;
 /// - `PLMImage`: PNG/JPEG decoding and the image and video processors;
-/// - `PLMRunner`: sampling, generation, chat sessions.
+/// - `PLMRunner`: sampling, generation, chat sessions;
+/// - `PLMEval`: samples folders, llama-perplexity's metrics, the evaluator and its reports.
 @_exported import PLMCore
 @_exported import PLMCheckpoint
 @_exported import PLMQuant
@@ -19,3 +20,4 @@
 @_exported import PLMTokenizer
 @_exported import PLMImage
 @_exported import PLMRunner
+@_exported import PLMEval

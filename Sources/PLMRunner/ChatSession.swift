@@ -66,11 +66,17 @@ public final class ChatSession {
     }
 
     /// The rendered, tokenized and expanded conversation with its preprocessed media.
-    struct Prompt {
-        var text: String
-        var ids: [Int]
-        var images: [PixelTiles]
-        var videos: [PixelTiles]
+    public struct Prompt: Sendable {
+        public var text: String
+        public var ids: [Int]
+        public var images: [PixelTiles]
+        public var videos: [PixelTiles]
+    }
+
+    /// What the model would be given for `conversation` (with the generation prompt): for
+    /// evaluation and `plmq tokenize`-like inspection.
+    public func preparePrompt(_ conversation: [Message], options: GenerateOptions) throws(RunnerError) -> Prompt {
+        try prompt(conversation, options: options)
     }
 
     func prompt(_ conversation: [Message], options: GenerateOptions) throws(RunnerError) -> Prompt {

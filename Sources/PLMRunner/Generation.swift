@@ -59,6 +59,10 @@ public struct GenerationResult: Sendable, Equatable {
 public struct PreparedMedia: Sendable {
     public var images: [PixelTiles] = []
     public var videos: [PixelTiles] = []
+    /// The tower's output for `images` / `videos` when the caller has it already (evaluation
+    /// compares it between models); otherwise it is computed.
+    public var imageEncoding: VisionEncoding?
+    public var videoEncoding: VisionEncoding?
     public init(images: [PixelTiles] = [], videos: [PixelTiles] = []) {
         self.images = images
         self.videos = videos
@@ -69,7 +73,7 @@ public struct PreparedMedia: Sendable {
 
 extension PixelTiles {
     /// Several images' tiles as one batch, in order (the engine fills placeholders in order).
-    static func concatenated(_ parts: [PixelTiles]) throws(RunnerError) -> PixelTiles? {
+    public static func concatenated(_ parts: [PixelTiles]) throws(RunnerError) -> PixelTiles? {
         guard let first = parts.first else { return nil }
         var values: [Float] = []
         values.reserveCapacity(parts.reduce(0) { $0 + $1.values.count })
@@ -111,8 +115,8 @@ public func generateAnswer(context: InferenceContext, appending ids: [Int], medi
     result.stats.cachedTokens = context.length
     let imageEncoding: VisionEncoding?, videoEncoding: VisionEncoding?
     do {
-        imageEncoding = try PixelTiles.concatenated(media.images).map { tiles throws(EngineError) in try model.encode(tiles) }
-        videoEncoding = try PixelTiles.concatenated(media.videos).map { tiles throws(EngineError) in try model.encode(tiles) }
+        imageEncoding = try media.imageEncoding ?? PixelTiles.concatenated(media.images).map { tiles throws(EngineError) in try model.encode(tiles) }
+        videoEncoding = try media.videoEncoding ?? PixelTiles.concatenated(media.videos).map { tiles throws(EngineError) in try model.encode(tiles) }
     } catch let e as EngineError { throw .engine(e) } catch let e as RunnerError { throw e } catch { throw .invalidConversation("\(error)") }
     result.stats.visionTiles = (imageEncoding?.tiles ?? 0) + (videoEncoding?.tiles ?? 0)
     let visionDone = monotonicNow()

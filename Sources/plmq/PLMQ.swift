@@ -21,6 +21,7 @@ struct PLMQ: ParsableCommand {
               plmq verify tiny-q4.plm
               plmq run tiny-q4.plm --image photo.jpg --prompt "What is in this picture?"
               plmq chat tiny-q4.plm
+              plmq eval tiny-q8.plm tiny-q4.plm --dataset Examples/samples --html report.html
               plmq tokenize tiny-q4.plm "Hello" --chat --image-tiles 5
               plmq forward tiny-q4.plm --inputs case.safetensors --output out.safetensors
               plmq generate tiny-q4.plm --inputs case.safetensors --max-new-tokens 16
@@ -31,7 +32,7 @@ struct PLMQ: ParsableCommand {
             config that disagrees with the tensors), 2 on bad input or usage.
             """,
         version: version,
-        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, RunCommand.self, ChatCommand.self, TokenizeCommand.self,
+        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, RunCommand.self, ChatCommand.self, EvalCommand.self, TokenizeCommand.self,
                       PreprocessCommand.self, ForwardCommand.self, GenerateCommand.self, BenchCommand.self, QuantErrorCommand.self]
     )
 

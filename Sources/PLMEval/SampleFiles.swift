@@ -6,7 +6,7 @@ import Darwin
 
 /// The few file-system questions the samples reader asks, answered with POSIX calls (the
 /// library modules do not link Foundation).
-enum FileSystem {
+enum SampleFiles {
     enum Kind: Equatable { case regular(size: Int), directory, other, missing }
 
     /// What `path` is, following symbolic links (a link to a file counts as that file; where it
