@@ -52,6 +52,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Threads that sleep instead of spinning while they wait: on a machine shared with builds, spinning
+# OpenMP threads at nice 19 made a training step 3-5x slower (measured: 1.1 s passive vs 3-7 s).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -500,6 +503,46 @@ def encode(processor, samples, B):
     return batch
 
 
+def shared_prefix_length(input_ids, image_token_id):
+    """Tokens before the first image token: BOS, the system turn and the user header, the same in
+    every sample (the chat template puts the image first)."""
+    first = (input_ids[0] == image_token_id).nonzero()[0].item()
+    assert (input_ids[:, :first] == input_ids[:1, :first]).all()
+    return first
+
+
+def training_loss(model, batch):
+    """The model's own loss (mean cross-entropy over the labelled tokens), computed with two exact
+    shortcuts that halve the training time on CPU:
+
+    * the thumbnail and the single tile of a square image with max_num_tiles=1 are the same
+      pixels, so the vision tower runs on one of them and its features fill both tiles' tokens;
+    * the prompt prefix before the image is the same in every sample, so the decoder runs it once
+      and the batch continues from its (repeated, differentiable) KV cache.
+    """
+    inner = model.model
+    input_ids, pixel_values, labels = batch["input_ids"], batch["pixel_values"], batch["labels"]
+    tiles = pixel_values.shape[1]
+    assert all(torch.equal(pixel_values[:, 0], pixel_values[:, t]) for t in range(1, tiles))
+    features = inner.get_image_features(pixel_values=pixel_values[:, :1], return_dict=True).pooler_output
+    features = features.repeat_interleave(tiles, dim=0)  # (image, tile) order, as flatten(0, 1)
+    embeds = inner.get_input_embeddings()(input_ids)
+    mask = (input_ids == model.config.image_token_id).unsqueeze(-1)
+    assert int(mask.sum()) * embeds.shape[-1] == features.numel()
+    embeds = embeds.masked_scatter(mask, features.to(embeds.dtype))
+    p = shared_prefix_length(input_ids, model.config.image_token_id)
+    lm = inner.language_model
+    prefix = lm(inputs_embeds=embeds[:1, :p], use_cache=True)
+    cache = prefix.cache
+    cache.batch_repeat_interleave(input_ids.shape[0])
+    out = lm(inputs_embeds=embeds[:, p:], attention_mask=batch["attention_mask"], cache=cache, use_cache=True)
+    logits = model.lm_head(out.last_hidden_state).float()
+    # Position p-1 (the last prefix token) predicts an image token, which is never labelled.
+    target = labels[:, p + 1:]
+    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                             ignore_index=-100)
+
+
 def lr_at(step, total, peak, warmup):
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -579,13 +622,18 @@ def train(args, model, processor, B, exclude, val):
         step, elapsed = state["step"], state["elapsed"]
         print(f"resumed at step {step} ({elapsed / 60:.1f} min trained)", flush=True)
     model.train()
+    with torch.no_grad():  # the shortcuts of training_loss must give the model's own loss
+        check = encode(processor, train_batch(step, 8, exclude), B)
+        fast, ref = float(training_loss(model, check)), float(model(**check).loss)
+        assert abs(fast - ref) <= 1e-4 * max(1.0, abs(ref)), (fast, ref)
+        print(f"training_loss {fast:.6f} = model loss {ref:.6f}", flush=True)
     t0 = time.time() - elapsed
     while step < args.steps:
         lr = lr_at(step, args.steps, args.lr, args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         batch = encode(processor, train_batch(step, args.batch_size, exclude), B)
-        loss = model(**batch).loss
+        loss = training_loss(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
