@@ -268,14 +268,30 @@ def make_sample(rng, exclude=None):
     return dict(scene=scene, kind=kind, prompt=prompt, answer=answer)
 
 
+def make_conversation(rng, exclude, max_turns):
+    """A training sample: one scene and 1..max_turns different questions about it, asked in one
+    chat (the image in the first user turn, as at evaluation). Later turns add labelled answers
+    at a small cost: the sequence is dominated by the system prompt and the image tokens."""
+    first = make_sample(rng, exclude)
+    turns = int(rng.integers(1, max_turns + 1))
+    qas = [(first["prompt"], first["answer"])]
+    for _ in range(8 * turns):
+        if len(qas) == turns:
+            break
+        _, q, a = question_for(first["scene"], rng)
+        if all(q != p for p, _ in qas):
+            qas.append((q, a))
+    return dict(scene=first["scene"], kind=first["kind"], prompt=first["prompt"], answer=first["answer"], qas=qas)
+
+
 def fixed_set(seed, n, exclude=None):
     rng = np.random.default_rng(seed)
     return [make_sample(rng, exclude) for _ in range(n)]
 
 
-def train_batch(step, batch_size, exclude):
+def train_batch(step, batch_size, exclude, max_turns):
     rng = np.random.default_rng([TRAIN_SEED, step])
-    return [make_sample(rng, exclude) for _ in range(batch_size)]
+    return [make_conversation(rng, exclude, max_turns) for _ in range(batch_size)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,23 +498,36 @@ def build_model(B):
 # --------------------------------------------------------------------------------------------
 
 
+def conversation_text(processor, qas):
+    messages = []
+    for i, (q, a) in enumerate(qas):
+        content = ([{"type": "image"}] if i == 0 else []) + [{"type": "text", "text": q}]
+        messages.append({"role": "user", "content": content})
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": a}]})
+    return processor.apply_chat_template(messages, tokenize=False)
+
+
 def encode(processor, samples, B):
-    """Processor inputs for teacher forcing: prompt + answer + <|eot_id|>, labels only on the answer
-    and the <|eot_id|> (right padding, padded positions ignored)."""
+    """Processor inputs for teacher forcing: the chat with its answers, labels only on the answers
+    and their closing <|eot_id|> (right padding, padded positions ignored). A sample without
+    "qas" is one turn; its text is the evaluation prompt followed by the answer."""
     tok = processor.tokenizer
-    texts = [prompt_text(processor, s["prompt"]) + s["answer"] + "<|eot_id|>" for s in samples]
+    turns = [s.get("qas", [(s["prompt"], s["answer"])]) for s in samples]
+    texts = [conversation_text(processor, qas) for qas in turns]
     images = [render(s["scene"]) for s in samples]
     batch = processor(images=images, text=texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    header = tok("<|start_header_id|>assistant<|end_header_id|>\n\n", add_special_tokens=False)["input_ids"]
+    eot = B + 9
     labels = torch.full_like(batch["input_ids"], -100)
-    lengths = batch["attention_mask"].sum(1).tolist()
-    for i, s in enumerate(samples):
-        ans = tok(s["answer"] + "<|eot_id|>", add_special_tokens=False)["input_ids"]
-        n = int(lengths[i])
-        seq = batch["input_ids"][i, n - len(ans):n].tolist()
-        # The answer must tokenize the same inside the chat text as alone (the split after the
-        # assistant header's blank line guarantees it; checked, not assumed).
-        assert seq == ans, (s, seq, ans)
-        labels[i, n - len(ans):n] = torch.tensor(ans)
+    for i, qas in enumerate(turns):
+        ids = batch["input_ids"][i].tolist()
+        starts = [j + len(header) for j in range(len(ids) - len(header) + 1) if ids[j:j + len(header)] == header]
+        assert len(starts) == len(qas), (qas, starts)
+        for start, (_, a) in zip(starts, qas):
+            end = ids.index(eot, start) + 1
+            # The answer must tokenize the same inside the chat as alone (checked, not assumed).
+            assert ids[start:end] == tok(a + "<|eot_id|>", add_special_tokens=False)["input_ids"], (a, ids[start:end])
+            labels[i, start:end] = batch["input_ids"][i, start:end]
     batch["labels"] = labels
     return batch
 
@@ -623,7 +652,7 @@ def train(args, model, processor, B, exclude, val):
         print(f"resumed at step {step} ({elapsed / 60:.1f} min trained)", flush=True)
     model.train()
     with torch.no_grad():  # the shortcuts of training_loss must give the model's own loss
-        check = encode(processor, train_batch(step, 8, exclude), B)
+        check = encode(processor, train_batch(step, 8, exclude, args.max_turns), B)
         fast, ref = float(training_loss(model, check)), float(model(**check).loss)
         assert abs(fast - ref) <= 1e-4 * max(1.0, abs(ref)), (fast, ref)
         print(f"training_loss {fast:.6f} = model loss {ref:.6f}", flush=True)
@@ -632,7 +661,7 @@ def train(args, model, processor, B, exclude, val):
         lr = lr_at(step, args.steps, args.lr, args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = encode(processor, train_batch(step, args.batch_size, exclude), B)
+        batch = encode(processor, train_batch(step, args.batch_size, exclude, args.max_turns), B)
         loss = training_loss(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -811,10 +840,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent), help="where the outputs go (Examples/)")
     ap.add_argument("--scratch", default="/work/train-scratch", help="resumable training state (outside the repo)")
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=1800)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1.5e-3)
-    ap.add_argument("--warmup", type=int, default=150)
+    ap.add_argument("--lr", type=float, default=6e-4)
+    ap.add_argument("--max-turns", type=int, default=4, help="questions per training image (1..N, one chat)")
+    ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.05)
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--save-every", type=int, default=100)
