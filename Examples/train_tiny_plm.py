@@ -14,7 +14,8 @@ a byte-level BPE trained here on the task text, followed by PLM's 256 special to
 Tests/Fixtures/make_fixtures.py builds it); prompts go through the PLM chat template (default
 system prompt) and images through the real ``PerceptionLMProcessor`` (thumbnail + one tile, i.e.
 ``max_num_tiles=1``: 2 tiles x 16 tokens per image). The loss is on the answer tokens (and the
-closing <|eot_id|>) only.
+closing <|eot_id|>) only. A training sample is one image with 1-4 questions asked in one chat (the
+image in the first user turn, exactly the evaluation prompt); evaluation asks one question.
 
 Every linear layer's input width is a multiple of 128 (plmq quantizes in groups of 32/64/128 along
 the input), except the patch embedding (3x14x14 = 588, as in every PE tower).
@@ -692,7 +693,7 @@ def file_sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def export(args, model, processor, heldout, demo, train_seconds):
+def export(args, model, processor, heldout, demo, train_seconds, steps_done):
     out = Path(args.out)
     ckpt_dir = out / "shapes-plm"
     if ckpt_dir.exists():
@@ -769,7 +770,7 @@ def export(args, model, processor, heldout, demo, train_seconds):
         "parameters": params,
         "model_safetensors_bytes": weights.stat().st_size,
         "model_safetensors_sha256": file_sha256(weights),
-        "train_steps": args.steps,
+        "train_steps": steps_done,
         "train_batch_size": args.batch_size,
         "train_minutes": round(train_seconds / 60, 1),
         "accuracy": accuracy,
@@ -869,11 +870,11 @@ def main():
     if args.export_only:
         state = torch.load(Path(args.scratch) / "train-state.pt", weights_only=False)
         model.load_state_dict(state["model"])
-        seconds = state["elapsed"]
+        seconds, steps_done = state["elapsed"], state["step"]
     else:
-        seconds = train(args, model, processor, B, exclude, val)
+        seconds, steps_done = train(args, model, processor, B, exclude, val), args.steps
     print(f"training: {seconds / 60:.1f} min", flush=True)
-    report = export(args, model, processor, heldout, demo, seconds)
+    report = export(args, model, processor, heldout, demo, seconds, steps_done)
     print(json.dumps({k: report[k] for k in ("accuracy", "parameters", "model_safetensors_bytes", "train_minutes")}))
 
 
