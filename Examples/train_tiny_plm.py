@@ -645,8 +645,13 @@ def train(args, model, processor, B, exclude, val):
         lr=args.lr, betas=(0.9, 0.98), eps=1e-8,
     )
     step, elapsed = 0, 0.0
+    # Everything that changes the batches or the schedule: a state saved under other settings is
+    # not resumed silently (use another --scratch).
+    recipe = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "warmup", "weight_decay", "max_turns")}
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
+        if state.get("recipe") != recipe:
+            sys.exit(f"{ckpt_path} was saved with {state.get('recipe')}, not {recipe}: use another --scratch")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step, elapsed = state["step"], state["elapsed"]
@@ -680,7 +685,7 @@ def train(args, model, processor, B, exclude, val):
                 f.write(json.dumps(record) + "\n")
         if step % args.save_every == 0 or step == args.steps:
             save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                         "elapsed": time.time() - t0}, ckpt_path)
+                         "elapsed": time.time() - t0, "recipe": recipe}, ckpt_path)
     return time.time() - t0
 
 
