@@ -29,6 +29,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
 
     init(file: PLMFile, tensor t: PLMTensor, bias: [Float]?, options: EngineOptions) throws(PLMError) {
         self.options = options
+        BLAS.useSingleThreadedKernels()
         var parts: [String: PartBytes] = [:]
         for p in t.parts { parts[p.name] = try file.bytes(t, part: p.name) }
         keepAlive = Array(parts.values)
@@ -66,6 +67,14 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
 
     deinit { singleQ.deallocate(); singleD.deallocate(); singleSum.deallocate() }
 
+    /// From this many input rows on, CPUs without the AVX-512 tile GEMM dequantize blocks of
+    /// weight rows and multiply them with OpenBLAS's sgemm, with fp32 activations: their
+    /// row-by-row integer GEMV re-reads the weights for every row and ran a PLM-1B vision tile
+    /// in two minutes on an AVX2 machine. Dequantizing 64 rows costs less than the sgemm from
+    /// about this many rows on.
+    static let denseFallbackRows = 32
+    static let denseBlockRows = 64
+
     /// Weight rows per work item: a tile that stays in cache while every input row runs over it
     /// (declared with the repacked layout in plm_layout.h).
     static let tileRows = Int(PLM_TILE_ROWS)
@@ -82,13 +91,14 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         let k = inFeatures, n = outFeatures
         let blocks = (k + 31) / 32
         let useF32 = options.activations == .f32
+        let denseFallback = !useF32 && rows >= Self.denseFallbackRows && options.implCode < PLM_IMPL_AVX512
         // Activations quantized once per call (int8 per 32-block), shared by all workers.
         let single = rows == 1
         let q = single ? singleQ : UnsafeMutablePointer<Int8>.allocate(capacity: max(1, rows * blocks * 32))
         let d = single ? singleD : UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * blocks))
         let sums = single ? singleSum : UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * blocks))
         defer { if !single { q.deallocate(); d.deallocate(); sums.deallocate() } }
-        if !useF32 {
+        if !useF32 && !denseFallback {
             // Rows are independent: quantize them on the workers too (8 % of a forward pass otherwise).
             var job = QuantizeJob(x: x, q: q, d: d, sums: sums, rows: rows, k: k, blocks: blocks,
                                   workers: max(1, min(options.threads, rows / 8)))
@@ -102,7 +112,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         let tiles = (n + Self.tileRows - 1) / Self.tileRows
         var job = MatmulJob(linear: Unmanaged.passUnretained(self), x: x, y: y, q: q, d: d, sums: sums, rows: rows, k: k, n: n,
                             blocks: blocks, tiles: tiles, workers: max(1, min(options.threads, tiles)),
-                            impl: options.implCode, useF32: useF32)
+                            impl: options.implCode, useF32: useF32, denseFallback: denseFallback)
         WorkerPool.run(job.workers, &job) { context, worker in
             guard let j = context?.assumingMemoryBound(to: MatmulJob.self).pointee else { return }
             j.linear.takeUnretainedValue().computeTiles(j, worker: Int(worker))
@@ -119,7 +129,20 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         let first = worker * j.tiles / j.workers, last = (worker + 1) * j.tiles / j.workers
         let r0 = first * Self.tileRows, r1 = min(j.n, last * Self.tileRows)
         guard r0 < r1 else { return }
-        if j.useF32 {
+        if j.denseFallback {
+            // Blocks of weight rows dequantized (the C reference definition) into this worker's
+            // scratch, then one single-threaded sgemm per block writes y[:, block].
+            let k = j.k
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: Self.denseBlockRows * k)
+            defer { scratch.deallocate() }
+            var rb = r0
+            while rb < r1 {
+                let n = min(Self.denseBlockRows, r1 - rb)
+                for i in 0..<n { plm_dequantize_row(&matrix, Int64(rb + i), scratch + i * k) }
+                BLAS.gemmABt(m: j.rows, n: n, k: k, a: j.x, lda: k, b: scratch, ldb: k, c: j.y + rb, ldc: j.n)
+                rb += n
+            }
+        } else if j.useF32 {
             var row = [Float](repeating: 0, count: r1 - r0)
             for m in 0..<j.rows {
                 row.withUnsafeMutableBufferPointer { buf in
@@ -185,6 +208,7 @@ fileprivate struct MatmulJob {
     let rows: Int, k: Int, n: Int, blocks: Int, tiles: Int, workers: Int
     let impl: Int32
     let useF32: Bool
+    let denseFallback: Bool
 }
 
 /// Activation rows to quantize, strided across workers.
