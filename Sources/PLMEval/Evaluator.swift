@@ -27,6 +27,8 @@ public struct EvaluationOptions: Sendable {
     /// Greedy answers (the reference's, when a sample has no answer, and each model's).
     public var maxNewTokens = 64
     public var thresholds = EvalThresholds()
+    /// What the report names as its producer ("plmq 0.2.0").
+    public var producer = "plmq"
     public init() {}
 }
 
@@ -149,7 +151,7 @@ public struct Evaluator {
             ModelResult(model: evaluated.info, accumulator: t.tokens, features: t.tiles.isEmpty ? nil : FeatureSummary(t.tiles),
                         greedy: GreedySummary(t.greedy), accuracy: hasAnswers ? t.accuracy : nil, samples: t.rows, thresholds: options.thresholds)
         }
-        return EvalReport(plmqVersion: "", reference: reference.info, referenceAccuracy: hasAnswers ? referenceAccuracy : nil, mode: "samples",
+        return EvalReport(plmqVersion: options.producer, reference: reference.info, referenceAccuracy: hasAnswers ? referenceAccuracy : nil, mode: "samples",
                           dataset: JSONObject([("folder", .string(set.folder)), ("sha256", .string(datasetHash)),
                                                ("samples", .int(set.samples.count)), ("skipped", .int(set.problems.count))]),
                           settings: settings, models: results)
@@ -194,7 +196,7 @@ public struct Evaluator {
         }
         var s = settings
         s["ctx"] = .int(context)
-        return EvalReport(plmqVersion: "", reference: reference.info, mode: "text",
+        return EvalReport(plmqVersion: options.producer, reference: reference.info, mode: "text",
                           dataset: JSONObject([("text", .string(source)), ("tokens", .int(tokens.count)), ("chunks", .int(chunks.count))]),
                           settings: s, models: results)
     }

@@ -92,6 +92,7 @@ struct EvalCommand: ParsableCommand {
             var options = EvaluationOptions()
             options.maxTiles = maxTiles
             options.maxNewTokens = maxNewTokens
+            options.producer = "plmq \(PLMQ.version)"
             options.thresholds = EvalThresholds(maxMeanKLD: maxKl, minSameTop: minTop1)
             let evaluator = Evaluator(reference: reference, models: evaluated, options: options)
             let started = monotonicSeconds()

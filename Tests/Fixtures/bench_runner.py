@@ -7,7 +7,8 @@ run beside it (the same machine, one after the other).
     HF_HUB_OFFLINE=1 python Tests/Fixtures/bench_runner.py /work/plm1b IMAGE "What is in this image?"
 
 Time to first token = generate(max_new_tokens=1); decode = (generate(N) − generate(1)) / (N − 1),
-greedy with eos ignored (min_new_tokens=N), median of 3.
+greedy with eos ignored (min_new_tokens=N), median of 3. Environment: BENCH_TOKENS (32), BENCH_REPEATS
+(3), BENCH_TILES (both | one), BENCH_THREADS (1,2).
 """
 import json
 import statistics
@@ -18,7 +19,11 @@ import torch
 from transformers import PerceptionLMForConditionalGeneration, PerceptionLMProcessor
 from transformers.image_utils import load_image
 
-N = 32
+import os
+N = int(os.environ.get("BENCH_TOKENS", "32"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+TILES = [None, 1] if os.environ.get("BENCH_TILES", "both") == "both" else [1]
+THREADS = [int(t) for t in os.environ.get("BENCH_THREADS", "1,2").split(",")]
 
 
 def timed(model, enc, n):
@@ -37,14 +42,14 @@ def main():
     rows = []
     for dtype in (torch.bfloat16, torch.float32):
         model = PerceptionLMForConditionalGeneration.from_pretrained(path, dtype=dtype).eval()
-        for tiles in (None, 1):
+        for tiles in TILES:
             kwargs = {} if tiles is None else {"max_num_tiles": tiles}
             enc = processor(text=text, images=[img], return_tensors="pt", add_special_tokens=False, **kwargs)
             enc = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in enc.items()}
-            for threads in (1, 2):
+            for threads in THREADS:
                 torch.set_num_threads(threads)
-                first = statistics.median(timed(model, enc, 1) for _ in range(3))
-                full = statistics.median(timed(model, enc, N) for _ in range(3))
+                first = statistics.median(timed(model, enc, 1) for _ in range(REPEATS))
+                full = statistics.median(timed(model, enc, N) for _ in range(REPEATS))
                 rows.append({"dtype": str(dtype).split(".")[-1], "tiles": int(enc["pixel_values"].shape[1]),
                              "prompt_tokens": int(enc["input_ids"].shape[1]), "threads": threads,
                              "time_to_first_token_s": round(first, 3), "decode_tokens_per_s": round((N - 1) / (full - first), 2)})
