@@ -336,6 +336,14 @@ extension JSONValue {
         }
     }
 
+    /// `s` as a JSON string literal (quotes included, control characters escaped): for messages
+    /// that quote a value exactly.
+    public static func quoted(_ s: String) -> String {
+        var out = ""
+        writeString(s, into: &out)
+        return out
+    }
+
     private static func writeString(_ s: String, into out: inout String) {
         out += "\""
         for u in s.unicodeScalars {

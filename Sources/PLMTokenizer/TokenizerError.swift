@@ -1,3 +1,4 @@
+import PLMCore
 /// Why a tokenizer.json could not be used. Every case names the file (`source`) and the JSON
 /// path of the field at fault, so a message reads like
 /// `tokenizer.json: model.merges[12]: "a b c" is not two tokens separated by one space`.
@@ -33,18 +34,4 @@ public enum TokenizerError: Error, Equatable, Sendable, CustomStringConvertible 
 }
 
 /// A string as it would be written in JSON, for messages (control characters escaped).
-func quoted(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where u.value < 0x20: out += "\\u" + String(u.value, radix: 16)
-        default: out.unicodeScalars.append(u)
-        }
-    }
-    return out + "\""
-}
+func quoted(_ s: String) -> String { JSONValue.quoted(s) }
