@@ -12,9 +12,9 @@ mkdir -p "$OUT"
 echo "== plmq inspect $MODEL"
 "$PLMQ" inspect "$MODEL" | sed -n 1,12p
 echo
-echo "== plmq convert: int8 and int4"
-"$PLMQ" convert "$MODEL" "$OUT/shapes-q8.plm" --bits 8 --quiet
-"$PLMQ" convert "$MODEL" "$OUT/shapes-q4.plm" --bits 4 --quiet
+echo "== plmq convert: int8 and int4, each with its quality certificate (an eval on the held-out samples)"
+"$PLMQ" convert "$MODEL" "$OUT/shapes-q8.plm" --bits 8 --quiet --eval-dataset Examples/samples
+"$PLMQ" convert "$MODEL" "$OUT/shapes-q4.plm" --bits 4 --quiet --eval-dataset Examples/samples
 "$PLMQ" verify "$OUT/shapes-q8.plm"
 "$PLMQ" verify "$OUT/shapes-q4.plm"
 echo

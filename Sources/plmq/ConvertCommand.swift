@@ -1,6 +1,7 @@
 import PLMCore
 import ArgumentParser
 import PLMModel
+import PLMEval
 import PLMCheckpoint
 import PLMConvert
 import PLMFormat
@@ -62,6 +63,9 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Threads for quantization (default: all cores).")
     var threads: Int?
 
+    @Option(help: "After converting, evaluate the file against the checkpoint on this samples folder and record the result in it (the quality certificate; see plmq eval).")
+    var evalDataset: String?
+
     enum SchemeFlag: String, EnumerableFlag {
         case symmetric, asymmetric
     }
@@ -97,6 +101,13 @@ struct ConvertCommand: ParsableCommand {
                 print(PlanReport(plan: plan, summary: summary).text())
             } else if !quiet {
                 writeStandardError(ConversionReport(plan: plan, summary: summary, output: output).text() + "\n")
+            }
+            if let evalDataset, !dryRun {
+                let report = try evaluateConversion(output: output, source: input, dataset: evalDataset, engine: EngineOptions(threads: options.threads))
+                guard let certificate = QualityCertificate.json(report) else { throw UserFacingError("\(evalDataset): nothing was evaluated") }
+                try PLMFile.addingMetadata(QualityCertificate.metadataKey, certificate, to: output)
+                if !quiet { print(report.textTable) }
+                print(QualityCertificate.summary(certificate) ?? "")
             }
         }
     }

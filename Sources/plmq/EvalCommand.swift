@@ -83,11 +83,11 @@ struct EvalCommand: ParsableCommand {
             for path in models {
                 let bundle = try ModelBundle.open(path)
                 guard case .plm = bundle.source else { throw UserFacingError("\(path): eval compares .plm files with their fp32 checkpoint; give the checkpoint as --reference") }
-                evaluated.append(EvaluatedModel(info: try info(path, bundle), model: try VisionLanguageModel(bundle: bundle, options: engine)))
+                evaluated.append(EvaluatedModel(info: try modelInfo(path, bundle), model: try VisionLanguageModel(bundle: bundle, options: engine)))
             }
             let referencePath = try resolveReference(evaluated[0])
             let referenceBundle = try ModelBundle.open(referencePath)
-            let reference = EvaluatedModel(info: try info(referencePath, referenceBundle),
+            let reference = EvaluatedModel(info: try modelInfo(referencePath, referenceBundle),
                                            model: try VisionLanguageModel(bundle: referenceBundle, options: engine))
             var options = EvaluationOptions()
             options.maxTiles = maxTiles
@@ -135,19 +135,6 @@ struct EvalCommand: ParsableCommand {
         try writer.commit()
     }
 
-    func info(_ path: String, _ bundle: ModelBundle) throws -> ModelInfo {
-        switch bundle.source {
-        case .plm(let file):
-            return ModelInfo(name: FileSystem.fileName(path), path: path, sha256: SHA256.hex(of: file.file),
-                             storage: bundle.metadata?.recipeName.map { "recipe \($0)" })
-        case .checkpoint(let folder):
-            // A folder is named by its weights: the SHA-256 of each shard, hashed together.
-            let hasher = SHA256Hasher()
-            for shard in folder.weights.shards { hasher.update(SHA256.hex(of: shard.file)) }
-            return ModelInfo(name: FileSystem.fileName(path) + " (fp32)", path: path, sha256: hasher.finalizeHex(), storage: "fp32")
-        }
-    }
-
     /// --reference, or the source folder recorded in the .plm, checked against the SHA-256s the
     /// conversion recorded: a moved or changed checkpoint is an error, not a silent comparison
     /// with other weights.
@@ -167,4 +154,32 @@ struct EvalCommand: ParsableCommand {
         }
         return folder
     }
+}
+
+/// A model's identity in a report: its name, path and SHA-256 (of the file, or of a folder's shards).
+func modelInfo(_ path: String, _ bundle: ModelBundle) throws -> ModelInfo {
+    switch bundle.source {
+    case .plm(let file):
+        return ModelInfo(name: FileSystem.fileName(path), path: path, sha256: SHA256.hex(of: file.file),
+                         storage: bundle.metadata?.recipeName.map { "recipe \($0)" })
+    case .checkpoint(let folder):
+        // A folder is named by its weights: the SHA-256 of each shard, hashed together.
+        let hasher = SHA256Hasher()
+        for shard in folder.weights.shards { hasher.update(SHA256.hex(of: shard.file)) }
+        return ModelInfo(name: FileSystem.fileName(path) + " (fp32)", path: path, sha256: hasher.finalizeHex(), storage: "fp32")
+    }
+}
+
+/// Evaluates a just-converted file against its source checkpoint on a samples folder, for the
+/// quality certificate of `plmq convert --eval-dataset`.
+func evaluateConversion(output: String, source: String, dataset: String, engine: EngineOptions) throws -> EvalReport {
+    let bundle = try ModelBundle.open(output)
+    let model = EvaluatedModel(info: try modelInfo(output, bundle), model: try VisionLanguageModel(bundle: bundle, options: engine))
+    let referenceBundle = try ModelBundle.open(source)
+    let reference = EvaluatedModel(info: try modelInfo(source, referenceBundle), model: try VisionLanguageModel(bundle: referenceBundle, options: engine))
+    var options = EvaluationOptions()
+    options.producer = "plmq \(PLMQ.version)"
+    let set = try SampleSet(folder: dataset)
+    try set.requireClean()
+    return try Evaluator(reference: reference, models: [model], options: options).evaluate(samples: set, datasetHash: try set.datasetHash())
 }

@@ -3,6 +3,7 @@ import PLMCheckpoint
 import PLMFormat
 import PLMQuant
 import PLMModel
+import PLMEval
 
 /// What `plmq inspect` prints for a `.plm` file.
 struct PLMReport {
@@ -37,6 +38,7 @@ struct PLMReport {
         var lines = ["plmq file \(file.path) (format \(file.version.major).\(file.version.minor), \(formatBytes(file.file.size)))"]
         if let producer = metadata.producer { lines.append("  written by \(producer)") }
         if let recipe = metadata.recipeName { lines.append("  recipe \(recipe): \(metadata.recipeSummary ?? "")") }
+        if let quality = QualityCertificate.summary(metadata.raw[QualityCertificate.metadataKey]) { lines.append("  " + quality) }
         for source in metadata.sources {
             lines.append("  source \(source.name), \(formatBytes(source.bytes)), sha256 \(source.sha256)")
         }

@@ -2,6 +2,7 @@ import PLMCore
 import ArgumentParser
 import PLMCheckpoint
 import PLMFormat
+import PLMEval
 
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,6 +22,7 @@ struct VerifyCommand: ParsableCommand {
             let seconds = monotonicSeconds() - started
             print("\(path): ok — \(file.tensors.count) tensors and \(file.files.count) embedded files, "
                 + "\(formatBytes(file.payloadBytes)) checked in \(String(format2: seconds)) s (\(formatRate(Double(file.payloadBytes) / max(seconds, 1e-9))))")
+            if let quality = QualityCertificate.summary(file.metadata[QualityCertificate.metadataKey]) { print("  " + quality) }
         }
     }
 }

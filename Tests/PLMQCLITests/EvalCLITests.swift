@@ -103,4 +103,22 @@ import Testing
         r = try plmq("eval", plm, "--dataset", Self.samples, "--reference", source, "--max-new-tokens", "4")
         #expect(r.status == 0, "\(r.stderr)")
     }
+
+    /// `convert --eval-dataset` records the quality certificate in the file; inspect and verify
+    /// show it, and the file still verifies (the payloads are untouched).
+    @Test func convertRecordsTheQualityCertificate() throws {
+        let folder = try TemporaryFolder("cli-certificate")
+        let out = folder.path + "/q8.plm"
+        var r = try plmq("convert", Fixtures.model("tiny-bf16-gqa-llama3"), out, "--bits", "8", "--eval-dataset", Self.samples, "--quiet")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("quality: mean KL"))
+        r = try plmq("verify", out)
+        #expect(r.status == 0 && r.stdout.contains("quality: mean KL") && r.stdout.contains("eval-samples"))
+        r = try plmq("inspect", out, "--json")
+        let metadata = try #require(try JSONParser.parse(r.stdout).objectValue?["metadata"]?.objectValue)
+        let quality = try #require(metadata["quality"]?.objectValue)
+        #expect((quality["mean_kld"]?.doubleValue ?? -1) > 0)
+        #expect(quality["dataset"]?.objectValue?["sha256"]?.stringValue?.count == 64)
+        #expect(quality["reference"]?.objectValue?["sha256"]?.stringValue?.count == 64)
+    }
 }
