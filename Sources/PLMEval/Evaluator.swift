@@ -27,6 +27,8 @@ public struct EvaluationOptions: Sendable {
     /// Greedy answers (the reference's, when a sample has no answer, and each model's).
     public var maxNewTokens = 64
     public var thresholds = EvalThresholds()
+    /// Compare the hidden state after every vision block and decoder layer (`--per-layer`).
+    public var perLayer = false
     /// What the report names as its producer ("plmq 0.2.0").
     public var producer = "plmq"
     public init() {}
@@ -63,6 +65,23 @@ public struct Evaluator {
         var greedy: [GreedyComparison] = []
         var accuracy = AccuracyCounter()
         var rows: [SampleRow] = []
+        var layers = LayerErrorAccumulator()
+    }
+
+    /// Hidden states by layer name ("vision.3" per tile in order, "decoder.11" over the answer
+    /// positions), captured for the per-layer comparison.
+    final class LayerStates {
+        var vision: [String: [[Float]]] = [:]
+        var decoder: [String: [Float]] = [:]
+        var order: [String] = []
+        func add(_ name: String, tile values: [Float]) {
+            if vision[name] == nil { order.append(name) }
+            vision[name, default: []].append(values)
+        }
+        func add(_ name: String, _ values: [Float]) {
+            if decoder[name] == nil { order.append(name) }
+            decoder[name] = values
+        }
     }
 
     /// The messages of a sample, with its files resolved against the folder.
@@ -96,7 +115,8 @@ public struct Evaluator {
             }
             let messages = Self.messages(sample, folder: set.folder)
             let prompt = try run { () throws(RunnerError) in try ref.session().preparePrompt(messages, options: generate) }
-            let refMedia = try run { () throws(RunnerError) in try encode(prompt, on: ref.engine) }
+            let refStates = options.perLayer ? LayerStates() : nil
+            let refMedia = try run { () throws(RunnerError) in try encode(prompt, on: ref.engine, states: refStates) }
             let eos = Set(ref.generation.eosTokenIds)
             let refGreedy = try run { () throws(RunnerError) in
                 try generateAnswer(context: InferenceContext(model: ref.engine), appending: prompt.ids, media: refMedia,
@@ -110,7 +130,9 @@ public struct Evaluator {
                 referenceAccuracy.add(prediction: refGreedy.text, answer: text)
             }
             guard !answer.isEmpty else { continue }
-            let refLogits = try run { () throws(RunnerError) in try teacherForced(prompt, answer: answer, media: refMedia, on: ref.engine) }
+            let refLogits = try run { () throws(RunnerError) in
+                try teacherForced(prompt, answer: answer, media: refMedia, on: ref.engine, states: refStates)
+            }
             let vocab = ref.engine.config.text.vocabSize
             let targets = answer.map { Int32($0) }
             let refPositions: [ReferencePosition]
@@ -119,7 +141,8 @@ public struct Evaluator {
             }
             for (m, evaluated) in models.enumerated() {
                 let model = evaluated.model
-                let media = try run { () throws(RunnerError) in try encode(prompt, on: model.engine) }
+                let states = options.perLayer ? LayerStates() : nil
+                let media = try run { () throws(RunnerError) in try encode(prompt, on: model.engine, states: states) }
                 var cosine: Double?
                 if let r = refMedia.imageEncoding, let q = media.imageEncoding {
                     do {
@@ -129,7 +152,10 @@ public struct Evaluator {
                         cosine = tiles.isEmpty ? nil : tiles.map(\.whole.cosine).reduce(0, +) / Double(tiles.count)
                     } catch { throw .metrics(sample: id, error) }
                 }
-                let logits = try run { () throws(RunnerError) in try teacherForced(prompt, answer: answer, media: media, on: model.engine) }
+                let logits = try run { () throws(RunnerError) in
+                    try teacherForced(prompt, answer: answer, media: media, on: model.engine, states: states)
+                }
+                if let refStates, let states { compareLayers(refStates, states, into: &tallies[m].layers) }
                 let metrics: SampleTokenMetrics
                 do { metrics = try tallies[m].tokens.add(reference: refPositions, quantizedLogits: logits, sample: id) } catch {
                     throw .metrics(sample: id, error)
@@ -149,7 +175,8 @@ public struct Evaluator {
         let hasAnswers = set.samples.contains { $0.answer != nil }
         let results = zip(models, tallies).map { evaluated, t in
             ModelResult(model: evaluated.info, accumulator: t.tokens, features: t.tiles.isEmpty ? nil : FeatureSummary(t.tiles),
-                        greedy: GreedySummary(t.greedy), accuracy: hasAnswers ? t.accuracy : nil, samples: t.rows, thresholds: options.thresholds)
+                        greedy: GreedySummary(t.greedy), accuracy: hasAnswers ? t.accuracy : nil, layers: t.layers.means,
+                        samples: t.rows, thresholds: options.thresholds)
         }
         return EvalReport(plmqVersion: options.producer, reference: reference.info, referenceAccuracy: hasAnswers ? referenceAccuracy : nil, mode: "samples",
                           dataset: JSONObject([("folder", .string(set.folder)), ("sha256", .string(datasetHash)),
@@ -206,11 +233,25 @@ public struct Evaluator {
                     ("frames", .int(options.frames)), ("threads", .int(reference.model.engine.options.threads))])
     }
 
-    /// The prompt's media through `engine`'s vision tower.
-    func encode(_ prompt: ChatSession.Prompt, on engine: PerceptionLM) throws(RunnerError) -> PreparedMedia {
+    /// Cosine and relative error of every captured layer, tile by tile for the vision blocks.
+    func compareLayers(_ reference: LayerStates, _ model: LayerStates, into acc: inout LayerErrorAccumulator) {
+        for name in reference.order {
+            if let r = reference.decoder[name], let q = model.decoder[name], r.count == q.count {
+                r.withUnsafeBufferPointer { rp in q.withUnsafeBufferPointer { qp in acc.add(layer: name, VectorComparison.compare(reference: rp, quantized: qp)) } }
+            } else if let rt = reference.vision[name], let qt = model.vision[name] {
+                for (r, q) in zip(rt, qt) where r.count == q.count {
+                    r.withUnsafeBufferPointer { rp in q.withUnsafeBufferPointer { qp in acc.add(layer: name, VectorComparison.compare(reference: rp, quantized: qp)) } }
+                }
+            }
+        }
+    }
+
+    /// The prompt's media through `engine`'s vision tower (images' blocks captured into `states`).
+    func encode(_ prompt: ChatSession.Prompt, on engine: PerceptionLM, states: LayerStates? = nil) throws(RunnerError) -> PreparedMedia {
         var media = PreparedMedia(images: prompt.images, videos: prompt.videos)
+        let tap: ((Int, Int, [Float]) -> Void)? = states.map { s in { block, _, hidden in s.add("vision.\(block)", tile: hidden) } }
         do {
-            media.imageEncoding = try PixelTiles.concatenated(prompt.images).map { tiles throws(EngineError) in try engine.encode(tiles) }
+            media.imageEncoding = try PixelTiles.concatenated(prompt.images).map { tiles throws(EngineError) in try engine.encode(tiles, onBlock: tap) }
             media.videoEncoding = try PixelTiles.concatenated(prompt.videos).map { tiles throws(EngineError) in try engine.encode(tiles) }
         } catch let e as EngineError { throw .engine(e) } catch let e as RunnerError { throw e } catch { throw .invalidConversation("\(error)") }
         return media
@@ -218,11 +259,17 @@ public struct Evaluator {
 
     /// The logits that predict each answer token: prompt + answer (all but its last token) in one
     /// prefill, keeping the last answer.count positions.
-    func teacherForced(_ prompt: ChatSession.Prompt, answer: [Int], media: PreparedMedia, on engine: PerceptionLM) throws(RunnerError) -> [Float] {
+    func teacherForced(_ prompt: ChatSession.Prompt, answer: [Int], media: PreparedMedia, on engine: PerceptionLM,
+                       states: LayerStates? = nil) throws(RunnerError) -> [Float] {
         let ids = prompt.ids + answer.dropLast()
+        let h = engine.config.text.hiddenSize, keep = answer.count
+        // The residual stream at the answer positions after each layer.
+        let tap: ((Int, UnsafeBufferPointer<Float>) -> Void)? = states.map { s in { layer, x in
+            s.add("decoder.\(layer)", Array(x[(x.count - keep * h)...]))
+        } }
         do {
             return try InferenceContext(model: engine, reserve: ids.count)
-                .append(ids, images: media.imageEncoding, videos: media.videoEncoding, logits: .lastPositions(answer.count))
+                .append(ids, images: media.imageEncoding, videos: media.videoEncoding, logits: .lastPositions(answer.count), onLayer: tap)
         } catch { throw .engine(error) }
     }
 }

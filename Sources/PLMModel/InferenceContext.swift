@@ -37,8 +37,9 @@ public final class InferenceContext {
     /// Appends `ids` after the cached positions; their image and video placeholders take the rows
     /// of `images` and `videos` in order (the counts must match exactly). Returns the requested
     /// logits, [positions, vocab].
+    /// `onLayer(l, x)` sees the residual stream [ids.count, H] after every decoder layer.
     public func append(_ ids: [Int], images: VisionEncoding? = nil, videos: VisionEncoding? = nil,
-                       logits: Logits = .last) throws(EngineError) -> [Float] {
+                       logits: Logits = .last, onLayer: ((Int, UnsafeBufferPointer<Float>) -> Void)? = nil) throws(EngineError) -> [Float] {
         guard !ids.isEmpty else { throw .invalidInput("nothing to append: the token list is empty") }
         let (total, overflow) = length.addingReportingOverflow(ids.count)
         guard !overflow, total <= contextLength else {
@@ -47,7 +48,7 @@ public final class InferenceContext {
         try model.checkPlaceholderCounts([ids], images: images, videos: videos)
         var imageRow = 0, videoRow = 0
         let embeddings = try model.mergedEmbeddings(ids, images: images, videos: videos, imageRow: &imageRow, videoRow: &videoRow)
-        let hidden = model.decoder.forward(embeddings, rows: ids.count, cache: cache)
+        let hidden = model.decoder.forward(embeddings, rows: ids.count, cache: cache, onLayer: onLayer)
         tokens.append(contentsOf: ids)
         let h = model.config.text.hiddenSize
         switch logits {

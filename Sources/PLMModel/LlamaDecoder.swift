@@ -198,10 +198,11 @@ public struct LlamaDecoder: Sendable {
 
     /// Runs `rows` new positions (embeddings [rows, H]) after the cached ones; returns the final
     /// normalised hidden states [rows, H] and extends the cache (prefill).
-    func forward(_ embeddings: [Float], rows: Int, cache: KVCache) -> [Float] {
+    func forward(_ embeddings: [Float], rows: Int, cache: KVCache,
+                 onLayer: ((Int, UnsafeBufferPointer<Float>) -> Void)? = nil) -> [Float] {
         let state = DecodeState(config: config, rows: rows, chunkRows: mlpChunkRows)
         embeddings.withUnsafeBufferPointer { state.x.update(from: $0.baseAddress!, count: rows * config.hiddenSize) }
-        runLayers(rows: rows, cache: cache, state: state)
+        runLayers(rows: rows, cache: cache, state: state, onLayer: onLayer)
         return Array(UnsafeBufferPointer(start: state.normed, count: rows * config.hiddenSize))
     }
 
@@ -214,13 +215,16 @@ public struct LlamaDecoder: Sendable {
     }
 
     /// Every layer over `rows` positions in `s.x`, then the final norm into `s.normed`.
-    private func runLayers(rows: Int, cache: KVCache, state s: DecodeState) {
+    /// `onLayer(l, x)`: the residual stream [rows, H] after layer l (per-layer error taps).
+    private func runLayers(rows: Int, cache: KVCache, state s: DecodeState,
+                           onLayer: ((Int, UnsafeBufferPointer<Float>) -> Void)? = nil) {
         let start = cache.length
         cache.reserve(start + rows)
         // By index: a generic enumerated() iterator boxes the large layer value in unoptimised builds.
         for l in layers.indices {
             layers[l].attentionBlock(s, rows: rows, start: start, layer: l, cache: cache, decoder: self)
             layers[l].mlpBlock(s, rows: rows, decoder: self)
+            onLayer?(l, UnsafeBufferPointer(start: s.x, count: rows * config.hiddenSize))
         }
         cache.advance(by: rows)
         Ops.rmsNorm(s.x, rows: rows, width: config.hiddenSize, weight: norm, eps: Float(config.rmsNormEps), into: s.normed)

@@ -46,7 +46,8 @@ public final class PerceptionLM: Sendable {
     public var options: EngineOptions { source.options }
 
     /// Runs the tower and projector on every tile, in order.
-    public func encode(_ tiles: PixelTiles) throws(EngineError) -> VisionEncoding {
+    /// `onBlock(block, tile, hidden)` sees every vision block's output of every tile.
+    public func encode(_ tiles: PixelTiles, onBlock: ((Int, Int, [Float]) -> Void)? = nil) throws(EngineError) -> VisionEncoding {
         let v = config.vision
         guard tiles.height == v.imageHeight, tiles.width == v.imageWidth else {
             throw .invalidInput("tiles are \(tiles.height)×\(tiles.width) pixels but the vision tower takes exactly \(v.imageHeight)×\(v.imageWidth)")
@@ -55,7 +56,8 @@ public final class PerceptionLM: Sendable {
         out.tiles = tiles.count
         let tileSize = 3 * v.imageHeight * v.imageWidth
         for i in 0..<tiles.count {
-            let hidden = tiles.values.withUnsafeBufferPointer { vision.forward(tile: $0.baseAddress! + i * tileSize) }
+            let tap: ((Int, [Float]) -> Void)? = onBlock.map { f in { block, hidden in f(block, i, hidden) } }
+            let hidden = tiles.values.withUnsafeBufferPointer { vision.forward(tile: $0.baseAddress! + i * tileSize, onBlock: tap) }
             out.visionHidden.append(contentsOf: hidden)
             // The CLS token is dropped before the projector when vision_use_cls_token is set.
             let skip = config.visionUseClsToken ? v.embedDim : 0

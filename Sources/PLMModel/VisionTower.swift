@@ -68,7 +68,8 @@ public struct VisionTower: Sendable {
     }
 
     /// Runs one image tile [3, H, W] (normalised pixels) and returns [tokens, D].
-    public func forward(tile: UnsafePointer<Float>) -> [Float] {
+    /// `onBlock(i, hidden)`: the hidden state [tokens, D] after block i (per-layer error taps).
+    public func forward(tile: UnsafePointer<Float>, onBlock: ((Int, [Float]) -> Void)? = nil) -> [Float] {
         let v = config, d = v.embedDim, t = v.tokenCount, prefix = v.prefixTokens
         let ps = v.patchSize, h = v.imageHeight, w = v.imageWidth
 
@@ -101,7 +102,10 @@ public struct VisionTower: Sendable {
             }
             swap(&x, &normed)
         }
-        for block in blocks { run(block, &x, scratch: &normed) }
+        for (i, block) in blocks.enumerated() {
+            run(block, &x, scratch: &normed)
+            onBlock?(i, x)
+        }
         if let normPost {
             x.withUnsafeBufferPointer { xp in
                 normed.withUnsafeMutableBufferPointer { np in

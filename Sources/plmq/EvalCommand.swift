@@ -62,6 +62,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Fail (exit 1) when a model's same-top-token rate (0–1) is below this.")
     var minTop1: Double?
 
+    @Flag(help: "Also compare the hidden state after every vision block and decoder layer (cosine, relative error), to show where the error enters.")
+    var perLayer = false
+
     @Flag(help: "Skip malformed sample lines (reported) instead of stopping.")
     var skipBad = false
 
@@ -92,6 +95,7 @@ struct EvalCommand: ParsableCommand {
             var options = EvaluationOptions()
             options.maxTiles = maxTiles
             options.maxNewTokens = maxNewTokens
+            options.perLayer = perLayer
             options.producer = "plmq \(PLMQ.version)"
             options.thresholds = EvalThresholds(maxMeanKLD: maxKl, minSameTop: minTop1)
             let evaluator = Evaluator(reference: reference, models: evaluated, options: options)

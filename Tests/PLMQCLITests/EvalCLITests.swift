@@ -121,4 +121,24 @@ import Testing
         #expect(quality["dataset"]?.objectValue?["sha256"]?.stringValue?.count == 64)
         #expect(quality["reference"]?.objectValue?["sha256"]?.stringValue?.count == 64)
     }
+
+    /// --per-layer: every vision block and decoder layer, int8 closer to fp32 than int4 at the
+    /// last decoder layer; an exact file is identical at every layer.
+    @Test func perLayerErrorsShowWhereTheErrorEnters() throws {
+        let c = try #require(Self.converted)
+        let json = c.folder.path + "/layers.json"
+        let r = try plmq("eval", c.q8, c.q4, c.exact, "--dataset", Self.samples, "--per-layer", "--max-new-tokens", "4", "--json", json)
+        #expect(r.status == 0, "\(r.stderr)")
+        let models = try #require(try Self.report(json)["models"]?.arrayValue)
+        func layers(_ i: Int) -> [(String, Double)] {
+            (models[i].objectValue?["layers"]?.arrayValue ?? []).compactMap { l in
+                guard let o = l.objectValue, let name = o["layer"]?.stringValue, let cos = o["cosine"]?.doubleValue else { return nil }
+                return (name, cos)
+            }
+        }
+        let q8 = layers(0), q4 = layers(1), exact = layers(2)
+        #expect(q8.map(\.0) == ["vision.0", "vision.1", "vision.2", "decoder.0", "decoder.1"])
+        #expect((q8.last?.1 ?? 0) > (q4.last?.1 ?? 1))
+        #expect(exact.allSatisfy { $0.1 == 1 } && exact.count == q8.count)
+    }
 }
