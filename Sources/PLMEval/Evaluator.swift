@@ -8,6 +8,7 @@ public enum EvaluationError: Error, CustomStringConvertible {
     case runner(sample: String, RunnerError)
     case metrics(sample: String, EvalError)
     case samples(SampleSetError)
+    case cache(ReferenceCacheError)
     case text(String)
 
     public var description: String {
@@ -15,6 +16,7 @@ public enum EvaluationError: Error, CustomStringConvertible {
         case .runner(let s, let e): return "sample \(s): \(e)"
         case .metrics(let s, let e): return "sample \(s): \(e)"
         case .samples(let e): return e.description
+        case .cache(let e): return e.description
         case .text(let d): return d
         }
     }
@@ -102,7 +104,17 @@ public struct Evaluator {
         }
     }
 
-    public func evaluate(samples set: SampleSet, datasetHash: String,
+    /// The reference cache of a run: read what it holds, or write what is computed.
+    public struct CacheUse {
+        public let reader: ReferenceCache?
+        public let writer: ReferenceCacheWriter?
+        public init(reader: ReferenceCache?, writer: ReferenceCacheWriter?) {
+            self.reader = reader
+            self.writer = writer
+        }
+    }
+
+    public func evaluate(samples set: SampleSet, datasetHash: String, cache: CacheUse? = nil,
                          progress: (Int, Int) -> Void = { _, _ in }) throws(EvaluationError) -> EvalReport {
         var tallies = Array(repeating: Tally(), count: models.count)
         var referenceAccuracy = AccuracyCounter()
@@ -116,37 +128,64 @@ public struct Evaluator {
             let messages = Self.messages(sample, folder: set.folder)
             let prompt = try run { () throws(RunnerError) in try ref.session().preparePrompt(messages, options: generate) }
             let refStates = options.perLayer ? LayerStates() : nil
-            let refMedia = try run { () throws(RunnerError) in try encode(prompt, on: ref.engine, states: refStates) }
             let eos = Set(ref.generation.eosTokenIds)
-            let refGreedy = try run { () throws(RunnerError) in
-                try generateAnswer(context: InferenceContext(model: ref.engine), appending: prompt.ids, media: refMedia,
-                                   tokenizer: ref.processor.tokenizer, parameters: .greedy, maxNewTokens: options.maxNewTokens, stopTokens: eos)
-            }
-            // The answer every model is scored on: the reference answer (with the end-of-turn
-            // token a chat model ends it with), or the reference's own greedy answer.
-            var answer = refGreedy.ids
-            if let text = sample.answer {
-                answer = ref.processor.tokenizer.encode(text, addSpecialTokens: false) + (ref.generation.eosTokenIds.last.map { [$0] } ?? [])
-                referenceAccuracy.add(prediction: refGreedy.text, answer: text)
-            }
-            guard !answer.isEmpty else { continue }
-            let refLogits = try run { () throws(RunnerError) in
-                try teacherForced(prompt, answer: answer, media: refMedia, on: ref.engine, states: refStates)
-            }
             let vocab = ref.engine.config.text.vocabSize
-            let targets = answer.map { Int32($0) }
-            let refPositions: [ReferencePosition]
-            do { refPositions = try EvalAccumulator.referencePositions(logits: refLogits, targets: targets, vocabulary: vocab) } catch {
-                throw .metrics(sample: id, error)
+            let config = ref.engine.config
+            // The reference's part, from the cache when it holds this sample (per-layer needs the
+            // hidden states, which are not cached), else computed and written to it.
+            var refPositions: [ReferencePosition]
+            var refGreedyIds: [Int], refGreedyText: String
+            var refFeatures: [Float]?, refTiles = 0
+            var answer: [Int]
+            let cached: ReferenceRecord?
+            do { cached = refStates == nil ? try cache?.reader?.record(for: id) : nil } catch { throw .cache(error) }
+            if let record = cached {
+                refPositions = record.positions
+                refGreedyIds = record.greedyTokens.map { Int($0) }
+                refGreedyText = record.greedyText ?? ""
+                refFeatures = record.features?.values
+                refTiles = record.features?.tiles ?? 0
+                answer = record.positions.map { Int($0.target) }
+            } else {
+                let refMedia = try run { () throws(RunnerError) in try encode(prompt, on: ref.engine, states: refStates) }
+                let refGreedy = try run { () throws(RunnerError) in
+                    try generateAnswer(context: InferenceContext(model: ref.engine), appending: prompt.ids, media: refMedia,
+                                       tokenizer: ref.processor.tokenizer, parameters: .greedy, maxNewTokens: options.maxNewTokens, stopTokens: eos)
+                }
+                refGreedyIds = refGreedy.ids
+                refGreedyText = refGreedy.text
+                refFeatures = refMedia.imageEncoding?.features
+                refTiles = refMedia.imageEncoding?.tiles ?? 0
+                // The answer every model is scored on: the reference answer (with the end-of-turn
+                // token a chat model ends it with), or the reference's own greedy answer.
+                answer = refGreedy.ids
+                if let text = sample.answer {
+                    answer = ref.processor.tokenizer.encode(text, addSpecialTokens: false) + (ref.generation.eosTokenIds.last.map { [$0] } ?? [])
+                }
+                guard !answer.isEmpty else { continue }
+                let scored = answer
+                let refLogits = try run { () throws(RunnerError) in
+                    try teacherForced(prompt, answer: scored, media: refMedia, on: ref.engine, states: refStates)
+                }
+                do { refPositions = try EvalAccumulator.referencePositions(logits: refLogits, targets: answer.map { Int32($0) }, vocabulary: vocab) } catch {
+                    throw .metrics(sample: id, error)
+                }
+                let features = refFeatures.map { FeatureBlock(tiles: refTiles, tokens: config.tokensPerTile, hidden: config.text.hiddenSize, values: $0) }
+                do {
+                    try cache?.writer?.append(ReferenceRecord(sampleID: id, positions: refPositions, greedyTokens: refGreedyIds.map { Int32($0) },
+                                                              greedyText: refGreedyText, features: features))
+                } catch { throw .cache(error) }
             }
+            if let text = sample.answer { referenceAccuracy.add(prediction: refGreedyText, answer: text) }
+            guard !answer.isEmpty else { continue }
             for (m, evaluated) in models.enumerated() {
                 let model = evaluated.model
                 let states = options.perLayer ? LayerStates() : nil
                 let media = try run { () throws(RunnerError) in try encode(prompt, on: model.engine, states: states) }
                 var cosine: Double?
-                if let r = refMedia.imageEncoding, let q = media.imageEncoding {
+                if let r = refFeatures, let q = media.imageEncoding {
                     do {
-                        let tiles = try FeatureComparison.compare(reference: r.features, quantized: q.features, tiles: r.tiles,
+                        let tiles = try FeatureComparison.compare(reference: r, quantized: q.features, tiles: refTiles,
                                                                   tokens: ref.engine.config.tokensPerTile, hidden: ref.engine.config.text.hiddenSize)
                         tallies[m].tiles += tiles
                         cosine = tiles.isEmpty ? nil : tiles.map(\.whole.cosine).reduce(0, +) / Double(tiles.count)
@@ -164,7 +203,7 @@ public struct Evaluator {
                     try generateAnswer(context: InferenceContext(model: model.engine), appending: prompt.ids, media: media,
                                        tokenizer: model.processor.tokenizer, parameters: .greedy, maxNewTokens: options.maxNewTokens, stopTokens: eos)
                 }
-                let comparison = GreedyComparison(reference: refGreedy.ids.map { Int32($0) }, quantized: greedy.ids.map { Int32($0) })
+                let comparison = GreedyComparison(reference: refGreedyIds.map { Int32($0) }, quantized: greedy.ids.map { Int32($0) })
                 tallies[m].greedy.append(comparison)
                 if let text = sample.answer { tallies[m].accuracy.add(prediction: greedy.text, answer: text) }
                 tallies[m].rows.append(SampleRow(id: id, images: sample.images.map { FileSystem.join(set.folder, $0) }, tokens: metrics,

@@ -44,6 +44,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "The fp32 reference checkpoint folder (default: the folder recorded in the first .plm).")
     var reference: String?
 
+    @Option(help: "A folder for the reference's cached results (Formats/REFCACHE.md): the first run writes them, later runs on the same reference, dataset and settings read them instead of running the fp32 model's passes.")
+    var referenceCache: String?
+
     @Option(help: "Most tiles per image (default: the processor config's).")
     var maxTiles: Int?
 
@@ -111,7 +114,26 @@ struct EvalCommand: ParsableCommand {
                 let set = try SampleSet(folder: dataset)
                 for problem in set.problems { writeStandardError("plmq: \(dataset)/samples.jsonl: \(problem)\n") }
                 if !skipBad { try set.requireClean() }
-                report = try evaluator.evaluate(samples: set, datasetHash: try set.datasetHash(), progress: progress)
+                let hash = try set.datasetHash()
+                var cache: Evaluator.CacheUse?
+                if let referenceCache {
+                    if !FileSystem.isDirectory(referenceCache) { try FileSystem.makeDirectory(referenceCache) }
+                    let key = ReferenceCacheKey(referenceSHA256: reference.info.sha256, datasetHash: hash,
+                                                settings: ["max_new_tokens": "\(maxNewTokens)", "max_tiles": maxTiles.map(String.init) ?? "default", "frames": "32"])
+                    do {
+                        let reader = try ReferenceCache(folder: referenceCache, key: key)
+                        writeStandardError("eval: reference results read from \(reader.path) (\(reader.sampleIDs.count) samples)\n")
+                        cache = Evaluator.CacheUse(reader: reader, writer: nil)
+                    } catch ReferenceCacheError.notFound {
+                        let writer = try ReferenceCacheWriter(folder: referenceCache, key: key, vocabulary: reference.model.engine.config.text.vocabSize)
+                        cache = Evaluator.CacheUse(reader: nil, writer: writer)
+                    }
+                }
+                report = try evaluator.evaluate(samples: set, datasetHash: hash, cache: cache, progress: progress)
+                if let writer = cache?.writer {
+                    let bytes = try writer.commit()
+                    writeStandardError("eval: reference results cached in \(writer.path) (\(formatBytes(bytes)))\n")
+                }
             } else if let text {
                 let bytes = try FileSystem.readBytes(text)
                 guard let content = String(validating: bytes, as: UTF8.self) else { throw UserFacingError("\(text): not valid UTF-8 text") }

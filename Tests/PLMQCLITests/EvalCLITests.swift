@@ -141,4 +141,23 @@ import Testing
         #expect((q8.last?.1 ?? 0) > (q4.last?.1 ?? 1))
         #expect(exact.allSatisfy { $0.1 == 1 } && exact.count == q8.count)
     }
+
+    /// --reference-cache: the first run writes the reference's results, the second reads them and
+    /// gives the same token metrics and greedy agreement (features come back through f16).
+    @Test func theReferenceCacheReproducesTheRun() throws {
+        let c = try #require(Self.converted)
+        let cache = c.folder.path + "/refcache"
+        var reports: [JSONObject] = []
+        for i in 0..<2 {
+            let json = c.folder.path + "/cached\(i).json"
+            let r = try plmq("eval", c.q8, "--dataset", Self.samples, "--reference-cache", cache, "--max-new-tokens", "4", "--json", json)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stderr.contains(i == 0 ? "reference results cached in" : "reference results read from"))
+            reports.append(try Self.report(json))
+        }
+        let first = reports[0]["models"]?.arrayValue?.first?.objectValue, second = reports[1]["models"]?.arrayValue?.first?.objectValue
+        #expect(first?["tokens"] == second?["tokens"])
+        #expect(first?["greedy"] == second?["greedy"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cache).filter { $0.hasSuffix(".plmref") }.count == 1)
+    }
 }
