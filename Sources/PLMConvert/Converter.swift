@@ -248,8 +248,9 @@ public struct Converter {
         let quantizer = RowQuantizer(layout: layout)
         let threads = max(1, threads)
         // The buffers are disjoint per chunk, so workers never write the same bytes.
-        nonisolated(unsafe) let (d, s, m, partial, failed) = (data, scales, mins, sums, failures)
+        let shared = WorkerShared((data, scales, mins, sums, failures))
         DispatchQueue.concurrentPerform(iterations: min(threads, chunks)) { worker in
+            let (d, s, m, partial, failed) = shared.value
             var rowsIn = [Float](repeating: 0, count: rowsPerChunk * layout.columns)
             var rowsOut = rowsIn
             var chunk = worker
@@ -320,4 +321,11 @@ public struct Converter {
         let e = abs(exponent)
         return "\(digits / 100_000).\(String(digits % 100_000).leftPadded(5))e\(exponent < 0 ? "-" : "+")\(e < 10 ? "0" : "")\(e)"
     }
+}
+
+/// Buffers handed to concurrent workers that each write only their own disjoint part of them
+/// (the quantization chunks): the disjointness is what makes the sharing safe.
+private struct WorkerShared<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }
