@@ -4,7 +4,7 @@ SWIFT ?= swift
 # libpng and libjpeg-turbo for reading images, Oniguruma for tokenizer regexes, libedit for `plmq chat`, ffmpeg for video
 # files) plus pkg-config, which SwiftPM uses to find them.
 DEBIAN_PACKAGES := libopenblas-dev libzstd-dev libssl-dev libpng-dev libjpeg62-turbo-dev libonig-dev libedit-dev ffmpeg pkg-config
-EXAMPLE := Examples/tiny-plm
+EXAMPLE := Examples/shapes-plm
 
 .PHONY: deps build release test demo fixtures report-check clean
 

@@ -12,12 +12,13 @@ struct PLMQ: ParsableCommand {
         discussion: """
             plmq reads Hugging Face PerceptionLM checkpoints (config.json plus safetensors, single \
             or sharded), converts them to one checksummed .plm file with int8/int4 groupwise \
-            weights and the tokenizer and configs inside, and runs either with a bundled CPU engine \
-            that matches transformers.
+            weights and the tokenizer and configs inside, measures what quantization cost against \
+            the fp32 model (eval), and answers questions about images and videos with a bundled CPU \
+            engine that matches transformers (run, chat).
 
             Examples:
-              plmq inspect Examples/tiny-plm
-              plmq convert --bits 4 Examples/tiny-plm tiny-q4.plm
+              plmq inspect Examples/shapes-plm
+              plmq convert --bits 4 Examples/shapes-plm tiny-q4.plm
               plmq verify tiny-q4.plm
               plmq run tiny-q4.plm --image photo.jpg --prompt "What is in this picture?"
               plmq chat tiny-q4.plm
@@ -26,7 +27,6 @@ struct PLMQ: ParsableCommand {
               plmq forward tiny-q4.plm --inputs case.safetensors --output out.safetensors
               plmq generate tiny-q4.plm --inputs case.safetensors --max-new-tokens 16
               plmq bench tiny-q4.plm
-              plmq tokenize tiny-q4.plm --chat "Describe the image." --image-tiles 5
 
             Exit status: 0 on success, 1 when a check fails (verify finds damage, inspect finds a \
             config that disagrees with the tensors), 2 on bad input or usage.
