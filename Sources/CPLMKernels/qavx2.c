@@ -60,23 +60,29 @@ AVX2 static inline void scale_min(const plm_qmatrix *w, int64_t r, int64_t g, fl
 AVX2 void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1) {
     const int64_t g = w->group, full = w->cols / g, per = g / 32;
     const __m256i mask = _mm256_set1_epi8(0x0F);
+    // Local copies: stores through y could alias the activation struct, and the compiler would
+    // reload its pointers every group.
+    const int8_t *restrict aq = a->q;
+    const float *restrict ad = a->d, *restrict asum = a->sum;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + r * w->data_row_bytes;
-        __m256 acc = _mm256_setzero_ps();
+        // Two accumulators, alternating by group: one FMA chain stalled the loop on its latency.
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
         float minAcc = 0;
         k6_cache cache = { -1, {0}, {0} };
         for (int64_t gi = 0; gi < full; gi++) {
             float s, m;
             scale_min(w, r, gi, &s, &m, &cache);
             const int64_t b0 = gi * per;
+            __m256 part = _mm256_setzero_ps();
             if (plm_is_int4(w)) {
                 const uint8_t *p = row + gi * (g / 2);
                 if (g == 32) {
                     __m128i v = _mm_loadu_si128((const __m128i *)p);
                     __m256i lv = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), mask);
-                    __m256i av = _mm256_loadu_si256((const __m256i *)(a->q + b0 * 32));
-                    acc = _mm256_fmadd_ps(dot_u4(lv, av), _mm256_set1_ps(s * a->d[b0]), acc);
-                    minAcc += m * a->sum[b0];
+                    __m256i av = _mm256_loadu_si256((const __m256i *)(aq + b0 * 32));
+                    part = _mm256_mul_ps(dot_u4(lv, av), _mm256_set1_ps(s * ad[b0]));
+                    minAcc += m * asum[b0];
                 } else {
                     // Byte j holds values j (low) and j + g/2 (high): one load feeds two blocks.
                     const int64_t half = per / 2;
@@ -84,9 +90,9 @@ AVX2 void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int6
                         __m256i v = _mm256_loadu_si256((const __m256i *)(p + 32 * c));
                         __m256i lo = _mm256_and_si256(v, mask), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
                         int64_t bl = b0 + c, bh = b0 + c + half;
-                        acc = _mm256_fmadd_ps(dot_u4(lo, _mm256_loadu_si256((const __m256i *)(a->q + bl * 32))), _mm256_set1_ps(s * a->d[bl]), acc);
-                        acc = _mm256_fmadd_ps(dot_u4(hi, _mm256_loadu_si256((const __m256i *)(a->q + bh * 32))), _mm256_set1_ps(s * a->d[bh]), acc);
-                        minAcc += m * (a->sum[bl] + a->sum[bh]);
+                        part = _mm256_fmadd_ps(dot_u4(lo, _mm256_loadu_si256((const __m256i *)(aq + bl * 32))), _mm256_set1_ps(s * ad[bl]), part);
+                        part = _mm256_fmadd_ps(dot_u4(hi, _mm256_loadu_si256((const __m256i *)(aq + bh * 32))), _mm256_set1_ps(s * ad[bh]), part);
+                        minAcc += m * (asum[bl] + asum[bh]);
                     }
                 }
             } else {
@@ -96,13 +102,14 @@ AVX2 void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int6
                 const float shift = w->kind == PLM_Q8_ASYM ? m + 128.0f * s : 0.0f;
                 for (int64_t b = 0; b < per; b++) {
                     __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 32 * b)), flip);
-                    __m256i av = _mm256_loadu_si256((const __m256i *)(a->q + (b0 + b) * 32));
-                    acc = _mm256_fmadd_ps(dot_s8(q, av), _mm256_set1_ps(s * a->d[b0 + b]), acc);
-                    minAcc += shift * a->sum[b0 + b];
+                    __m256i av = _mm256_loadu_si256((const __m256i *)(aq + (b0 + b) * 32));
+                    part = _mm256_fmadd_ps(dot_s8(q, av), _mm256_set1_ps(s * ad[b0 + b]), part);
+                    minAcc += shift * asum[b0 + b];
                 }
             }
+            if (gi & 1) acc1 = _mm256_add_ps(acc1, part); else acc0 = _mm256_add_ps(acc0, part);
         }
-        y[r - r0] = plm_hsum8(acc) + minAcc + (full * g < w->cols ? plm_qdot_tail(w, a, r, full) : 0.0f);
+        y[r - r0] = plm_hsum8(_mm256_add_ps(acc0, acc1)) + minAcc + (full * g < w->cols ? plm_qdot_tail(w, a, r, full) : 0.0f);
     }
 }
 

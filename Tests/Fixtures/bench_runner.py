@@ -8,7 +8,7 @@ run beside it (the same machine, one after the other).
 
 Time to first token = generate(max_new_tokens=1); decode = (generate(N) − generate(1)) / (N − 1),
 greedy with eos ignored (min_new_tokens=N), median of 3. Environment: BENCH_TOKENS (32), BENCH_REPEATS
-(3), BENCH_TILES (both | one), BENCH_THREADS (1,2).
+(3), BENCH_TILES (both | one), BENCH_THREADS (1,2), BENCH_DTYPES (bfloat16,float32).
 """
 import json
 import statistics
@@ -24,6 +24,7 @@ N = int(os.environ.get("BENCH_TOKENS", "32"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 TILES = [None, 1] if os.environ.get("BENCH_TILES", "both") == "both" else [1]
 THREADS = [int(t) for t in os.environ.get("BENCH_THREADS", "1,2").split(",")]
+DTYPES = [getattr(torch, d) for d in os.environ.get("BENCH_DTYPES", "bfloat16,float32").split(",")]
 
 
 def timed(model, enc, n):
@@ -40,7 +41,7 @@ def main():
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     img = load_image(image)
     rows = []
-    for dtype in (torch.bfloat16, torch.float32):
+    for dtype in DTYPES:
         model = PerceptionLMForConditionalGeneration.from_pretrained(path, dtype=dtype).eval()
         for tiles in TILES:
             kwargs = {} if tiles is None else {"max_num_tiles": tiles}
