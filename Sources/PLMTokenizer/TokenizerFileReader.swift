@@ -111,69 +111,9 @@ struct TokenizerFileReader {
         guard peek == UInt8(ascii: "\"") else { throw fail("expected a string") }
         pos += 1
         scratch.removeAll(keepingCapacity: true)
-        var runStart = pos
-        while true {
-            guard pos < bytes.count else { throw fail("unterminated string") }
-            let c = bytes[pos]
-            if c == UInt8(ascii: "\"") {
-                scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<pos]))
-                pos += 1
-                return
-            }
-            if c < 0x20 { throw fail("control character in string") }
-            if c != UInt8(ascii: "\\") { pos += 1; continue }
-            scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<pos]))
-            pos += 1
-            guard let e = peek else { throw fail("unterminated escape") }
-            pos += 1
-            switch e {
-            case UInt8(ascii: "\""): scratch.append(0x22)
-            case UInt8(ascii: "\\"): scratch.append(0x5C)
-            case UInt8(ascii: "/"): scratch.append(0x2F)
-            case UInt8(ascii: "b"): scratch.append(0x08)
-            case UInt8(ascii: "f"): scratch.append(0x0C)
-            case UInt8(ascii: "n"): scratch.append(0x0A)
-            case UInt8(ascii: "r"): scratch.append(0x0D)
-            case UInt8(ascii: "t"): scratch.append(0x09)
-            case UInt8(ascii: "u"):
-                var scalar = try hex4()
-                if (0xD800...0xDBFF).contains(scalar) {
-                    guard pos + 2 <= bytes.count, bytes[pos] == UInt8(ascii: "\\"), bytes[pos + 1] == UInt8(ascii: "u") else {
-                        throw fail("unpaired surrogate in \\u escape")
-                    }
-                    pos += 2
-                    let low = try hex4()
-                    guard (0xDC00...0xDFFF).contains(low) else { throw fail("invalid low surrogate") }
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                } else if (0xDC00...0xDFFF).contains(scalar) {
-                    throw fail("unpaired surrogate in \\u escape")
-                }
-                guard let u = Unicode.Scalar(scalar) else { throw fail("invalid code point") }
-                if let encoded = UTF8.encode(u) { scratch.append(contentsOf: encoded) }
-            default:
-                throw fail("invalid escape")
-            }
-            runStart = pos
-        }
+        do { try JSONStringLiteral.decode(bytes, at: &pos, into: &scratch) } catch { throw fail(error.reason) }
     }
 
-    private mutating func hex4() throws(TokenizerError) -> UInt32 {
-        guard pos + 4 <= bytes.count else { throw fail("truncated \\u escape") }
-        var v: UInt32 = 0
-        for _ in 0..<4 {
-            let c = bytes[pos]
-            let d: UInt32
-            switch c {
-            case 0x30...0x39: d = UInt32(c - 0x30)
-            case 0x41...0x46: d = UInt32(c - 0x41 + 10)
-            case 0x61...0x66: d = UInt32(c - 0x61 + 10)
-            default: throw fail("invalid \\u escape")
-            }
-            v = v << 4 | d
-            pos += 1
-        }
-        return v
-    }
 
     private mutating func readKey() throws(TokenizerError) -> String {
         try readStringIntoScratch()
