@@ -106,9 +106,9 @@ public func generateAnswer(context: InferenceContext, appending ids: [Int], medi
     guard maxNewTokens > 0 else { throw .invalidParameter("max new tokens must be at least 1") }
     guard !ids.isEmpty else { throw .invalidConversation("the prompt is empty") }
     let model = context.model
-    let (needed, overflow) = context.length.addingReportingOverflow(ids.count)
-    guard !overflow, needed < context.contextLength else {
-        throw .engine(.contextOverflow(positions: overflow ? Int.max : needed + 1, context: context.contextLength))
+    let needed = Checked.add(context.length, ids.count)
+    guard let needed, needed < context.contextLength else {
+        throw .engine(.contextOverflow(positions: needed.map { $0 + 1 } ?? Int.max, context: context.contextLength))
     }
     var result = GenerationResult()
     let start = monotonicNow()
