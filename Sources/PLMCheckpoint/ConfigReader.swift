@@ -25,8 +25,6 @@ public enum ConfigLimits {
     public static let patch = 1_024
     /// mlp_ratio lies in (0, 64].
     public static let mlpRatio = 64.0
-    /// Token ids (image_token_id, bos/eos/pad ids) lie in [0, 2^31).
-    public static let tokenId = Int(Int32.max)
 }
 /// A config problem: which file, which field (a dotted path such as `text_config.head_dim`), what.
 public struct ConfigError: Error, Equatable, CustomStringConvertible {

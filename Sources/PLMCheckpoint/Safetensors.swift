@@ -250,7 +250,10 @@ public struct SafetensorsFile: Sendable {
             throw fail(.tensorEntryInvalid(tensor: name, detail: "'data_offsets' must be non-negative integers"))
         }
         guard end >= begin else { throw fail(.offsetsReversed(tensor: name, begin: begin, end: end)) }
-        guard let elements = Checked.product(of: shape), let bits = Checked.multiply(elements, dtype.bitWidth) else {
+        // The non-zero dimensions must multiply without overflow too: a [0, 2^40, 2^40] tensor has
+        // no elements, but a quantizer would still compute K = 2^80.
+        guard Checked.product(of: shape.map { max($0, 1) }) != nil,
+              let elements = Checked.product(of: shape), let bits = Checked.multiply(elements, dtype.bitWidth) else {
             throw fail(.sizeOverflow(tensor: name))
         }
         guard bits % 8 == 0 else { throw fail(.subByteSizeNotWhole(tensor: name, bits: dtype.bitWidth)) }

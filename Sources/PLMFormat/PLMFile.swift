@@ -210,7 +210,8 @@ public struct PLMFile: Sendable {
             }
             shape.append(d)
         }
-        guard Checked.product(of: shape, atMost: PLMSpec.maxElements) != nil else {
+        // Zeros count as 1 here, so a zero dimension cannot hide huge others (K of a layout).
+        guard Checked.product(of: shape.map { max($0, 1) }, atMost: PLMSpec.maxElements) != nil else {
             throw .tensorInvalid(file: f, tensor: name, detail: "shape \(formatShape(shape)) has more than 2^48 elements")
         }
         // Optional strings: absent takes the default, any other type is an error.

@@ -130,6 +130,11 @@ public func generateAnswer(context: InferenceContext, appending ids: [Int], medi
 
     var sampler = Sampler(parameters)
     var decoder = StreamingDecoder(tokenizer: tokenizer, skipSpecialTokens: true)
+    // A NaN or Inf logit is an error, not a token: the sampler would turn it into a made-up answer.
+    func checkFinite(_ l: UnsafeBufferPointer<Float>) throws(RunnerError) {
+        do { try EngineError.requireFinite(l, position: context.length - 1) } catch { throw .engine(error) }
+    }
+    try logits.withUnsafeBufferPointer { l throws(RunnerError) in try checkFinite(l) }
     var next = logits.withUnsafeMutableBufferPointer { sampler.next($0, history: context.tokens) }
     result.stats.timeToFirstToken = monotonicNow() - start
     let decodeStart = monotonicNow()
@@ -145,6 +150,7 @@ public func generateAnswer(context: InferenceContext, appending ids: [Int], medi
         if context.length >= context.contextLength { result.finish = .context; break }
         let step: UnsafeBufferPointer<Float>
         do { step = try context.step(next) } catch { throw .engine(error) }
+        try checkFinite(step)
         next = sampler.next(UnsafeMutableBufferPointer(mutating: step), history: context.tokens)
     }
     let tail = decoder.finish()
