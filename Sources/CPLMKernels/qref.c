@@ -1,6 +1,7 @@
 // The reference: plain C for every kernel, the definition each SIMD path is tested against and
 // the fallback on CPUs without AVX2. It calls nothing faster (dispatch.c chooses).
 #include "qcommon.h"
+#include <float.h>
 
 void plm_group_scale_min(const plm_qmatrix *w, int64_t r, int64_t g, float *scale, float *min) {
     const uint8_t *s = w->scales + r * w->scale_row_bytes;
@@ -29,7 +30,20 @@ void plm_quantize_activations(const float *x, int64_t cols, int8_t *q, float *d,
         int64_t n = cols - b * 32 < 32 ? cols - b * 32 : 32;
         const float *v = x + b * 32;
         float amax = 0;
-        for (int64_t j = 0; j < n; j++) { float a = fabsf(v[j]); if (a > amax) amax = a; }
+        int nonfinite = 0;
+        for (int64_t j = 0; j < n; j++) {
+            float a = fabsf(v[j]);
+            nonfinite |= !(a <= FLT_MAX);  // NaN or ±Inf
+            if (a > amax) amax = a;
+        }
+        if (nonfinite) {
+            // A NaN or Inf input must not become finite levels (lrintf(NaN) is INT_MIN, clamped
+            // to −127): a NaN block scale makes every dot product that reads this block NaN.
+            memset(q + b * 32, 0, 32);
+            d[b] = NAN;
+            sum[b] = NAN;
+            continue;
+        }
         float scale = amax / 127.0f, inverse = amax > 0 ? 127.0f / amax : 0.0f;
         int total = 0;
         for (int64_t j = 0; j < 32; j++) {

@@ -37,11 +37,18 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
 }
 
 extension FileSystem {
+    /// The largest JSON side file read (256 MiB; a real tokenizer.json is ~9 MB, an index < 1 MB):
+    /// a JSON tree takes many times its text in memory.
+    public static let maxJSONFileBytes = 256 << 20
+
     /// A JSON file parsed strictly; errors name the file.
     public static func readJSON(_ path: String) throws(CheckpointError) -> JSONValue {
-        let bytes: [UInt8]
-        do { bytes = try readBytes(path) } catch { throw .fileAccess(error) }
-        do { return try JSONParser.parse(bytes) } catch { throw .invalidJSON(file: path, error) }
+        let mapped: MappedFile
+        do { mapped = try MappedFile(path: path) } catch { throw .fileAccess(error) }
+        guard mapped.size <= maxJSONFileBytes else {
+            throw .fileAccess(FileAccessError(path: path, reason: "\(formatBytes(mapped.size)) is more than the \(formatBytes(maxJSONFileBytes)) limit for a JSON file"))
+        }
+        do { return try JSONParser.parse(mapped.bytes) } catch { throw .invalidJSON(file: path, error) }
     }
 }
 

@@ -1,4 +1,31 @@
 import PLMCore
+
+/// Upper bounds on the sizes a config may declare. Each is far above any real model (PLM-8B:
+/// hidden 4,096, 32 layers, 32 heads, vocabulary 128,256, intermediate 14,336, 131,072
+/// positions; its vision tower: 448-pixel images, 14-pixel patches, width 1,536, depth 50,
+/// mlp_ratio 5.83), yet small enough that every shape derived from them fits in an Int and the
+/// per-layer loops end quickly: a config of 10^8 layers is refused, not walked. Formats/PLM.md
+/// lists them.
+public enum ConfigLimits {
+    /// hidden_size, embed_dim, head_dim.
+    public static let width = 65_536
+    /// intermediate_size (also the vision MLP width that embed_dim × mlp_ratio gives).
+    public static let intermediate = 1 << 20
+    /// num_hidden_layers, depth.
+    public static let layers = 1_024
+    /// num_attention_heads, num_key_value_heads, num_heads.
+    public static let heads = 1_024
+    /// vocab_size (2^22).
+    public static let vocabulary = 1 << 22
+    /// max_position_embeddings, original_max_position_embeddings (2^24).
+    public static let positions = 1 << 24
+    /// img_size and ref_feat_shape, each side, in pixels.
+    public static let imageSide = 16_384
+    /// patch_size.
+    public static let patch = 1_024
+    /// mlp_ratio lies in (0, 64].
+    public static let mlpRatio = 64.0
+}
 /// A config problem: which file, which field (a dotted path such as `text_config.head_dim`), what.
 public struct ConfigError: Error, Equatable, CustomStringConvertible {
     public let file: String
@@ -47,6 +74,17 @@ struct ConfigReader {
         guard let v = try int(key) ?? d else { throw error(key, "required field is missing") }
         guard v > 0 else { throw error(key, "must be positive, found \(v)") }
         return v
+    }
+
+    /// A positive integer of at most `limit` (one of `ConfigLimits`).
+    func positiveInt(_ key: String, default d: Int? = nil, max limit: Int) throws(ConfigError) -> Int {
+        let v = try positiveInt(key, default: d)
+        try check(key, v, atMost: limit)
+        return v
+    }
+
+    func check(_ key: String, _ v: Int, atMost limit: Int) throws(ConfigError) {
+        guard v <= limit else { throw error(key, "\(v) exceeds the limit of \(formatThousands(limit)) (far above any real model)") }
     }
 
     func double(_ key: String) throws(ConfigError) -> Double? {

@@ -64,7 +64,8 @@ public struct TensorInfo: Sendable, Equatable {
     /// Byte range inside the data section (after the header).
     public let dataRange: Range<Int>
 
-    public var elementCount: Int { shape.reduce(1, *) }
+    /// Checked against the byte range when the header was read, so it cannot overflow.
+    public var elementCount: Int { Checked.product(of: shape) ?? 0 }
     public var byteCount: Int { dataRange.count }
 }
 
@@ -249,14 +250,12 @@ public struct SafetensorsFile: Sendable {
             throw fail(.tensorEntryInvalid(tensor: name, detail: "'data_offsets' must be non-negative integers"))
         }
         guard end >= begin else { throw fail(.offsetsReversed(tensor: name, begin: begin, end: end)) }
-        var elements = 1
-        for d in shape {
-            let (p, o) = elements.multipliedReportingOverflow(by: d)
-            if o { throw fail(.sizeOverflow(tensor: name)) }
-            elements = p
+        // The non-zero dimensions must multiply without overflow too: a [0, 2^40, 2^40] tensor has
+        // no elements, but a quantizer would still compute K = 2^80.
+        guard Checked.product(of: shape.map { max($0, 1) }) != nil,
+              let elements = Checked.product(of: shape), let bits = Checked.multiply(elements, dtype.bitWidth) else {
+            throw fail(.sizeOverflow(tensor: name))
         }
-        let (bits, o) = elements.multipliedReportingOverflow(by: dtype.bitWidth)
-        if o { throw fail(.sizeOverflow(tensor: name)) }
         guard bits % 8 == 0 else { throw fail(.subByteSizeNotWhole(tensor: name, bits: dtype.bitWidth)) }
         guard bits / 8 == end - begin else {
             throw fail(.sizeMismatch(tensor: name, expectedBytes: bits / 8, actualBytes: end - begin))

@@ -44,7 +44,7 @@ public struct TensorTable: Sendable {
             let key = Key(pattern: pattern, shape: e.shape, storage: e.storage)
             if indices[key] == nil { order.append(key); indices[key] = [] }
             indices[key]!.append(numbers)
-            let params = e.shape.reduce(1, *)
+            let params = Checked.product(of: e.shape) ?? 0  // readers checked the shapes
             let component = Component.of(e.name)
             let s = sums[key] ?? (0, 0, component)
             sums[key] = (s.params + params, s.bytes + e.bytes, component)

@@ -59,17 +59,18 @@ public struct TextConfig: Sendable, Equatable {
         if let type = try r.string("model_type"), type != "llama" {
             throw r.error("model_type", "unsupported text model \"\(type)\" (plmq runs Llama decoders)")
         }
-        vocabSize = try r.positiveInt("vocab_size", default: 32000)
-        hiddenSize = try r.positiveInt("hidden_size", default: 4096)
-        intermediateSize = try r.positiveInt("intermediate_size", default: 11008)
-        numHiddenLayers = try r.positiveInt("num_hidden_layers", default: 32)
-        numAttentionHeads = try r.positiveInt("num_attention_heads", default: 32)
-        numKeyValueHeads = try r.positiveInt("num_key_value_heads", default: numAttentionHeads)
+        vocabSize = try r.positiveInt("vocab_size", default: 32000, max: ConfigLimits.vocabulary)
+        hiddenSize = try r.positiveInt("hidden_size", default: 4096, max: ConfigLimits.width)
+        intermediateSize = try r.positiveInt("intermediate_size", default: 11008, max: ConfigLimits.intermediate)
+        numHiddenLayers = try r.positiveInt("num_hidden_layers", default: 32, max: ConfigLimits.layers)
+        numAttentionHeads = try r.positiveInt("num_attention_heads", default: 32, max: ConfigLimits.heads)
+        numKeyValueHeads = try r.positiveInt("num_key_value_heads", default: numAttentionHeads, max: ConfigLimits.heads)
         guard numAttentionHeads % numKeyValueHeads == 0 else {
             throw r.error("num_key_value_heads", "\(numKeyValueHeads) does not divide num_attention_heads \(numAttentionHeads)")
         }
         if let hd = try r.int("head_dim") {
             guard hd > 0, hd % 2 == 0 else { throw r.error("head_dim", "must be a positive even number, found \(hd)") }
+            try r.check("head_dim", hd, atMost: ConfigLimits.width)
             headDim = hd
         } else {
             guard hiddenSize % numAttentionHeads == 0 else {
@@ -87,7 +88,7 @@ public struct TextConfig: Sendable, Equatable {
         attentionBias = try r.bool("attention_bias", default: false)
         mlpBias = try r.bool("mlp_bias", default: false)
         tieWordEmbeddings = try r.bool("tie_word_embeddings", default: false)
-        maxPositionEmbeddings = try r.positiveInt("max_position_embeddings", default: 2048)
+        maxPositionEmbeddings = try r.positiveInt("max_position_embeddings", default: 2048, max: ConfigLimits.positions)
         if try r.double("pretraining_tp").map({ $0 != 1 }) == true {
             throw r.error("pretraining_tp", "values other than 1 are not supported")
         }
@@ -131,6 +132,7 @@ public struct TextConfig: Sendable, Equatable {
             guard factor > 0, low > 0, high > low, original > 0 else {
                 throw p.error("", "llama3 RoPE needs factor > 0 and 0 < low_freq_factor < high_freq_factor")
             }
+            try p.check("original_max_position_embeddings", original, atMost: ConfigLimits.positions)
             return RopeParameters(theta: theta, scaling: .llama3(factor: factor, lowFreqFactor: low, highFreqFactor: high, originalMaxPositions: original))
         default:
             throw p.error("rope_type", "unsupported RoPE type \"\(type)\" (supported: default, linear, llama3)")

@@ -111,20 +111,28 @@ public struct VisionConfig: Sendable, Equatable {
         let (ih, iw) = try r.intPair("img_size") ?? (224, 224)
         let (ph, pw) = try r.intPair("patch_size") ?? (16, 16)
         guard ph == pw, ph > 0 else { throw r.error("patch_size", "only square patches are supported") }
+        try r.check("patch_size", ph, atMost: ConfigLimits.patch)
         patchSize = ph
+        try r.check("img_size", max(ih, iw), atMost: ConfigLimits.imageSide)
         guard ih > 0, iw > 0, ih % ph == 0, iw % ph == 0 else {
             throw r.error("img_size", "\(ih)×\(iw) is not a whole number of \(ph)-pixel patches")
         }
         imageHeight = ih
         imageWidth = iw
         guard try r.int("in_chans", default: 3) == 3 else { throw r.error("in_chans", "only 3-channel images are supported") }
-        embedDim = try r.positiveInt("embed_dim", default: 768)
-        depth = try r.positiveInt("depth", default: 12)
-        numHeads = try r.positiveInt("num_heads", default: 12)
+        embedDim = try r.positiveInt("embed_dim", default: 768, max: ConfigLimits.width)
+        depth = try r.positiveInt("depth", default: 12, max: ConfigLimits.layers)
+        numHeads = try r.positiveInt("num_heads", default: 12, max: ConfigLimits.heads)
         guard embedDim % numHeads == 0 else { throw r.error("num_heads", "\(numHeads) does not divide embed_dim \(embedDim)") }
         let ratio = try r.double("mlp_ratio", default: 4.0)
-        mlpHidden = Int(Double(embedDim) * ratio)  // Python's int(): truncation
+        guard ratio > 0, ratio <= ConfigLimits.mlpRatio else {
+            throw r.error("mlp_ratio", "\(ratio) is outside (0, \(Int(ConfigLimits.mlpRatio))]")
+        }
+        mlpHidden = Int(Double(embedDim) * ratio)  // Python's int(): truncation; ≤ 2^22, so it fits
         guard mlpHidden > 0 else { throw r.error("mlp_ratio", "gives an empty MLP") }
+        guard mlpHidden <= ConfigLimits.intermediate else {
+            throw r.error("mlp_ratio", "gives an MLP width of \(mlpHidden), above the limit of \(formatThousands(ConfigLimits.intermediate))")
+        }
         qkvBias = try r.bool("qkv_bias", default: true)
         classToken = try r.bool("class_token", default: true)
         useAbsPosEmb = try r.bool("use_abs_pos_emb", default: true)
@@ -136,6 +144,7 @@ public struct VisionConfig: Sendable, Equatable {
         ropeTemperature = try r.double("rope_temperature", default: 10000)
         if let ref = try r.intPair("ref_feat_shape") {
             guard ref.0 > 0, ref.1 > 0 else { throw r.error("ref_feat_shape", "must be positive") }
+            try r.check("ref_feat_shape", max(ref.0, ref.1), atMost: ConfigLimits.imageSide)
             refFeatShape = ref
         } else {
             refFeatShape = nil

@@ -156,10 +156,8 @@ public struct Converter {
                         for spec in t.layout.parts { reserved.append((spec.name, try writer.reservePart(length: spec.bytes))) }
                         parts = reserved
                     } else {
-                        let q: (parts: QuantizedParts, relativeRMSE: Double)
-                        do { q = try Self.quantize(view, layout: t.layout, threads: plan.options.threads) } catch {
-                            throw ConversionError.checkpoint(.safetensors(error))
-                        }
+                        let q = try Self.quantize(view, layout: t.layout, threads: plan.options.threads,
+                                                  allowNonfinite: plan.options.allowNonfinite)
                         errors.append((t.name, t.type, q.relativeRMSE))
                         errorEntries.append((t.name, .number(Self.format(q.relativeRMSE))))
                         var written: [(String, PartRecord)] = []
@@ -171,8 +169,10 @@ public struct Converter {
                 } else if dryRun && !plan.options.compress {
                     parts = [("data", try writer.reservePart(length: t.layout.dataBytes))]
                 } else if Self.sameEncoding(view.dtype, t.type) {
+                    try Self.checkFinite(view, allow: plan.options.allowNonfinite)
                     parts = [("data", try writer.writePart(view.bytes, compressLevel: plan.options.compress ? 3 : nil))]
                 } else {
+                    try Self.checkFinite(view, allow: plan.options.allowNonfinite)
                     parts = [("data", try write(Self.narrow(view, to: t.type), writer))]
                 }
             } catch let e as FileAccessError {
@@ -233,16 +233,62 @@ public struct Converter {
         return try result.get()
     }
 
+    /// The row-major index of element `flat` of a tensor of `shape`.
+    static func index(_ flat: Int, in shape: [Int]) -> [Int] {
+        var rest = flat
+        var out = [Int](repeating: 0, count: shape.count)
+        for d in shape.indices.reversed() where shape[d] > 0 {
+            out[d] = rest % shape[d]
+            rest /= shape[d]
+        }
+        return out
+    }
+
+    /// The first NaN or ±Inf of an F32, F16 or BF16 tensor (an all-ones exponent), read from the
+    /// stored bits without widening.
+    public static func firstNonFinite(_ view: TensorView) -> (index: Int, value: Float)? {
+        let b = view.bytes, n = view.elementCount
+        switch view.dtype {
+        case .f32:
+            for i in 0..<n {
+                let bits = b.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)
+                if bits & 0x7F80_0000 == 0x7F80_0000 { return (i, Float(bitPattern: bits)) }
+            }
+        case .bf16:
+            for i in 0..<n {
+                let bits = b.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)
+                if bits & 0x7F80 == 0x7F80 { return (i, Float(bitPattern: UInt32(bits) << 16)) }
+            }
+        case .f16:
+            for i in 0..<n {
+                let bits = b.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)
+                if bits & 0x7C00 == 0x7C00 { return (i, Float(Float16(bitPattern: bits))) }
+            }
+        default:
+            break
+        }
+        return nil
+    }
+
+    /// Refuses a tensor with a NaN or ±Inf unless the options allow them.
+    static func checkFinite(_ view: TensorView, allow: Bool) throws(ConversionError) {
+        guard !allow, let bad = firstNonFinite(view) else { return }
+        throw .nonFinite(file: view.file.path, tensor: view.name, index: index(bad.index, in: view.shape), value: bad.value)
+    }
+
     /// Quantizes a tensor on `threads` workers; each work item is a fixed block of rows.
     /// A tensor whose bytes cannot be read as floats (a dtype the plan should have refused) is
-    /// an error, not zeros.
-    public static func quantize(_ view: TensorView, layout: StorageLayout, threads: Int) throws(SafetensorsError) -> (parts: QuantizedParts, relativeRMSE: Double) {
+    /// an error, not zeros. A NaN or ±Inf weight is an error naming its index unless
+    /// `allowNonfinite`; then its group is stored as NaN (`RowQuantizer.nonFiniteMarker`) and the
+    /// relative RMSE is taken over the weights that reconstruct finite.
+    public static func quantize(_ view: TensorView, layout: StorageLayout, threads: Int,
+                                allowNonfinite: Bool = false) throws(ConversionError) -> (parts: QuantizedParts, relativeRMSE: Double) {
         let rowsPerChunk = max(1, Self.chunkElements / max(layout.columns, 1))
         let chunks = (layout.rows + rowsPerChunk - 1) / rowsPerChunk
         let parts = QuantizedParts(layout: layout)
         let (data, scales, mins) = (parts.data, parts.scales, parts.mins)
         let sums = UnsafeMutableBufferPointer<(Double, Double)>.allocate(capacity: chunks)
-        let failures = UnsafeMutableBufferPointer<SafetensorsError?>.allocate(capacity: chunks)
+        let failures = UnsafeMutableBufferPointer<ConversionError?>.allocate(capacity: chunks)
         failures.initialize(repeating: nil)
         defer { sums.deallocate(); failures.deallocate() }
         let quantizer = RowQuantizer(layout: layout)
@@ -258,7 +304,17 @@ public struct Converter {
                 let r0 = chunk * rowsPerChunk, n = min(rowsPerChunk, layout.rows - r0)
                 let elements = (r0 * layout.columns)..<((r0 + n) * layout.columns)
                 rowsIn.withUnsafeMutableBufferPointer { buf in
-                    do throws(SafetensorsError) { try view.copyFloats(elements: elements, into: buf) } catch { failed[chunk] = error }
+                    do throws(SafetensorsError) { try view.copyFloats(elements: elements, into: buf) } catch {
+                        failed[chunk] = .checkpoint(.safetensors(error))
+                    }
+                }
+                if !allowNonfinite, let k = rowsIn[0..<elements.count].firstIndex(where: { !$0.isFinite }) {
+                    // Chunks are contiguous, so the lowest failing chunk holds the first bad element.
+                    failed[chunk] = .nonFinite(file: view.file.path, tensor: view.name,
+                                               index: Self.index(elements.lowerBound + k, in: view.shape), value: rowsIn[k])
+                    partial[chunk] = (0, 0)
+                    chunk += min(threads, chunks)
+                    continue
                 }
                 let parts = RowQuantizer.RowParts(
                     data: d.baseAddress! + r0 * layout.dataBytesPerRow,
@@ -268,9 +324,11 @@ public struct Converter {
                 rowsOut.withUnsafeMutableBufferPointer { quantizer.dequantize(parts, rows: n, into: $0.baseAddress!) }
                 var sse = 0.0, norm = 0.0
                 for k in 0..<elements.count {
-                    let e = Double(rowsIn[k] - rowsOut[k])
+                    let a = rowsIn[k], b = rowsOut[k]
+                    guard a.isFinite, b.isFinite else { continue }  // only with allowNonfinite
+                    let e = Double(a - b)
                     sse += e * e
-                    norm += Double(rowsIn[k]) * Double(rowsIn[k])
+                    norm += Double(a) * Double(a)
                 }
                 partial[chunk] = (sse, norm)
                 let bytes = view.bytes

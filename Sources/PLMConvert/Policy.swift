@@ -63,6 +63,9 @@ public enum ConversionError: Error, CustomStringConvertible {
     case checkpoint(CheckpointError)
     case output(FileAccessError)
     case unsupportedTensor(name: String, detail: String)
+    /// A NaN or ±Inf weight (refused unless `allowNonfinite`): the weight file, the tensor, the
+    /// row-major index of the first such element and its value.
+    case nonFinite(file: String, tensor: String, index: [Int], value: Float)
 
     public var description: String {
         switch self {
@@ -70,6 +73,9 @@ public enum ConversionError: Error, CustomStringConvertible {
         case .checkpoint(let e): return e.description
         case .output(let e): return e.description
         case .unsupportedTensor(let n, let d): return "tensor '\(n)': \(d)"
+        case .nonFinite(let f, let t, let i, let v):
+            return "\(f): tensor '\(t)' holds \(v) at index \(formatShape(i)) (a damaged or diverged checkpoint?); "
+                + "pass --allow-nonfinite to convert it anyway (outputs that read it become NaN)"
         }
     }
 }
@@ -83,6 +89,9 @@ public struct ConversionOptions: Sendable {
     public var keep: [KeepRule] = []
     public var compress = false
     public var threads = 1
+    /// Convert tensors holding NaN or ±Inf instead of refusing them: exact tensors keep the
+    /// values, quantized groups holding one are stored as NaN (see `RowQuantizer.nonFiniteMarker`).
+    public var allowNonfinite = false
 
     public init() {}
 
@@ -102,7 +111,7 @@ public struct ConversionOptions: Sendable {
             ("bits", .int(bits)), ("group_size", .int(groupSize)), ("scheme", scheme.map { .string($0.rawValue) } ?? .null),
             ("recipe", .string(recipe.rawValue)), ("keep", .array(keep.map { .string($0.description) })),
             ("compress", .bool(compress)),
-        ]))
+        ] + (allowNonfinite ? [("allow_nonfinite", .bool(true))] : [])))
     }
 }
 

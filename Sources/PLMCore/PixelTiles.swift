@@ -22,10 +22,7 @@ public struct PixelTiles: Sendable, Equatable {
         guard count >= 0, height >= 0, width >= 0 else {
             throw ShapeError(values: values.count, count: count, height: height, width: width)
         }
-        let (a, o1) = count.multipliedReportingOverflow(by: 3)
-        let (b, o2) = a.multipliedReportingOverflow(by: height)
-        let (c, o3) = b.multipliedReportingOverflow(by: width)
-        guard !o1, !o2, !o3, values.count == c else {
+        guard let c = Checked.product(of: [count, 3, height, width]), values.count == c else {
             throw ShapeError(values: values.count, count: count, height: height, width: width)
         }
         self.count = count

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import PLMCore
 
 // Streaming accumulation of the token comparisons and the aggregates `llama-perplexity
 // --kl-divergence` prints, with its formulas for the uncertainties (tools/perplexity/perplexity.cpp,
@@ -225,9 +226,9 @@ public struct EvalAccumulator: Sendable {
             return empty
         }
         guard vocabulary > 0 else { throw .emptyVocabulary }
-        let (expected, overflow) = reference.count.multipliedReportingOverflow(by: vocabulary)
-        guard !overflow, quantizedLogits.count == expected else {
-            throw .shapeMismatch(what: "quantized logits", expected: overflow ? Int.max : expected, found: quantizedLogits.count)
+        let expected = Checked.multiply(reference.count, vocabulary)
+        guard let expected, quantizedLogits.count == expected else {
+            throw .shapeMismatch(what: "quantized logits", expected: expected ?? Int.max, found: quantizedLogits.count)
         }
         var local = KLDSums()
         var maxKLD = 0.0
@@ -261,9 +262,9 @@ public struct EvalAccumulator: Sendable {
     /// The reference positions of a [positions, vocabulary] logit block.
     public static func referencePositions(logits: [Float], targets: [Int32], vocabulary: Int) throws(EvalError) -> [ReferencePosition] {
         guard vocabulary > 0 else { throw .emptyVocabulary }
-        let (expected, overflow) = targets.count.multipliedReportingOverflow(by: vocabulary)
-        guard !overflow, logits.count == expected else {
-            throw .shapeMismatch(what: "reference logits", expected: overflow ? Int.max : expected, found: logits.count)
+        let expected = Checked.multiply(targets.count, vocabulary)
+        guard let expected, logits.count == expected else {
+            throw .shapeMismatch(what: "reference logits", expected: expected ?? Int.max, found: logits.count)
         }
         var out: [ReferencePosition] = []
         out.reserveCapacity(targets.count)

@@ -1,3 +1,4 @@
+import PLMCore
 // The metrics that do not come from next-token distributions: image features and hidden states
 // (cosine, relative error), greedy generation agreement, task accuracy against reference answers,
 // and a summary of any per-sample value (mean ± standard error and order statistics).
@@ -43,9 +44,9 @@ public enum FeatureComparison {
     /// Compares two [tiles, tokens, hidden] feature arrays tile by tile.
     public static func compare(reference: [Float], quantized: [Float], tiles: Int, tokens: Int, hidden: Int) throws(EvalError) -> [TileFeatureMetrics] {
         guard tiles >= 0, tokens > 0, hidden > 0 else { throw .shapeMismatch(what: "feature shape", expected: 1, found: 0) }
-        let (perTile, o1) = tokens.multipliedReportingOverflow(by: hidden)
-        let (total, o2) = perTile.multipliedReportingOverflow(by: tiles)
-        guard !o1, !o2 else { throw .shapeMismatch(what: "features", expected: Int.max, found: reference.count) }
+        guard let perTile = Checked.multiply(tokens, hidden), let total = Checked.multiply(perTile, tiles) else {
+            throw .shapeMismatch(what: "features", expected: Int.max, found: reference.count)
+        }
         guard reference.count == total else { throw .shapeMismatch(what: "reference features", expected: total, found: reference.count) }
         guard quantized.count == total else { throw .shapeMismatch(what: "quantized features", expected: total, found: quantized.count) }
         return reference.withUnsafeBufferPointer { r in

@@ -282,9 +282,7 @@ public struct ReferenceCache: Sendable {
                 guard let tiles = f["tiles"]?.intValue, let tok = f["tokens"]?.intValue, let hidden = f["hidden"]?.intValue,
                       let encoding = f["encoding"]?.stringValue, encoding == "f16" || encoding == "f32",
                       tiles >= 0, tok > 0, hidden > 0 else { throw damaged("sample \"\(id)\": malformed features entry") }
-                let (count, o1) = tiles.multipliedReportingOverflow(by: tok)
-                let (total, o2) = count.multipliedReportingOverflow(by: hidden)
-                guard !o1, !o2, total.multipliedReportingOverflow(by: encoding == "f16" ? 2 : 4) == (length - positionsLength, false) else {
+                guard let bytes = Checked.product(of: [tiles, tok, hidden, encoding == "f16" ? 2 : 4]), bytes == length - positionsLength else {
                     throw damaged("sample \"\(id)\": features do not fill the record")
                 }
                 features = (tiles, tok, hidden, encoding == "f16")

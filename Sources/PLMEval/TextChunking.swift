@@ -1,3 +1,4 @@
+import PLMCore
 // `--text` mode: a raw text scored in chunks exactly as `llama-perplexity` does, so plmq's
 // perplexity and KLD of a file can be set beside llama.cpp's (tools/perplexity/perplexity.cpp,
 // `perplexity` and `kl_divergence`):
@@ -43,8 +44,8 @@ public enum TextChunking {
     /// one (llama.cpp's `llama_vocab_get_add_bos`), nil otherwise.
     public static func chunks(tokens: [Int32], context n: Int, bos: Int32?, maxChunks: Int? = nil) throws(TextChunkingError) -> [TextChunk] {
         guard n >= 3 else { throw .contextTooSmall(n) }
-        let (need, overflow) = n.multipliedReportingOverflow(by: 2)
-        guard !overflow, tokens.count >= need else { throw .tooFewTokens(have: tokens.count, need: overflow ? Int.max : need, context: n) }
+        let need = Checked.multiply(n, 2)
+        guard let need, tokens.count >= need else { throw .tooFewTokens(have: tokens.count, need: need ?? Int.max, context: n) }
         var count = tokens.count / n
         if let maxChunks, maxChunks >= 0 { count = min(count, maxChunks) }
         let first = n / 2

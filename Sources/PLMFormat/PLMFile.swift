@@ -13,7 +13,8 @@ public struct PLMTensor: Sendable {
 
     public func part(_ name: String) -> PartRecord? { parts.first { $0.name == name }?.record }
     public var storedBytes: Int { parts.reduce(0) { $0 + $1.record.length } }
-    public var elementCount: Int { shape.reduce(1, *) }
+    /// Checked when the header was read (at most `PLMSpec.maxElements`), so it cannot overflow.
+    public var elementCount: Int { Checked.product(of: shape) ?? 0 }
 }
 
 /// An embedded side file.
@@ -83,10 +84,10 @@ public struct PLMFile: Sendable {
         let length = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
         let storedChecksum = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 32, as: UInt64.self))
         guard length <= UInt64(PLMSpec.maxHeaderLength) else { throw .headerOutOfBounds(file: f, detail: "length \(length) exceeds 256 MiB") }
-        guard offset >= UInt64(PLMSpec.preambleSize), offset + length == UInt64(bytes.count) else {
+        guard let payloadEnd = Checked.int(offset), payloadEnd >= PLMSpec.preambleSize,
+              Checked.range(offset: payloadEnd, length: Int(length), within: bytes.count)?.upperBound == bytes.count else {
             throw .headerOutOfBounds(file: f, detail: "at \(offset)+\(length) does not end the \(bytes.count)-byte file")
         }
-        let payloadEnd = Int(offset)
         headerOffset = payloadEnd
         headerLength = Int(length)
         let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[payloadEnd..<bytes.count])
@@ -99,7 +100,27 @@ public struct PLMFile: Sendable {
         guard let header = root.objectValue, header["format"]?.stringValue == "plm" else {
             throw .headerInvalid(file: f, detail: "not a .plm header object")
         }
+        // A key of the wrong type is an error, never read as empty.
+        func list(_ key: String, required: Bool) throws(PLMError) -> [JSONValue] {
+            guard let v = header[key] else {
+                if required { throw .headerInvalid(file: f, detail: "no \"\(key)\" list") }
+                return []
+            }
+            guard let items = v.arrayValue else { throw .headerInvalid(file: f, detail: "\"\(key)\" is \(v.typeName), expected an array") }
+            return items
+        }
+        if let m = header["metadata"], m.objectValue == nil {
+            throw .headerInvalid(file: f, detail: "\"metadata\" is \(m.typeName), expected an object")
+        }
         metadata = header["metadata"]?.objectValue ?? JSONObject()
+        let fileEntries = try list("files", required: false)
+        let tensorEntries = try list("tensors", required: true)
+        guard fileEntries.count <= PLMSpec.maxFiles else {
+            throw .headerInvalid(file: f, detail: "\(fileEntries.count) side files exceed the limit of \(PLMSpec.maxFiles)")
+        }
+        guard tensorEntries.count <= PLMSpec.maxTensors else {
+            throw .headerInvalid(file: f, detail: "\(tensorEntries.count) tensors exceed the limit of \(formatThousands(PLMSpec.maxTensors))")
+        }
 
         var spans: [(range: Range<Int>, owner: String)] = []
         func part(_ item: String, _ partName: String, _ value: JSONValue?, expected: Int?) throws(PLMError) -> PartRecord {
@@ -108,7 +129,14 @@ public struct PLMFile: Sendable {
                 throw .partOutOfBounds(file: f, item: item, part: partName, detail: "missing or malformed offset/length/checksum")
             }
             var size: Int?
-            switch o["compression"]?.stringValue {
+            let compression: String?
+            switch o["compression"] {
+            case nil: compression = nil
+            case .string(let name)?: compression = name
+            case let other?:
+                throw .partOutOfBounds(file: f, item: item, part: partName, detail: "\"compression\" is \(other.typeName), expected a string")
+            }
+            switch compression {
             case nil, "none": break
             case "zstd":
                 guard let s = o["size"]?.intValue, s >= 0 else {
@@ -118,28 +146,38 @@ public struct PLMFile: Sendable {
             case let other?:
                 throw .unknownStorage(file: f, tensor: item, detail: "unknown compression \"\(other)\" in part '\(partName)'")
             }
-            guard off >= PLMSpec.preambleSize, off % PLMSpec.alignment == 0, len >= 0, off + len <= payloadEnd else {
+            guard off >= PLMSpec.preambleSize, off % PLMSpec.alignment == 0,
+                  let range = Checked.range(offset: off, length: len, within: payloadEnd) else {
                 throw .partOutOfBounds(file: f, item: item, part: partName, detail: "offset \(off) length \(len) is not an aligned range inside the payload area")
             }
             if let expected, (size ?? len) != expected {
                 throw .partOutOfBounds(file: f, item: item, part: partName, detail: "holds \(size ?? len) bytes but its shape and type need \(expected)")
             }
-            spans.append((off..<(off + len), "'\(item)' part '\(partName)'"))
+            // A claimed size no frame of this length can reach is refused here, so no reader (or
+            // a sum of sizes in `inspect`) ever works with it.
+            if let size, size > min(PLMSpec.maxPartSize, Checked.multiply(len, Zstd.maxExpansion) ?? Int.max) {
+                throw .partOutOfBounds(file: f, item: item, part: partName, detail: "claims \(size) uncompressed bytes from a \(len)-byte zstd frame (at most \(Zstd.maxExpansion)× and \(formatBytes(PLMSpec.maxPartSize)))")
+            }
+            if expected == nil, let size, size > PLMSpec.maxSideFileSize {
+                throw .partOutOfBounds(file: f, item: item, part: partName, detail: "claims \(size) bytes, more than the \(formatBytes(PLMSpec.maxSideFileSize)) limit for a side file")
+            }
+            spans.append((range, "'\(item)' part '\(partName)'"))
             return PartRecord(offset: off, length: len, checksum: checksum, uncompressedSize: size)
         }
 
         var sideFiles: [PLMSideFile] = []
-        for entry in header["files"]?.arrayValue ?? [] {
+        for entry in fileEntries {
             guard let o = entry.objectValue, let name = o["name"]?.stringValue else {
                 throw .headerInvalid(file: f, detail: "a files entry has no name")
             }
+            try Self.checkName(name, file: f)
             let record = try part(name, "contents", entry, expected: nil)
             sideFiles.append(PLMSideFile(name: name, record: record, size: record.uncompressedSize ?? record.length))
         }
 
         var entries: [PLMTensor] = []
         var byName: [String: Int] = [:]
-        for entry in header["tensors"]?.arrayValue ?? [] {
+        for entry in tensorEntries {
             let t = try Self.parseTensor(entry, file: f, part: part)
             guard byName[t.name] == nil else { throw .tensorInvalid(file: f, tensor: t.name, detail: "listed twice") }
             byName[t.name] = entries.count
@@ -160,30 +198,40 @@ public struct PLMFile: Sendable {
         guard let o = entry.objectValue, let name = o["name"]?.stringValue else {
             throw .headerInvalid(file: f, detail: "a tensor entry has no name")
         }
+        try checkName(name, file: f)
         guard let shapeValues = o["shape"]?.arrayValue else { throw .tensorInvalid(file: f, tensor: name, detail: "no shape") }
+        guard shapeValues.count <= PLMSpec.maxRank else {
+            throw .tensorInvalid(file: f, tensor: name, detail: "\(shapeValues.count) dimensions exceed the limit of \(PLMSpec.maxRank)")
+        }
         var shape: [Int] = []
         for v in shapeValues {
-            guard let d = v.intValue, d >= 0 else { throw .tensorInvalid(file: f, tensor: name, detail: "shape entries must be non-negative integers") }
+            guard case .number(let literal) = v, let d = Int(literal), d >= 0 else {
+                throw .tensorInvalid(file: f, tensor: name, detail: "shape entries must be non-negative integers")
+            }
             shape.append(d)
         }
-        var elements = 1
-        for d in shape {
-            let (p, overflow) = elements.multipliedReportingOverflow(by: d)
-            guard !overflow, p < 1 << 48 else { throw .tensorInvalid(file: f, tensor: name, detail: "shape is too large") }
-            elements = p
+        // Zeros count as 1 here, so a zero dimension cannot hide huge others (K of a layout).
+        guard Checked.product(of: shape.map { max($0, 1) }, atMost: PLMSpec.maxElements) != nil else {
+            throw .tensorInvalid(file: f, tensor: name, detail: "shape \(formatShape(shape)) has more than 2^48 elements")
         }
-        let storage = o["storage"]?.stringValue ?? ""
+        // Optional strings: absent takes the default, any other type is an error.
+        func string(_ key: String) throws(PLMError) -> String? {
+            guard let v = o[key] else { return nil }
+            guard let s = v.stringValue else { throw .tensorInvalid(file: f, tensor: name, detail: "\"\(key)\" is \(v.typeName), expected a string") }
+            return s
+        }
+        guard let storage = try string("storage") else { throw .tensorInvalid(file: f, tensor: name, detail: "no storage type") }
         let type: StorageType
         switch storage {
         case "f32": type = .f32
         case "f16": type = .f16
         case "bf16": type = .bf16
         case "int8", "int4":
-            guard let schemeName = o["scheme"]?.stringValue else { throw .tensorInvalid(file: f, tensor: name, detail: "quantized tensor without a scheme") }
+            guard let schemeName = try string("scheme") else { throw .tensorInvalid(file: f, tensor: name, detail: "quantized tensor without a scheme") }
             guard let scheme = QuantScheme(rawValue: schemeName) else { throw .unknownStorage(file: f, tensor: name, detail: "unknown scheme \"\(schemeName)\"") }
-            guard let g = o["group_size"]?.intValue else { throw .tensorInvalid(file: f, tensor: name, detail: "quantized tensor without a group_size") }
+            guard case .number(let gLiteral)? = o["group_size"], let g = Int(gLiteral) else { throw .tensorInvalid(file: f, tensor: name, detail: "quantized tensor without a group_size") }
             guard StorageType.groupSizes.contains(g) else { throw .unknownStorage(file: f, tensor: name, detail: "unsupported group size \(g)") }
-            let formatName = o["scale_format"]?.stringValue ?? "f16"
+            let formatName = try string("scale_format") ?? "f16"
             guard let format = ScaleFormat(rawValue: formatName) else { throw .unknownStorage(file: f, tensor: name, detail: "unknown scale_format \"\(formatName)\"") }
             guard shape.count >= 2 else { throw .tensorInvalid(file: f, tensor: name, detail: "quantized tensors need at least 2 dimensions") }
             if storage == "int8" {
@@ -205,13 +253,20 @@ public struct PLMFile: Sendable {
         return PLMTensor(name: name, shape: shape, type: type, layout: layout, parts: parts)
     }
 
+    /// Names are non-empty and at most `PLMSpec.maxNameBytes` bytes of UTF-8.
+    private static func checkName(_ name: String, file f: String) throws(PLMError) {
+        guard !name.isEmpty, name.utf8.count <= PLMSpec.maxNameBytes else {
+            throw .headerInvalid(file: f, detail: "a name of \(name.utf8.count) bytes (names are 1 to \(PLMSpec.maxNameBytes) bytes)")
+        }
+    }
+
     public func tensor(_ name: String) -> PLMTensor? { index[name].map { tensors[$0] } }
 
     /// The bytes of a part, in place when stored uncompressed.
     public func bytes(of record: PartRecord, item: String, part: String) throws(PLMError) -> PartBytes {
         let slice = file.slice(record.offset..<(record.offset + record.length))
         guard let size = record.uncompressedSize else { return PartBytes(file: file, slice: slice) }
-        do { return PartBytes(owned: try Zstd.decompress(slice, size: size)) } catch {
+        do { return PartBytes(owned: try Zstd.decompress(slice, size: size, maxSize: PLMSpec.maxPartSize)) } catch {
             throw .decompression(file: path, item: item, part: part, detail: error.description)
         }
     }

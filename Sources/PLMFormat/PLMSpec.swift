@@ -11,6 +11,24 @@ public enum PLMSpec {
     public static let alignment = 64
     public static let maxHeaderLength = 256 << 20
 
+    // Limits a reader enforces, far above any real model (PLM-8B has ~1,100 tensors, 4-D shapes,
+    // names under 100 bytes and a 2.1 GB largest tensor), so a hostile header cannot make a reader
+    // allocate or loop without bound. Formats/PLM.md lists them.
+    /// Tensor entries in one header.
+    public static let maxTensors = 1 << 20
+    /// Side-file entries in one header.
+    public static let maxFiles = 1_024
+    /// Bytes of UTF-8 in a tensor or side-file name.
+    public static let maxNameBytes = 4_096
+    /// Dimensions of a tensor.
+    public static let maxRank = 8
+    /// Elements of a tensor (2^48).
+    public static let maxElements = 1 << 48
+    /// Uncompressed bytes of a side file (1 GiB; tokenizer.json is ~9 MB).
+    public static let maxSideFileSize = 1 << 30
+    /// Uncompressed bytes of one zstd part (64 GiB).
+    public static let maxPartSize = 1 << 36
+
     public static func aligned(_ n: Int) -> Int { (n + alignment - 1) / alignment * alignment }
 }
 

@@ -73,8 +73,7 @@ public final class PLMWriter {
         try pad()
         let offset = position
         if let level = compressLevel, bytes.count > 0 {
-            let packed = Zstd.compress(bytes, level: level)
-            if packed.count * 20 < bytes.count * 19 {
+            if let packed = Zstd.compress(bytes, level: level), packed.count * 20 < bytes.count * 19 {
                 try emit(packed)
                 return PartRecord(offset: offset, length: packed.count, checksum: XXH64.hash(packed), uncompressedSize: bytes.count)
             }

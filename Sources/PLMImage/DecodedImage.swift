@@ -1,3 +1,4 @@
+import PLMCore
 /// An image as 8-bit RGB, row-major and interleaved (R, G, B of pixel 0, then pixel 1, ...):
 /// what transformers' loading path hands to the image processor as a [3, H, W] uint8 tensor.
 public struct DecodedImage: Sendable, Equatable {
@@ -7,9 +8,7 @@ public struct DecodedImage: Sendable, Equatable {
     public let pixels: [UInt8]
 
     public init(width: Int, height: Int, pixels: [UInt8]) throws(ImageError) {
-        let (area, o1) = width.multipliedReportingOverflow(by: height)
-        let (bytes, o2) = area.multipliedReportingOverflow(by: 3)
-        guard width > 0, height > 0, !o1, !o2, pixels.count == bytes else {
+        guard width > 0, height > 0, let bytes = Checked.product(of: [width, height, 3]), pixels.count == bytes else {
             throw .invalidSize(source: "pixels", reason: "\(pixels.count) bytes are not a \(width)×\(height) RGB image")
         }
         self.width = width
@@ -58,12 +57,10 @@ public struct ImageLimits: Sendable, Equatable {
         guard width <= maxDimension, height <= maxDimension else {
             throw .tooLarge(source: source, width: width, height: height, limit: "\(maxDimension) pixels a side")
         }
-        let (area, o1) = width.multipliedReportingOverflow(by: height)
-        guard !o1, area <= maxPixels else {
+        guard let area = Checked.multiply(width, height), area <= maxPixels else {
             throw .tooLarge(source: source, width: width, height: height, limit: "\(maxPixels) pixels")
         }
-        let (bytes, o2) = area.multipliedReportingOverflow(by: bytesPerPixel)
-        guard !o2, bytes <= maxDecodedBytes else {
+        guard let bytes = Checked.multiply(area, bytesPerPixel), bytes <= maxDecodedBytes else {
             throw .tooLarge(source: source, width: width, height: height, limit: "\(maxDecodedBytes) decoded bytes")
         }
         return bytes

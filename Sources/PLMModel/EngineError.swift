@@ -15,6 +15,10 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
     case contextOverflow(positions: Int, context: Int)
     /// A side file of a model (embedded in a `.plm` or in a checkpoint folder) is damaged.
     case embeddedFile(file: String, name: String, problem: String)
+    /// Generation stopped because the logits at a position hold NaN or ±Inf (weights converted
+    /// with `--allow-nonfinite`, or a damaged file): sampling from them would pick a token that
+    /// means nothing.
+    case nonFiniteLogits(position: Int)
 
     public var description: String {
         switch self {
@@ -29,6 +33,15 @@ public enum EngineError: Error, Equatable, CustomStringConvertible {
         case .contextOverflow(let p, let c):
             return "the prompt needs \(p) positions but the model's context is \(c) (max_position_embeddings)"
         case .embeddedFile(let f, let n, let p): return "\(f): \(n): \(p)"
+        case .nonFiniteLogits(let p):
+            return "the model's logits at position \(p) are NaN or infinite (does it hold NaN/Inf weights, converted with --allow-nonfinite?)"
         }
+    }
+
+    /// Throws `nonFiniteLogits` unless every logit is finite: generation calls it before it picks
+    /// a token, since argmax or sampling over NaN would invent one. (A vocabulary of compares per
+    /// step; the step itself reads the whole model.)
+    public static func requireFinite(_ logits: UnsafeBufferPointer<Float>, position: Int) throws(EngineError) {
+        for v in logits where !v.isFinite { throw .nonFiniteLogits(position: position) }
     }
 }

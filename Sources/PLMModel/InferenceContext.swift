@@ -41,9 +41,9 @@ public final class InferenceContext {
     public func append(_ ids: [Int], images: VisionEncoding? = nil, videos: VisionEncoding? = nil,
                        logits: Logits = .last, onLayer: ((Int, UnsafeBufferPointer<Float>) -> Void)? = nil) throws(EngineError) -> [Float] {
         guard !ids.isEmpty else { throw .invalidInput("nothing to append: the token list is empty") }
-        let (total, overflow) = length.addingReportingOverflow(ids.count)
-        guard !overflow, total <= contextLength else {
-            throw .contextOverflow(positions: overflow ? Int.max : total, context: contextLength)
+        let total = Checked.add(length, ids.count)
+        guard let total, total <= contextLength else {
+            throw .contextOverflow(positions: total ?? Int.max, context: contextLength)
         }
         try model.checkPlaceholderCounts([ids], images: images, videos: videos)
         var imageRow = 0, videoRow = 0

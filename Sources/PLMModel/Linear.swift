@@ -1,3 +1,4 @@
+import PLMCore
 /// y = x · Wᵀ + b for a batch of rows. The model graph only sees this protocol, so the same graph
 /// runs over fp32 weights or, later, quantized ones.
 public protocol LinearMap: Sendable {
@@ -21,8 +22,7 @@ public struct DenseLinear: LinearMap {
     static let sliceAlignment = 16
 
     public init(weight: FloatBuffer, bias: [Float]?, outFeatures: Int, inFeatures: Int, threads: Int) throws(EngineError) {
-        let (count, overflow) = outFeatures.multipliedReportingOverflow(by: inFeatures)
-        guard outFeatures > 0, inFeatures > 0, !overflow, weight.count == count, bias.map({ $0.count == outFeatures }) ?? true else {
+        guard outFeatures > 0, inFeatures > 0, let count = Checked.multiply(outFeatures, inFeatures), weight.count == count, bias.map({ $0.count == outFeatures }) ?? true else {
             throw .invalidInput("a dense layer of \(outFeatures)×\(inFeatures) got \(weight.count) weights and \(bias?.count ?? 0) biases")
         }
         BLAS.useSingleThreadedKernels()

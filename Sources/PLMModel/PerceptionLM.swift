@@ -148,6 +148,7 @@ public final class PerceptionLM: Sendable {
         // the model's context: a huge maxNewTokens must not reserve memory it cannot use.
         let session = InferenceContext(model: self, reserve: inputIds.count + min(maxNewTokens, context))
         let last = try session.append(inputIds, images: imageEncoding, videos: videoEncoding)
+        try last.withUnsafeBufferPointer { l throws(EngineError) in try EngineError.requireFinite(l, position: session.length - 1) }
         var next = last.withUnsafeBufferPointer { Ops.argmax($0) }
         var generated: [Int] = []
         generated.reserveCapacity(min(maxNewTokens, context))
@@ -155,7 +156,9 @@ public final class PerceptionLM: Sendable {
             generated.append(next)
             onToken(next)
             if stopTokens.contains(next) || generated.count >= maxNewTokens || session.length >= context { break }
-            next = Ops.argmax(try session.step(next))
+            let logits = try session.step(next)
+            try EngineError.requireFinite(logits, position: session.length - 1)
+            next = Ops.argmax(logits)
         }
         return generated
     }

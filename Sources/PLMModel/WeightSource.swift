@@ -45,13 +45,7 @@ struct QuantizedEmbedding: TokenEmbedding {
 extension WeightSource {
     /// The one shape rule for linear weights: [out, d1, d2, …] with d1·d2·… = in.
     func checkLinearShape(_ tensor: String, _ shape: [Int], outFeatures: Int, inFeatures: Int) throws(EngineError) {
-        var product = 1, overflow = false
-        for d in shape.dropFirst() {
-            let (p, o) = product.multipliedReportingOverflow(by: d)
-            product = p
-            overflow = overflow || o
-        }
-        guard shape.count >= 2, shape[0] == outFeatures, !overflow, product == inFeatures else {
+        guard shape.count >= 2, shape[0] == outFeatures, Checked.product(of: shape.dropFirst()) == inFeatures else {
             throw .tensorShape(source: sourceName, tensor: tensor, expected: [outFeatures, inFeatures], actual: shape)
         }
     }

@@ -5,6 +5,8 @@ struct GroupLanes {
     let masks: UnsafeMutablePointer<SIMD8<Float>>
     var count = 0
     var chunks = 0
+    /// Whether every loaded value is finite (no NaN or ±Inf).
+    var isFinite = true
 
     /// Scratch for groups of up to `capacity` values; free with `deallocate()`.
     init(capacity: Int) {
@@ -18,15 +20,18 @@ struct GroupLanes {
     mutating func load(_ w: UnsafePointer<Float>, count n: Int) {
         count = n
         chunks = (n + 7) / 8
+        var finite = true
         for c in 0..<chunks {
             var v = SIMD8<Float>(), m = SIMD8<Float>()
             for lane in 0..<8 where c * 8 + lane < n {
                 v[lane] = w[c * 8 + lane]
                 m[lane] = 1
+                finite = finite && v[lane].isFinite
             }
             values[c] = v
             masks[c] = m
         }
+        isFinite = finite
     }
 }
 
@@ -62,10 +67,11 @@ enum GroupSearch {
         roundEven(x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi))
     }
 
-    /// The scalar form of the same rounding, for storing levels.
+    /// The scalar form of the same rounding, for storing levels. Defined for every input: NaN
+    /// gives `lo` (the comparisons are false), so converting the level to an integer never traps.
     @inline(__always)
     static func level(_ x: Float, _ lo: Float, _ hi: Float) -> Float {
-        let c = Swift.min(Swift.max(x, lo), hi)
+        let c = x >= lo ? (x <= hi ? x : hi) : lo
         return (c + 12_582_912) - 12_582_912
     }
 

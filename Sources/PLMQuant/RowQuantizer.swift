@@ -45,6 +45,13 @@ public struct RowQuantizer: Sendable {
         quantizeRow(w, into: p, lanes: &lanes)
     }
 
+    /// The f16 NaN that marks a group holding a NaN or ±Inf weight (`plmq convert
+    /// --allow-nonfinite`): its levels are stored as 0 and its scale (and minimum) as NaN, so every
+    /// weight of the group dequantizes to NaN and every output that reads it is NaN, never a
+    /// finite value made up from the rest of the group. For `k6` the super-block's `d` and `dmin`
+    /// are NaN, which covers its 8 groups.
+    public static let nonFiniteMarker = Float16.nan
+
     func quantizeRow(_ w: UnsafePointer<Float>, into p: RowParts, lanes: inout GroupLanes) {
         let g = groupSize
         switch layout.type {
@@ -52,7 +59,11 @@ public struct RowQuantizer: Sendable {
             for i in 0..<layout.groupsPerRow {
                 let n = layout.groupLength(i)
                 let q = p.data + i * g
-                if scheme == .symmetric {
+                if !Self.allFinite(w + i * g, n) {
+                    _ = q.initializeMemory(as: UInt8.self, repeating: 0, count: n)
+                    storeF16(Self.nonFiniteMarker, p.scales!, i)
+                    if scheme == .asymmetric { storeF16(Self.nonFiniteMarker, p.mins!, i) }
+                } else if scheme == .symmetric {
                     lanes.load(w + i * g, count: n)
                     let s = Int8Codec.symmetric(lanes, into: q.assumingMemoryBound(to: Int8.self))
                     storeF16(s, p.scales!, i)
@@ -67,6 +78,12 @@ public struct RowQuantizer: Sendable {
             for i in 0..<layout.groupsPerRow {
                 let n = layout.groupLength(i), x = w + i * g
                 lanes.load(x, count: n)
+                guard lanes.isFinite else {
+                    for j in 0..<n { levels[j] = 8 }  // q = 0
+                    Nibbles.pack(levels, count: n, into: p.data + (i * g / 2))
+                    storeF16(Self.nonFiniteMarker, p.scales!, i)
+                    continue
+                }
                 let s = GroupSearch.symmetric(lanes, lo: -8, hi: 7)
                 let inverse: Float = s == 0 ? 0 : 1 / Float(s)
                 for j in 0..<n { levels[j] = UInt8(GroupSearch.level(x[j] * inverse, -8, 7) + 8) }
@@ -78,6 +95,13 @@ public struct RowQuantizer: Sendable {
             for i in 0..<layout.groupsPerRow {
                 let n = layout.groupLength(i), x = w + i * g
                 lanes.load(x, count: n)
+                guard lanes.isFinite else {
+                    for j in 0..<n { levels[j] = 0 }
+                    Nibbles.pack(levels, count: n, into: p.data + (i * g / 2))
+                    storeF16(Self.nonFiniteMarker, p.scales!, i)
+                    storeF16(Self.nonFiniteMarker, p.mins!, i)
+                    continue
+                }
                 let fit = GroupSearch.asymmetric(lanes, levels: 15, nonPositiveMin: false)
                 // Round to f16 and keep the neighbour pair with the lowest error.
                 var best = (e: Float.infinity, s: Float16(0), m: Float16(0))
@@ -111,6 +135,7 @@ public struct RowQuantizer: Sendable {
         for j in 0..<count {
             let i = first + j
             lanes.load(w + i * g, count: layout.groupLength(i))
+            guard lanes.isFinite else { return storeNonFiniteSuperBlock(block: b, into: p) }
             fits.append(GroupSearch.asymmetric(lanes, levels: 15, nonPositiveMin: true))
         }
         let maxScale = fits.map(\.scale).max() ?? 0
@@ -142,6 +167,27 @@ public struct RowQuantizer: Sendable {
         s.storeBytes(of: dmin.bitPattern.littleEndian, toByteOffset: 2, as: UInt16.self)
         SixBit.pack(a, into: s + 4)
         SixBit.pack(bIdx, into: s + 10)
+    }
+
+    /// A k6 super-block with a non-finite weight: levels and indices 0, `d` and `dmin` NaN.
+    private func storeNonFiniteSuperBlock(block b: Int, into p: RowParts) {
+        let g = groupSize
+        let first = b * 8, count = min(8, layout.groupsPerRow - first)
+        let zeros = [UInt8](repeating: 0, count: g)
+        for j in 0..<count {
+            let i = first + j
+            Nibbles.pack(zeros, count: layout.groupLength(i), into: p.data + (i * g / 2))
+        }
+        let s = p.scales! + b * 16
+        s.storeBytes(of: Self.nonFiniteMarker.bitPattern.littleEndian, toByteOffset: 0, as: UInt16.self)
+        s.storeBytes(of: Self.nonFiniteMarker.bitPattern.littleEndian, toByteOffset: 2, as: UInt16.self)
+        SixBit.pack([Int](repeating: 0, count: 8), into: s + 4)
+        SixBit.pack([Int](repeating: 0, count: 8), into: s + 10)
+    }
+
+    static func allFinite(_ w: UnsafePointer<Float>, _ n: Int) -> Bool {
+        for j in 0..<n where !w[j].isFinite { return false }
+        return true
     }
 
     /// The levels `asymmetricError` evaluates: the same rounding, so the stored error is the chosen one.

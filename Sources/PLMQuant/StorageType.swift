@@ -129,6 +129,8 @@ public struct StorageLayout: Sendable, Equatable {
             // (the patch-embedding conv [D, 3, 14, 14] is a [D, 588] matrix).
             precondition(shape.count >= 2, "quantized tensors are 2-D or more (rows × K)")
             rows = shape[0]
+            // Unchecked products are safe here: every reader checks a shape before it builds a
+            // layout (PLMSpec.maxElements; safetensors byte ranges), and PLMQuant has no inputs.
             columns = shape.dropFirst().reduce(1, *)
         } else {
             rows = 1

@@ -106,9 +106,9 @@ public func generateAnswer(context: InferenceContext, appending ids: [Int], medi
     guard maxNewTokens > 0 else { throw .invalidParameter("max new tokens must be at least 1") }
     guard !ids.isEmpty else { throw .invalidConversation("the prompt is empty") }
     let model = context.model
-    let (needed, overflow) = context.length.addingReportingOverflow(ids.count)
-    guard !overflow, needed < context.contextLength else {
-        throw .engine(.contextOverflow(positions: overflow ? Int.max : needed + 1, context: context.contextLength))
+    let needed = Checked.add(context.length, ids.count)
+    guard let needed, needed < context.contextLength else {
+        throw .engine(.contextOverflow(positions: needed.map { $0 + 1 } ?? Int.max, context: context.contextLength))
     }
     var result = GenerationResult()
     let start = monotonicNow()
@@ -130,6 +130,11 @@ public func generateAnswer(context: InferenceContext, appending ids: [Int], medi
 
     var sampler = Sampler(parameters)
     var decoder = StreamingDecoder(tokenizer: tokenizer, skipSpecialTokens: true)
+    // A NaN or Inf logit is an error, not a token: the sampler would turn it into a made-up answer.
+    func checkFinite(_ l: UnsafeBufferPointer<Float>) throws(RunnerError) {
+        do { try EngineError.requireFinite(l, position: context.length - 1) } catch { throw .engine(error) }
+    }
+    try logits.withUnsafeBufferPointer { l throws(RunnerError) in try checkFinite(l) }
     var next = logits.withUnsafeMutableBufferPointer { sampler.next($0, history: context.tokens) }
     result.stats.timeToFirstToken = monotonicNow() - start
     let decodeStart = monotonicNow()
@@ -145,6 +150,7 @@ public func generateAnswer(context: InferenceContext, appending ids: [Int], medi
         if context.length >= context.contextLength { result.finish = .context; break }
         let step: UnsafeBufferPointer<Float>
         do { step = try context.step(next) } catch { throw .engine(error) }
+        try checkFinite(step)
         next = sampler.next(UnsafeMutableBufferPointer(mutating: step), history: context.tokens)
     }
     let tail = decoder.finish()

@@ -57,6 +57,9 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "Print the plan and the exact output size without writing anything.")
     var dryRun = false
 
+    @Flag(help: "Convert weights that hold NaN or Inf instead of refusing them; quantized groups holding one are stored as NaN, so outputs that read them are NaN (Formats/PLM.md).")
+    var allowNonfinite = false
+
     @Flag(help: "Print only errors.")
     var quiet = false
 
@@ -87,6 +90,7 @@ struct ConvertCommand: ParsableCommand {
             options.recipe = recipe
             options.keep = try keep.map { try KeepRule.parse($0, defaultGroupSize: groupSize) }
             options.compress = compress
+            options.allowNonfinite = allowNonfinite
             options.threads = threads ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
             let folder = try CheckpointFolder(path: input)
             let plan = try ConversionPlan(folder: folder, options: options)

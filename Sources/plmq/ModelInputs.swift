@@ -33,7 +33,7 @@ struct ModelInputs {
         guard (s.count == 4 || s.count == 5), s[s.count - 3] == 3 else {
             throw UserFacingError("\(path): '\(name)' has shape \(formatShape(s)); expected [N, T, 3, H, W] or [T, 3, H, W]")
         }
-        let count = s.dropLast(3).reduce(1, *)
+        let count = Checked.product(of: s.dropLast(3)) ?? -1  // -1: PixelTiles refuses it
         return try PixelTiles(count: count, height: s[s.count - 2], width: s[s.count - 1], values: file.view(info).floats())
     }
 }
