@@ -31,14 +31,15 @@ public struct ColumnImportance: Sendable, Equatable {
     public static let floor: Float = 1e-3
 
     /// The search weights of `tensor` (nil when calibration never ran it): mean x² divided by its
-    /// mean over the row, plus `floor`, so every weight is positive and finite and the scale of the
-    /// activations does not matter. Deterministic (a fixed summation order).
+    /// mean over the columns, at least `floor`, so every weight is positive and finite and the
+    /// scale of the activations does not matter; statistics that weigh every column alike give
+    /// weights of exactly 1 (the unweighted search). Deterministic (a fixed summation order).
     public func searchWeights(_ tensor: String) -> [Float]? {
         guard let m = meanSquares[tensor], !m.isEmpty else { return nil }
         var total = 0.0
         for v in m { total += Double(v) }
         let mean = total / Double(m.count)
         guard mean > 0, mean.isFinite else { return [Float](repeating: 1, count: m.count) }
-        return m.map { Float(Double($0) / mean) + Self.floor }
+        return m.map { max(Float(Double($0) / mean), Self.floor) }
     }
 }

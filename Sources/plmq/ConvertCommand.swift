@@ -108,13 +108,15 @@ struct ConvertCommand: ParsableCommand {
             options.compress = compress
             options.threads = threads ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
             let folder = try CheckpointFolder(path: input)
+            let showProgress = !quiet && standardErrorIsTerminal()
             if let calibrate {
                 var c = CalibrationOptions()
                 c.maxTokens = calibrateTokens
                 c.context = calibrateCtx
                 let importance = try Calibration.run(model: input, input: calibrate, options: c, engine: EngineOptions(threads: options.threads)) { done, total in
-                    if !quiet { writeStandardError("calibrate: \(done)/\(total)\r") }
+                    if showProgress { writeStandardError("\rcalibrate: \(done)/\(total)\u{1B}[K") }
                 }
+                if showProgress { writeStandardError("\r\u{1B}[K") }
                 if !quiet {
                     writeStandardError("calibrate: \(importance.tokens) tokens in \(importance.items) \(importance.kind == "text" ? "chunks" : "samples") of \(calibrate), "
                         + "statistics for \(importance.meanSquares.count) linear maps (sha256 \(importance.sha256.prefix(16))…)\n")
@@ -124,9 +126,10 @@ struct ConvertCommand: ParsableCommand {
             var allocation: BitAllocation?
             if let targetBpw {
                 let measured = try BitAllocation.measure(folder: folder, options: options) { done, total in
-                    if !quiet { writeStandardError("target-bpw: measured \(done)/\(total) tensors\r") }
+                    if showProgress { writeStandardError("\rtarget-bpw: measured \(done)/\(total) tensors\u{1B}[K") }
                 }
                 let a = try BitAllocation.choose(target: targetBpw, measurement: measured)
+                if showProgress { writeStandardError("\r\u{1B}[K") }
                 if !quiet {
                     writeStandardError("target-bpw \(targetBpw): \(a.raised.count) of \(measured.candidates.count) int4 linear weights raised to int8; "
                         + "\(String(fixed: a.bitsPerWeight, decimals: 4)) bits per weight; predicted error \(Converter.format(a.predictedError)) "
