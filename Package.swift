@@ -57,7 +57,7 @@ let package = Package(
         // Evaluation of a quantized model against its fp32 reference: the samples folder reader,
         // llama-perplexity's KL metrics, text chunking, the reference cache, reports, and the
         // evaluation loop over the runner.
-        .target(name: "PLMEval", dependencies: ["PLMCore", "PLMModel", "PLMRunner", "PLMTokenizer"]),
+        .target(name: "PLMEval", dependencies: ["PLMCore", "PLMModel", "PLMQuant", "PLMRunner", "PLMTokenizer"]),
         // The umbrella library: re-exports what a user of plmq as a library needs.
         .target(name: "PLMQ", dependencies: ["PLMCore", "PLMCheckpoint", "PLMQuant", "PLMFormat", "PLMConvert", "PLMModel",
                                              "PLMTokenizer", "PLMImage", "PLMRunner", "PLMEval"]),

@@ -51,11 +51,15 @@ public struct ConversionPlan: Sendable {
     /// Stored tensors the forward pass never reads (timm's attention-pool head, a tied lm_head).
     public let skipped: [(name: String, reason: String)]
 
-    public init(folder: CheckpointFolder, options: ConversionOptions) throws(ConversionError) {
+    /// The allocation of a `--target-bpw` run (nil otherwise): which tensors it raised to int8.
+    public let allocation: BitAllocation?
+
+    public init(folder: CheckpointFolder, options: ConversionOptions, allocation: BitAllocation? = nil) throws(ConversionError) {
         do { try folder.requireConsistentLayout() } catch { throw .checkpoint(error) }
         self.folder = folder
         self.options = options
-        var policy = Policy(options: options)
+        self.allocation = allocation
+        var policy = Policy(options: options, overrides: allocation?.overrides ?? [:])
         var planned: [PlannedTensor] = []
         // Module order (vision tower, projector, language model), as the config lists them.
         for expected in folder.config.expectedTensors() {
@@ -143,7 +147,7 @@ public struct Converter {
         // (which does not quantize) writes a header of exactly the same length.
         var errorEntries: [(String, JSONValue)] = []
         var byComponent: [Component: (bytes: Int, parameters: Int)] = [:]
-        var done = 0
+        var done = 0, calibrated = 0
         for (i, t) in plan.tensors.enumerated() {
             let view: TensorView
             do { view = try folder.weights.view(t.name) } catch { throw .checkpoint(error) }
@@ -156,7 +160,9 @@ public struct Converter {
                         for spec in t.layout.parts { reserved.append((spec.name, try writer.reservePart(length: spec.bytes))) }
                         parts = reserved
                     } else {
-                        let q = try Self.quantize(view, layout: t.layout, threads: plan.options.threads,
+                        let importance = try plan.options.calibration.flatMap { c throws(ConversionError) in try c.checkedWeights(t.name, columns: t.layout.columns) }
+                        if importance != nil { calibrated += 1 }
+                        let q = try Self.quantize(view, layout: t.layout, threads: plan.options.threads, importance: importance,
                                                   allowNonfinite: plan.options.allowNonfinite)
                         errors.append((t.name, t.type, q.relativeRMSE))
                         errorEntries.append((t.name, .number(Self.format(q.relativeRMSE))))
@@ -192,7 +198,7 @@ public struct Converter {
                                         sourceBytes: plan.sourceBytes, seconds: elapsed(), current: t.name))
         }
 
-        let metadata = JSONObject([
+        var metadata = JSONObject([
             ("plmq_version", .string(producer)),
             ("recipe", .object(JSONObject([
                 ("name", .string(plan.options.recipe.rawValue)), ("summary", .string(plan.options.recipe.summary)),
@@ -208,6 +214,14 @@ public struct Converter {
             ("skipped", .array(plan.skipped.map { .object(JSONObject([("tensor", .string($0.name)), ("reason", .string($0.reason))])) })),
             ("quantization_error", .object(JSONObject(errorEntries))),
         ])
+        // Only with the options that use them, so a plain conversion's header is unchanged.
+        if let c = plan.options.calibration {
+            // A dry run quantizes nothing; it records the tensors calibration would weigh.
+            let weighed = dryRun && !plan.options.compress
+                ? plan.tensors.filter { $0.type.isQuantized && c.meanSquares[$0.name] != nil }.count : calibrated
+            metadata["calibration"] = c.json(weightedTensors: weighed)
+        }
+        if let a = plan.allocation { metadata["target_bpw"] = a.json }
         let size: Int
         do { size = try writer.finish(metadata: metadata) } catch { throw .output(error) }
         return ConversionSummary(fileBytes: size, tensors: plan.tensors.count, parameters: plan.parameters, sourceBytes: plan.sourceBytes,
@@ -283,26 +297,47 @@ public struct Converter {
     /// relative RMSE is taken over the weights that reconstruct finite.
     public static func quantize(_ view: TensorView, layout: StorageLayout, threads: Int,
                                 allowNonfinite: Bool = false) throws(ConversionError) -> (parts: QuantizedParts, relativeRMSE: Double) {
+        let q = try quantize(view, layout: layout, threads: threads, importance: nil, allowNonfinite: allowNonfinite)
+        return (q.parts, q.relativeRMSE)
+    }
+
+    /// A quantized tensor with its errors.
+    public struct QuantizedTensor {
+        public let parts: QuantizedParts
+        /// ‖W − Ŵ‖ / ‖W‖.
+        public let relativeRMSE: Double
+        /// Σ over rows and columns of ω_j (w − ŵ)², with ω the `importance` given (1 without).
+        public let weightedSSE: Double
+    }
+
+    /// As `quantize(_:layout:threads:allowNonfinite:)`, with `importance` (one weight per column)
+    /// weighing each column's error in the scale searches (calibration).
+    public static func quantize(_ view: TensorView, layout: StorageLayout, threads: Int, importance: [Float]?,
+                                allowNonfinite: Bool = false) throws(ConversionError) -> QuantizedTensor {
         let rowsPerChunk = max(1, Self.chunkElements / max(layout.columns, 1))
         let chunks = (layout.rows + rowsPerChunk - 1) / rowsPerChunk
         let parts = QuantizedParts(layout: layout)
         let (data, scales, mins) = (parts.data, parts.scales, parts.mins)
-        let sums = UnsafeMutableBufferPointer<(Double, Double)>.allocate(capacity: chunks)
+        let sums = UnsafeMutableBufferPointer<(Double, Double, Double)>.allocate(capacity: chunks)
         let failures = UnsafeMutableBufferPointer<ConversionError?>.allocate(capacity: chunks)
         failures.initialize(repeating: nil)
         defer { sums.deallocate(); failures.deallocate() }
         let quantizer = RowQuantizer(layout: layout)
         let threads = max(1, threads)
+        let columns = layout.columns
+        // One weight per column or none (the converter checks the count against the tensor first).
+        let importance = importance?.count == columns ? importance : nil
+        let omega = importance ?? [Float](repeating: 1, count: columns)
         // The buffers are disjoint per chunk, so workers never write the same bytes.
         let shared = WorkerShared((data, scales, mins, sums, failures))
         DispatchQueue.concurrentPerform(iterations: min(threads, chunks)) { worker in
             let (d, s, m, partial, failed) = shared.value
-            var rowsIn = [Float](repeating: 0, count: rowsPerChunk * layout.columns)
+            var rowsIn = [Float](repeating: 0, count: rowsPerChunk * columns)
             var rowsOut = rowsIn
             var chunk = worker
             while chunk < chunks {
                 let r0 = chunk * rowsPerChunk, n = min(rowsPerChunk, layout.rows - r0)
-                let elements = (r0 * layout.columns)..<((r0 + n) * layout.columns)
+                let elements = (r0 * columns)..<((r0 + n) * columns)
                 rowsIn.withUnsafeMutableBufferPointer { buf in
                     do throws(SafetensorsError) { try view.copyFloats(elements: elements, into: buf) } catch {
                         failed[chunk] = .checkpoint(.safetensors(error))
@@ -312,7 +347,7 @@ public struct Converter {
                     // Chunks are contiguous, so the lowest failing chunk holds the first bad element.
                     failed[chunk] = .nonFinite(file: view.file.path, tensor: view.name,
                                                index: Self.index(elements.lowerBound + k, in: view.shape), value: rowsIn[k])
-                    partial[chunk] = (0, 0)
+                    partial[chunk] = (0, 0, 0)
                     chunk += min(threads, chunks)
                     continue
                 }
@@ -320,17 +355,24 @@ public struct Converter {
                     data: d.baseAddress! + r0 * layout.dataBytesPerRow,
                     scales: layout.scaleBytes > 0 ? s.baseAddress! + r0 * layout.scaleBytesPerRow : nil,
                     mins: layout.minBytes > 0 ? m.baseAddress! + r0 * layout.minBytesPerRow : nil)
-                rowsIn.withUnsafeBufferPointer { quantizer.quantize($0.baseAddress!, rows: n, into: parts) }
+                rowsIn.withUnsafeBufferPointer { w in
+                    if let importance {
+                        importance.withUnsafeBufferPointer { quantizer.quantize(w.baseAddress!, rows: n, into: parts, importance: $0.baseAddress!) }
+                    } else {
+                        quantizer.quantize(w.baseAddress!, rows: n, into: parts)
+                    }
+                }
                 rowsOut.withUnsafeMutableBufferPointer { quantizer.dequantize(parts, rows: n, into: $0.baseAddress!) }
-                var sse = 0.0, norm = 0.0
+                var sse = 0.0, norm = 0.0, weighted = 0.0
                 for k in 0..<elements.count {
                     let a = rowsIn[k], b = rowsOut[k]
                     guard a.isFinite, b.isFinite else { continue }  // only with allowNonfinite
                     let e = Double(a - b)
                     sse += e * e
+                    weighted += Double(omega[k % columns]) * e * e
                     norm += Double(a) * Double(a)
                 }
-                partial[chunk] = (sse, norm)
+                partial[chunk] = (sse, norm, weighted)
                 let bytes = view.bytes
                 let width = bytes.count / max(view.elementCount, 1)
                 view.file.dropPages(UnsafeRawBufferPointer(rebasing: bytes[(elements.lowerBound * width)..<(elements.upperBound * width)]))
@@ -338,9 +380,9 @@ public struct Converter {
             }
         }
         if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
-        var sse = 0.0, norm = 0.0
-        for c in 0..<chunks { sse += sums[c].0; norm += sums[c].1 }  // fixed order: deterministic
-        return (parts, norm > 0 ? (sse / norm).squareRoot() : 0)
+        var sse = 0.0, norm = 0.0, weighted = 0.0
+        for c in 0..<chunks { sse += sums[c].0; norm += sums[c].1; weighted += sums[c].2 }  // fixed order: deterministic
+        return QuantizedTensor(parts: parts, relativeRMSE: norm > 0 ? (sse / norm).squareRoot() : 0, weightedSSE: weighted)
     }
 
     static func sameEncoding(_ dtype: TensorDType, _ type: StorageType) -> Bool {
@@ -368,7 +410,7 @@ public struct Converter {
 
     /// Six significant digits in a fixed width ("7.09870e-02"), so the header length does not
     /// depend on the values.
-    static func format(_ x: Double) -> String {
+    public static func format(_ x: Double) -> String {
         guard x > 0, x.isFinite else { return "0.00000e+00" }
         var exponent = 0
         var m = x

@@ -60,6 +60,8 @@ public enum Recipe: String, Sendable, CaseIterable {
 
 public enum ConversionError: Error, CustomStringConvertible {
     case badOption(String)
+    /// Calibration statistics that do not fit the checkpoint (another model's).
+    case calibration(String)
     case checkpoint(CheckpointError)
     case output(FileAccessError)
     case unsupportedTensor(name: String, detail: String)
@@ -70,6 +72,7 @@ public enum ConversionError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .badOption(let d): return d
+        case .calibration(let d): return "calibration: \(d)"
         case .checkpoint(let e): return e.description
         case .output(let e): return e.description
         case .unsupportedTensor(let n, let d): return "tensor '\(n)': \(d)"
@@ -92,6 +95,8 @@ public struct ConversionOptions: Sendable {
     /// Convert tensors holding NaN or ±Inf instead of refusing them: exact tensors keep the
     /// values, quantized groups holding one are stored as NaN (see `RowQuantizer.nonFiniteMarker`).
     public var allowNonfinite = false
+    /// Calibration statistics (`--calibrate`): the scale searches weigh each column's error by them.
+    public var calibration: ColumnImportance?
 
     public init() {}
 
@@ -118,10 +123,15 @@ public struct ConversionOptions: Sendable {
 /// Decides the storage of each tensor, with the reason for every exception.
 struct Policy {
     let options: ConversionOptions
+    /// Types chosen by a `--target-bpw` allocation, with their reasons (after --keep rules).
+    let overrides: [String: (StorageType, String)]
     /// Indices of the --keep rules that applied to at least one tensor.
     private(set) var used: Set<Int> = []
 
-    init(options: ConversionOptions) { self.options = options }
+    init(options: ConversionOptions, overrides: [String: (StorageType, String)] = [:]) {
+        self.options = options
+        self.overrides = overrides
+    }
 
     /// A rule that applied to nothing is almost always a typo: say so instead of ignoring it.
     func checkAllRulesUsed() throws(ConversionError) {
@@ -150,6 +160,7 @@ struct Policy {
             case .type(let t): return (t, "--keep \(rule)")
             }
         }
+        if let chosen = overrides[name] { return chosen }
         if shape.count < 2 { return (exact, "1-D (norm, bias or layer scale): kept exact") }
         if name.hasSuffix("pos_embed") { return (exact, "position embedding: kept exact") }
         if name.hasSuffix("cls_token") { return (exact, "class token: kept exact") }

@@ -36,10 +36,14 @@ public final class PerceptionLM: Sendable {
         try load(ModelBundle.open(path), options: options)
     }
 
-    /// Builds the engine for an opened model.
-    public static func load(_ bundle: ModelBundle, options: EngineOptions = EngineOptions()) throws(EngineError) -> PerceptionLM {
+    /// Builds the engine for an opened model. With an `observer`, every linear map reports its
+    /// inputs to it (calibration statistics).
+    public static func load(_ bundle: ModelBundle, options: EngineOptions = EngineOptions(),
+                            observer: ActivationObserver? = nil) throws(EngineError) -> PerceptionLM {
         try options.validate()
-        return try PerceptionLM(source: bundle.weightSource(options: options), config: bundle.config, generation: bundle.generation)
+        var source = bundle.weightSource(options: options)
+        if let observer { source = ObservingWeightSource(base: source, observer: observer) }
+        return try PerceptionLM(source: source, config: bundle.config, generation: bundle.generation)
     }
 
     /// How this model computes.

@@ -1,8 +1,14 @@
 /// One group of weights laid out in 8-lane chunks; lanes past the group's end hold 0 and have
 /// mask 0, so they add nothing to any sum.
+///
+/// `weights` are the lanes' weights in every error the searches minimise: the mask itself
+/// (plain squared error) or, with calibration, each column's importance (masked). With weights
+/// equal to the mask every weighted sum is bit for bit the unweighted one (products with 1 and
+/// 0 are exact), so an uncalibrated conversion writes the same bytes as before calibration existed.
 struct GroupLanes {
     let values: UnsafeMutablePointer<SIMD8<Float>>
     let masks: UnsafeMutablePointer<SIMD8<Float>>
+    let weights: UnsafeMutablePointer<SIMD8<Float>>
     var count = 0
     var chunks = 0
     /// Whether every loaded value is finite (no NaN or ±Inf).
@@ -13,30 +19,36 @@ struct GroupLanes {
         let c = (capacity + 7) / 8
         values = .allocate(capacity: c)
         masks = .allocate(capacity: c)
+        weights = .allocate(capacity: c)
     }
 
-    func deallocate() { values.deallocate(); masks.deallocate() }
+    func deallocate() { values.deallocate(); masks.deallocate(); weights.deallocate() }
 
-    mutating func load(_ w: UnsafePointer<Float>, count n: Int) {
+    /// Loads n values; `importance` (n values, all > 0) weights their errors, nil weighs all alike.
+    mutating func load(_ w: UnsafePointer<Float>, count n: Int, importance: UnsafePointer<Float>? = nil) {
         count = n
         chunks = (n + 7) / 8
         var finite = true
         for c in 0..<chunks {
-            var v = SIMD8<Float>(), m = SIMD8<Float>()
+            var v = SIMD8<Float>(), m = SIMD8<Float>(), iw = SIMD8<Float>()
             for lane in 0..<8 where c * 8 + lane < n {
                 v[lane] = w[c * 8 + lane]
                 m[lane] = 1
                 finite = finite && v[lane].isFinite
+                iw[lane] = importance.map { $0[c * 8 + lane] } ?? 1
             }
             values[c] = v
             masks[c] = m
+            weights[c] = iw
         }
         isFinite = finite
     }
 }
 
-/// Scale searches for one group of weights. All minimise the plain squared error of the group
-/// (plmq's quality metric is relative RMSE), deterministically.
+/// Scale searches for one group of weights. All minimise the weighted squared error
+/// Σ ω_j (w_j − ŵ_j)² of the group, deterministically: ω is 1 without calibration (plmq's quality
+/// metric is relative RMSE) and each input column's mean squared activation with it (the
+/// expected squared output error of the row, as llama.cpp's imatrix weighs it).
 ///
 /// The searches follow the idea of llama.cpp's `make_qx_quants` / `make_qkx2_quants`: try a grid
 /// of candidate inverse scales around the range-derived one, assign integer levels for each,
@@ -83,7 +95,7 @@ enum GroupSearch {
         var ww = SIMD8<Float>()
         for c in 0..<g.chunks {
             let x = g.values[c]
-            ww += x * x
+            ww += g.weights[c] * x * x
             for lane in 0..<8 where abs(x[lane]) > abs(vmax) { vmax = x[lane] }
         }
         guard vmax != 0 else { return 0 }
@@ -98,13 +110,14 @@ enum GroupSearch {
             for c in 0..<g.chunks {
                 let x = g.values[c]
                 let q = levels(vi * x, vlo, vhi) * g.masks[c]
-                qq += q * q
-                qw += q * x
+                let wq = g.weights[c] * q
+                qq += wq * q
+                qw += wq * x
             }
             let sqq = qq.sum(), sqw = qw.sum()
             guard sqq > 0 else { return }
             let s = sqw / sqq
-            let sse = sumWW - s * sqw  // Σ(w − s·q)² at the least-squares s
+            let sse = sumWW - s * sqw  // Σω(w − s·q)² at the least-squares s
             if sse < best.sse { best = (sse, s) }
         }
         for step in -steps...steps { consider(inverse: (flo + stepSize * Float(step)) / vmax) }
@@ -126,7 +139,7 @@ enum GroupSearch {
         for c in 0..<g.chunks {
             let x = g.values[c]
             let d = vs * levels(x * vi, vlo, vhi) - x
-            e += d * d
+            e += g.weights[c] * d * d
         }
         return e.sum()
     }
@@ -137,16 +150,18 @@ enum GroupSearch {
     /// With `nonPositiveMin` the minimum is kept ≤ 0 (the `k6` layout stores −dmin·b, b ≥ 0).
     static func asymmetric(_ g: GroupLanes, levels top: Int, nonPositiveMin: Bool) -> (scale: Float, min: Float) {
         var lo = Float.infinity, hi = -Float.infinity
-        var sw = SIMD8<Float>(), ww = SIMD8<Float>()
+        var sw = SIMD8<Float>(), ww = SIMD8<Float>(), w1 = SIMD8<Float>()
         for c in 0..<g.chunks {
-            let x = g.values[c]
-            sw += x
-            ww += x * x
+            let x = g.values[c], omega = g.weights[c]
+            sw += omega * x
+            ww += omega * x * x
+            w1 += omega
             for lane in 0..<8 where c * 8 + lane < g.count { lo = min(lo, x[lane]); hi = max(hi, x[lane]) }
         }
         if nonPositiveMin { lo = min(lo, 0) }
         guard hi > lo else { return (0, lo) }
-        let ftop = Float(top), fn = Float(g.count), sumW = sw.sum(), sumWW = ww.sum()
+        // fn = Σω: the count itself without calibration (a sum of ones is exact).
+        let ftop = Float(top), fn = w1.sum(), sumW = sw.sum(), sumWW = ww.sum()
         let zero = SIMD8<Float>(), vtop = SIMD8<Float>(repeating: ftop)
         var best = (sse: Float.infinity, scale: (hi - lo) / ftop, min: lo)
 
@@ -156,7 +171,8 @@ enum GroupSearch {
             for c in 0..<g.chunks {
                 let x = g.values[c]
                 let q = levels(vi * (x - vo), zero, vtop) * g.masks[c]
-                q1 += q; qq += q * q; qw += q * x
+                let wq = g.weights[c] * q
+                q1 += wq; qq += wq * q; qw += wq * x
             }
             let sq = q1.sum(), sqq = qq.sum(), sqw = qw.sum()
             let det = fn * sqq - sq * sq
@@ -165,7 +181,7 @@ enum GroupSearch {
             var m = (sqq * sumW - sq * sqw) / det
             if nonPositiveMin && m > 0 { m = 0; s = sqw / sqq }
             guard s > 0 else { return }
-            // Σ(s·q + m − w)² expanded over the moments.
+            // Σω(s·q + m − w)² expanded over the weighted moments.
             let sse = s * s * sqq + 2 * s * m * sq - 2 * s * sqw + fn * m * m - 2 * m * sumW + sumWW
             if sse < best.sse { best = (sse, s, m) }
         }
@@ -186,7 +202,7 @@ enum GroupSearch {
         for c in 0..<g.chunks {
             let x = g.values[c]
             let d = (vs * levels((x - vm) * vi, .zero, vtop) + vm - x) * g.masks[c]
-            e += d * d
+            e += g.weights[c] * d * d
         }
         return e.sum()
     }

@@ -28,21 +28,25 @@ public struct RowQuantizer: Sendable {
 
     /// Quantizes `rows` consecutive rows of `w` (rows × K floats) into the part buffers, which
     /// point at the first of these rows.
-    public func quantize(_ w: UnsafePointer<Float>, rows: Int, into parts: RowParts) {
+    ///
+    /// `importance` (K positive floats, shared by all rows) weighs each column's squared error in
+    /// the scale searches: calibration's mean squared activation of that input. Without it every
+    /// column counts alike. int8-asym is range-based (no search) and ignores it.
+    public func quantize(_ w: UnsafePointer<Float>, rows: Int, into parts: RowParts, importance: UnsafePointer<Float>? = nil) {
         var lanes = GroupLanes(capacity: groupSize)
         defer { lanes.deallocate() }
         for r in 0..<rows {
             quantizeRow(w + r * layout.columns, into: RowParts(
                 data: parts.data + r * layout.dataBytesPerRow,
                 scales: parts.scales.map { $0 + r * layout.scaleBytesPerRow },
-                mins: parts.mins.map { $0 + r * layout.minBytesPerRow }), lanes: &lanes)
+                mins: parts.mins.map { $0 + r * layout.minBytesPerRow }), importance: importance, lanes: &lanes)
         }
     }
 
-    public func quantizeRow(_ w: UnsafePointer<Float>, into p: RowParts) {
+    public func quantizeRow(_ w: UnsafePointer<Float>, into p: RowParts, importance: UnsafePointer<Float>? = nil) {
         var lanes = GroupLanes(capacity: groupSize)
         defer { lanes.deallocate() }
-        quantizeRow(w, into: p, lanes: &lanes)
+        quantizeRow(w, into: p, importance: importance, lanes: &lanes)
     }
 
     /// The f16 NaN that marks a group holding a NaN or ±Inf weight (`plmq convert
@@ -52,7 +56,7 @@ public struct RowQuantizer: Sendable {
     /// are NaN, which covers its 8 groups.
     public static let nonFiniteMarker = Float16.nan
 
-    func quantizeRow(_ w: UnsafePointer<Float>, into p: RowParts, lanes: inout GroupLanes) {
+    func quantizeRow(_ w: UnsafePointer<Float>, into p: RowParts, importance: UnsafePointer<Float>?, lanes: inout GroupLanes) {
         let g = groupSize
         switch layout.type {
         case .int8(let scheme, _):
@@ -64,7 +68,7 @@ public struct RowQuantizer: Sendable {
                     storeF16(Self.nonFiniteMarker, p.scales!, i)
                     if scheme == .asymmetric { storeF16(Self.nonFiniteMarker, p.mins!, i) }
                 } else if scheme == .symmetric {
-                    lanes.load(w + i * g, count: n)
+                    lanes.load(w + i * g, count: n, importance: importance.map { $0 + i * g })
                     let s = Int8Codec.symmetric(lanes, into: q.assumingMemoryBound(to: Int8.self))
                     storeF16(s, p.scales!, i)
                 } else {
@@ -77,7 +81,7 @@ public struct RowQuantizer: Sendable {
             var levels = [UInt8](repeating: 0, count: g)
             for i in 0..<layout.groupsPerRow {
                 let n = layout.groupLength(i), x = w + i * g
-                lanes.load(x, count: n)
+                lanes.load(x, count: n, importance: importance.map { $0 + i * g })
                 guard lanes.isFinite else {
                     for j in 0..<n { levels[j] = 8 }  // q = 0
                     Nibbles.pack(levels, count: n, into: p.data + (i * g / 2))
@@ -94,7 +98,7 @@ public struct RowQuantizer: Sendable {
             var levels = [UInt8](repeating: 0, count: g)
             for i in 0..<layout.groupsPerRow {
                 let n = layout.groupLength(i), x = w + i * g
-                lanes.load(x, count: n)
+                lanes.load(x, count: n, importance: importance.map { $0 + i * g })
                 guard lanes.isFinite else {
                     for j in 0..<n { levels[j] = 0 }
                     Nibbles.pack(levels, count: n, into: p.data + (i * g / 2))
@@ -118,7 +122,7 @@ public struct RowQuantizer: Sendable {
             }
         case .int4(.asymmetric, _, .k6):
             for b in 0..<layout.superBlocksPerRow {
-                quantizeSuperBlock(w, block: b, into: p, lanes: &lanes)
+                quantizeSuperBlock(w, block: b, into: p, importance: importance, lanes: &lanes)
             }
         default:
             preconditionFailure("not a quantized type")
@@ -128,13 +132,14 @@ public struct RowQuantizer: Sendable {
     /// k6: search each group's (scale, min ≤ 0), then quantize the 8 scales and 8 mins to 6-bit
     /// indices under f16 super-scales, then improve each group's indices by a ±1 local search on
     /// its real error (llama.cpp's Q4_K stops after rounding the indices).
-    private func quantizeSuperBlock(_ w: UnsafePointer<Float>, block b: Int, into p: RowParts, lanes: inout GroupLanes) {
+    private func quantizeSuperBlock(_ w: UnsafePointer<Float>, block b: Int, into p: RowParts, importance: UnsafePointer<Float>?,
+                                    lanes: inout GroupLanes) {
         let g = groupSize
         let first = b * 8, count = min(8, layout.groupsPerRow - first)
         var fits: [(scale: Float, min: Float)] = []
         for j in 0..<count {
             let i = first + j
-            lanes.load(w + i * g, count: layout.groupLength(i))
+            lanes.load(w + i * g, count: layout.groupLength(i), importance: importance.map { $0 + i * g })
             guard lanes.isFinite else { return storeNonFiniteSuperBlock(block: b, into: p) }
             fits.append(GroupSearch.asymmetric(lanes, levels: 15, nonPositiveMin: true))
         }
@@ -145,7 +150,7 @@ public struct RowQuantizer: Sendable {
         var levels = [UInt8](repeating: 0, count: g)
         for j in 0..<count {
             let i = first + j, n = layout.groupLength(i), x = w + i * g
-            lanes.load(x, count: n)
+            lanes.load(x, count: n, importance: importance.map { $0 + i * g })
             let a0 = d == 0 ? 0 : GroupSearch.clamp((fits[j].scale / Float(d)).rounded(), 0, 63)
             let b0 = dmin == 0 ? 0 : GroupSearch.clamp((-fits[j].min / Float(dmin)).rounded(), 0, 63)
             var best = (e: Float.infinity, a: a0, b: b0)

@@ -41,9 +41,10 @@ public final class VisionLanguageModel: Sendable {
 
     public var generation: GenerationConfig { bundle.generation }
 
-    public init(bundle: ModelBundle, options: EngineOptions = EngineOptions()) throws(RunnerError) {
+    /// With an `observer`, the engine's linear maps report their inputs to it (calibration).
+    public init(bundle: ModelBundle, options: EngineOptions = EngineOptions(), observer: ActivationObserver? = nil) throws(RunnerError) {
         self.bundle = bundle
-        do { engine = try PerceptionLM.load(bundle, options: options) } catch { throw .engine(error) }
+        do { engine = try PerceptionLM.load(bundle, options: options, observer: observer) } catch { throw .engine(error) }
         processor = try Processor(bundle: bundle, threads: options.threads)
         let source: String?
         do { source = try bundle.chatTemplate } catch { throw .engine(error) }

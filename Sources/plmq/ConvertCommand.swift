@@ -36,8 +36,8 @@ struct ConvertCommand: ParsableCommand {
     @Argument(help: "The .plm file to write.")
     var output: String
 
-    @Option(help: "Bits of the linear weights: 4 or 8.")
-    var bits = 4
+    @Option(help: "Bits of the linear weights: 4 or 8 (default 4).")
+    var bits: Int?
 
     @Option(help: "Weights per quantization group along the input dimension: 32, 64 or 128.")
     var groupSize = 32
@@ -69,12 +69,31 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "After converting, evaluate the file against the checkpoint on this samples folder and record the result in it (the quality certificate; see plmq eval).")
     var evalDataset: String?
 
+    @Option(help: ArgumentHelp("Calibrate on a text file (chunks of --calibrate-ctx tokens) or a samples folder (as plmq eval --dataset takes; its images calibrate the vision tower): the fp32 engine's mean x² per input column weighs each column's error in the scale search. The input's SHA-256 is recorded in the file.", valueName: "DIR|FILE"))
+    var calibrate: String?
+
+    @Option(help: "Calibrate on at most this many tokens.")
+    var calibrateTokens = 16_384
+
+    @Option(help: "Tokens per chunk of a --calibrate text file.")
+    var calibrateCtx = 512
+
+    @Option(help: ArgumentHelp("Choose int4 or int8 per linear weight to minimise the predicted output error within X bits per weight over the whole model (uncompressed); needs --calibrate. Reports the achieved bits per weight and the predicted error.", valueName: "X"))
+    var targetBpw: Double?
+
     enum SchemeFlag: String, EnumerableFlag {
         case symmetric, asymmetric
     }
 
     func validate() throws {
-        guard bits == 4 || bits == 8 else { throw ValidationError("--bits must be 4 or 8") }
+        if let bits { guard bits == 4 || bits == 8 else { throw ValidationError("--bits must be 4 or 8") } }
+        if let targetBpw {
+            guard calibrate != nil else { throw ValidationError("--target-bpw needs --calibrate DIR|FILE: its predicted errors are weighted by the calibration's activations") }
+            guard bits == nil || bits == 4 else { throw ValidationError("--target-bpw chooses between int4 and int8 itself; drop --bits") }
+            guard targetBpw.isFinite, targetBpw > 0 else { throw ValidationError("--target-bpw must be a positive number of bits per weight") }
+        }
+        guard calibrateTokens >= 1 else { throw ValidationError("--calibrate-tokens must be at least 1") }
+        guard calibrateCtx >= 2 else { throw ValidationError("--calibrate-ctx must be at least 2") }
         guard StorageType.groupSizes.contains(groupSize) else { throw ValidationError("--group-size must be 32, 64 or 128") }
         if let threads, !(1...EngineOptions.maxThreads).contains(threads) {
             throw ValidationError("--threads must be between 1 and \(EngineOptions.maxThreads)")
@@ -84,7 +103,7 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             var options = ConversionOptions()
-            options.bits = bits
+            options.bits = bits ?? 4
             options.groupSize = groupSize
             options.scheme = scheme.map { $0 == .symmetric ? .symmetric : .asymmetric }
             options.recipe = recipe
@@ -93,7 +112,37 @@ struct ConvertCommand: ParsableCommand {
             options.allowNonfinite = allowNonfinite
             options.threads = threads ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
             let folder = try CheckpointFolder(path: input)
-            let plan = try ConversionPlan(folder: folder, options: options)
+            let showProgress = !quiet && standardErrorIsTerminal()
+            if let calibrate {
+                var c = CalibrationOptions()
+                c.maxTokens = calibrateTokens
+                c.context = calibrateCtx
+                let importance = try Calibration.run(model: input, input: calibrate, options: c, engine: EngineOptions(threads: options.threads)) { done, total in
+                    if showProgress { writeStandardError("\rcalibrate: \(done)/\(total)\u{1B}[K") }
+                }
+                if showProgress { writeStandardError("\r\u{1B}[K") }
+                if !quiet {
+                    writeStandardError("calibrate: \(importance.tokens) tokens in \(importance.items) \(importance.kind == "text" ? "chunks" : "samples") of \(calibrate), "
+                        + "statistics for \(importance.meanSquares.count) linear maps (sha256 \(importance.sha256.prefix(16))…)\n")
+                }
+                options.calibration = importance
+            }
+            var allocation: BitAllocation?
+            if let targetBpw {
+                let measured = try BitAllocation.measure(folder: folder, options: options) { done, total in
+                    if showProgress { writeStandardError("\rtarget-bpw: measured \(done)/\(total) tensors\u{1B}[K") }
+                }
+                let a = try BitAllocation.choose(target: targetBpw, measurement: measured)
+                if showProgress { writeStandardError("\r\u{1B}[K") }
+                if !quiet {
+                    writeStandardError("target-bpw \(targetBpw): \(a.raised.count) of \(measured.candidates.count) int4 linear weights raised to int8; "
+                        + "\(String(fixed: a.bitsPerWeight, decimals: 4)) bits per weight; predicted error \(Converter.format(a.predictedError)) "
+                        + "(all int4: \(Converter.format(a.baselineError)))"
+                        + (measured.unmeasured.isEmpty ? "" : "; \(measured.unmeasured.count) without statistics stay int4") + "\n")
+                }
+                allocation = a
+            }
+            let plan = try ConversionPlan(folder: folder, options: options, allocation: allocation)
             let converter = Converter(plan: plan, producer: "plmq \(PLMQ.version)")
             let bar = ProgressLine(enabled: !quiet && !dryRun)
             let summary = try converter.run(output: output, dryRun: dryRun, started: { writer in
