@@ -24,8 +24,10 @@ public struct BF16Linear: LinearMap, @unchecked Sendable {
     /// From this many input rows on, widened blocks + sgemm beat one GEMV per row (the GEMV
     /// re-reads the weights for every row).
     static let gemmRows = 4
-    /// Weight rows widened at a time: 64 rows of the widest PLM-1B weight (8,192) are 2 MiB.
-    static let blockRows = 64
+    /// Weight rows widened at a time: about 1 Mi values (4 MiB of fp32), at least 64 rows. Each
+    /// sgemm call packs all of x again, so narrow blocks spend their time packing (measured on
+    /// PLM-1B, 512-token prefill: 64-row blocks ran 2.5× slower than the widened matrix).
+    static func blockRows(columns k: Int) -> Int { max(64, min(1024, (1 << 20) / max(k, 1) / 16 * 16)) }
     /// Output rows per worker slice (a multiple of the vector width).
     static let sliceRows = 16
 
@@ -63,11 +65,12 @@ public struct BF16Linear: LinearMap, @unchecked Sendable {
                 }
                 return
             }
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: BF16Linear.blockRows * j.k)
+            let blockRows = min(BF16Linear.blockRows(columns: j.k), last - first)
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * j.k)
             defer { scratch.deallocate() }
             var rb = first
             while rb < last {
-                let nb = min(BF16Linear.blockRows, last - rb)
+                let nb = min(blockRows, last - rb)
                 plm_bf16_widen(j.w + 2 * rb * j.k, Int64(nb * j.k), scratch, j.impl)
                 BLAS.gemmABt(m: j.rows, n: nb, k: j.k, a: j.x, lda: j.k, b: scratch, ldb: j.k, c: j.y + rb, ldc: j.n)
                 rb += nb
