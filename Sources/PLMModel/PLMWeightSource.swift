@@ -71,6 +71,7 @@ public struct PLMWeightSource: WeightSource {
             do { q = try QuantizedLinear(file: file, tensor: t, bias: nil, options: options) } catch { throw .plm(error) }
             return (QuantizedEmbedding(table: q), q)
         }
+        if let head = try inPlace(t, bias: nil, outFeatures: vocab, inFeatures: hidden) { return (BF16Embedding(head: head), head) }
         let table = try buffer(name, shape: [vocab, hidden])
         return (DenseEmbedding(table: table, hidden: hidden),
                 try DenseLinear(weight: table, bias: nil, outFeatures: vocab, inFeatures: hidden, threads: options.threads))
@@ -83,9 +84,21 @@ public struct PLMWeightSource: WeightSource {
         if t.type.isQuantized {
             do { return try QuantizedLinear(file: file, tensor: t, bias: b, options: options) } catch { throw .plm(error) }
         }
+        if let linear = try inPlace(t, bias: b, outFeatures: outFeatures, inFeatures: inFeatures) { return linear }
         let w = FloatBuffer(count: t.elementCount)
         try dequantize(t, into: w.buffer)
         return try DenseLinear(weight: w, bias: b, outFeatures: outFeatures, inFeatures: inFeatures, threads: options.threads)
+    }
+}
+
+extension PLMWeightSource {
+    /// An exact bf16 matrix used from its part in place (mapped, or the decompressed copy).
+    func inPlace(_ t: PLMTensor, bias: [Float]?, outFeatures: Int, inFeatures: Int) throws(EngineError) -> BF16Linear? {
+        guard t.type == .bf16 else { return nil }
+        let data: PartBytes
+        do { data = try file.bytes(t, part: "data") } catch { throw .plm(error) }
+        guard let base = data.withBytes({ $0.baseAddress }) else { return nil }
+        return try BF16Linear(weights: base, owner: data, bias: bias, outFeatures: outFeatures, inFeatures: inFeatures, options: options)
     }
 }
 

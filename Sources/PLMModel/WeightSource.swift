@@ -55,9 +55,10 @@ extension WeightSource {
     }
 }
 
-/// fp32 weights from a Hugging Face checkpoint folder. bf16/f16 tensors are widened (exactly) when
-/// loaded; the mapped source pages are then dropped, so peak memory is the fp32 model, not fp32
-/// plus the file.
+/// The fp32 model from a Hugging Face checkpoint folder. bf16 linear weights and embeddings are
+/// used in place from the mapping (`BF16Linear`: widened exactly inside the kernels), so a bf16
+/// checkpoint's model takes about the file's size in memory. f32/f16 weights and the small
+/// vectors are widened into fp32 buffers when loaded and their mapped pages dropped.
 public struct CheckpointWeightSource: WeightSource {
     public let weights: CheckpointWeights
     public let options: EngineOptions
@@ -81,6 +82,13 @@ public struct CheckpointWeightSource: WeightSource {
         return view
     }
 
+    /// A bf16 weight computed from the mapping in place (the big matrices of a bf16 checkpoint);
+    /// nil for f32/f16 weights, which are widened into a buffer as before.
+    private func inPlace(_ view: TensorView, bias: [Float]?, outFeatures: Int, inFeatures: Int) throws(EngineError) -> BF16Linear? {
+        guard view.dtype == .bf16, let base = view.bytes.baseAddress else { return nil }
+        return try BF16Linear(weights: base, owner: view.file, bias: bias, outFeatures: outFeatures, inFeatures: inFeatures, options: options)
+    }
+
     public func floats(_ tensor: String, shape: [Int]) throws(EngineError) -> [Float] {
         let view = try checkedView(tensor, shape: shape)
         let out: [Float]
@@ -98,6 +106,10 @@ public struct CheckpointWeightSource: WeightSource {
     }
 
     public func embedding(_ tensor: String, vocab: Int, hidden: Int) throws(EngineError) -> (table: any TokenEmbedding, head: any LinearMap) {
+        let view = try checkedView(tensor, shape: [vocab, hidden])
+        if let head = try inPlace(view, bias: nil, outFeatures: vocab, inFeatures: hidden) {
+            return (BF16Embedding(head: head), head)
+        }
         let table = try buffer(tensor, shape: [vocab, hidden])
         return (DenseEmbedding(table: table, hidden: hidden),
                 try DenseLinear(weight: table, bias: nil, outFeatures: vocab, inFeatures: hidden, threads: options.threads))
@@ -106,8 +118,11 @@ public struct CheckpointWeightSource: WeightSource {
     public func linear(weight: String, bias: String?, outFeatures: Int, inFeatures: Int) throws(EngineError) -> any LinearMap {
         guard let stored = shape(of: weight) else { throw .missingTensor(source: sourceName, tensor: weight) }
         try checkLinearShape(weight, stored, outFeatures: outFeatures, inFeatures: inFeatures)
-        let w = try buffer(weight, shape: stored)
         let b = try bias.map { name throws(EngineError) in try floats(name, shape: [outFeatures]) }
+        if let linear = try inPlace(try checkedView(weight, shape: stored), bias: b, outFeatures: outFeatures, inFeatures: inFeatures) {
+            return linear
+        }
+        let w = try buffer(weight, shape: stored)
         return try DenseLinear(weight: w, bias: b, outFeatures: outFeatures, inFeatures: inFeatures, threads: options.threads)
     }
 }

@@ -139,6 +139,16 @@ void plm_group_scale_min(const plm_qmatrix *w, int64_t r, int64_t g, float *scal
 /// one dequantization path of a quantized token-embedding lookup).
 void plm_dequantize_row(const plm_qmatrix *w, int64_t r, float *out);
 
+/// Exact bf16 weights [rows, cols] (row stride cols, any byte alignment), used in place by the
+/// fp32 engine: y[r − r0] = W[r,:] · x for r in [r0, r1). AVX2 when `impl` allows, else the
+/// reference loop (plm_bf16_gemv_ref).
+void plm_bf16_gemv(const void *w, int64_t cols, const float *x, float *y, int64_t r0, int64_t r1, int impl);
+void plm_bf16_gemv_ref(const void *w, int64_t cols, const float *x, float *y, int64_t r0, int64_t r1);
+
+/// out[i] = W[i] widened to fp32 for i < count (exact).
+void plm_bf16_widen(const void *w, int64_t count, float *out, int impl);
+void plm_bf16_widen_ref(const void *w, int64_t count, float *out);
+
 #ifdef __cplusplus
 }
 #endif
