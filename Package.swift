@@ -72,6 +72,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The fuzz targets, one binary (PLMQ_FUZZ_TARGET picks the target). A plain build gives a
+        // replayer that runs inputs through a target once; `make fuzz` builds it with libFuzzer and
+        // the address sanitizer (see the Makefile).
+        .executableTarget(name: "plmq-fuzz", dependencies: ["PLMQ"], path: "Fuzz/Sources"),
         // Test support shared by every test target: fixture paths, scratch folders, seeded data,
         // the storage types, the CPU's instruction sets.
         .target(name: "PLMTestSupport", dependencies: ["PLMQuant", "CPLMKernels"], path: "Tests/PLMTestSupport"),
