@@ -91,6 +91,9 @@ let package = Package(
         // The library as another package sees it (`import PLMQ`), including the README example.
         .testTarget(name: "PLMQLibraryTests", dependencies: ["PLMQ", "PLMTestSupport"]),
         .testTarget(name: "PLMEvalTests", dependencies: ["PLMEval", "PLMCore", "PLMTestSupport"]),
+        // Every input a fuzzer ever crashed (Tests/Fixtures/fuzz/TARGET/) and the generated seeds,
+        // replayed through the fuzz targets themselves.
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["plmq-fuzz", "PLMQ", "PLMTestSupport"]),
         // Runs the built `plmq` binary: exit codes, messages, files written.
         .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMModel", "PLMImage", "PLMTestSupport", "PLMCore", "PLMCheckpoint", "PLMFormat"]),
     ]

@@ -5,15 +5,18 @@ import PLMQ
 // single sanitized link serves them all and each target's coverage is still its own.
 //
 // Built two ways:
-// - `make fuzz` builds it with `-sanitize=fuzzer,address -DPLMQ_FUZZ`: libFuzzer owns `main` and
-//   calls `LLVMFuzzerTestOneInput` below;
-// - a plain `swift build` builds it without sanitizers, with the `main` at the end that runs
-//   inputs through a target once (`plmq-fuzz TARGET FILE-OR-FOLDER...`), so the targets keep
-//   compiling with the library and a crash artifact can be replayed without libFuzzer.
+// - `make fuzz` builds it with the address sanitizer, libFuzzer's coverage instrumentation and
+//   -DPLMQ_FUZZ, linked with libFuzzer's no-main library: `main` below hands the command line
+//   to libFuzzer (LLVMFuzzerRunDriver), which calls `LLVMFuzzerTestOneInput`. (SwiftPM gives an
+//   executable its own entry point, so libFuzzer's `main` cannot be used.)
+// - a plain `swift build` builds it without sanitizers: `main` runs inputs through a target
+//   once (`plmq-fuzz TARGET FILE-OR-FOLDER...`), so the targets keep compiling with the
+//   library and a crash artifact can be replayed without libFuzzer.
+// Both builds: `plmq-fuzz --seeds DIR` writes the generated seeds, `--list` names the targets.
 
 /// The target selected by PLMQ_FUZZ_TARGET (resolved once; Swift globals are lazy and thread-safe).
 let selectedTarget: FuzzTarget? = {
-    guard let name = getenv("PLMQ_FUZZ_TARGET").map({ String(cString: $0) }) else { return nil }
+    guard let name = ProcessInfo.processInfo.environment["PLMQ_FUZZ_TARGET"] else { return nil }
     return FuzzTargets.named(name)
 }()
 
@@ -31,17 +34,12 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     return 0
 }
 
-/// libFuzzer calls this once before fuzzing: PLMQ_FUZZ_SEEDS=DIR writes the generated seed
-/// corpora (small files built with the library's own writers) into DIR/<target>/ and exits.
-@_cdecl("LLVMFuzzerInitialize")
-public func fuzzInitialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> Int32 {
-    if let dir = getenv("PLMQ_FUZZ_SEEDS").map({ String(cString: $0) }) {
-        exit(Seeds.write(into: dir) ? 0 : 1)
-    }
-    return 0
-}
+#if PLMQ_FUZZ
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
+#endif
 
-#if !PLMQ_FUZZ
 @main struct FuzzMain {
     /// `plmq-fuzz TARGET PATH...` runs each file (or each file of each folder) through TARGET once;
     /// `plmq-fuzz --seeds DIR` writes the generated seeds; `plmq-fuzz --list` names the targets.
@@ -52,6 +50,15 @@ public func fuzzInitialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeM
             return
         }
         if args.count == 2, args[0] == "--seeds" { exit(Seeds.write(into: args[1]) ? 0 : 1) }
+        #if PLMQ_FUZZ
+        guard selectedTarget != nil else {
+            complain("set PLMQ_FUZZ_TARGET to one of: " + FuzzTargets.all.map(\.name).joined(separator: ", "))
+            exit(2)
+        }
+        var argc = CommandLine.argc
+        var argv = CommandLine.unsafeArgv
+        exit(LLVMFuzzerRunDriver(&argc, &argv, fuzzOneInput))
+        #else
         guard let name = args.first, let target = FuzzTargets.named(name), args.count >= 2 else {
             complain("usage: plmq-fuzz TARGET FILE-OR-FOLDER... | --seeds DIR | --list")
             exit(2)
@@ -70,6 +77,6 @@ public func fuzzInitialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeM
             }
         }
         print("plmq-fuzz: \(name): ran \(count) inputs")
+        #endif
     }
 }
-#endif

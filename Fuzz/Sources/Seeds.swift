@@ -30,9 +30,9 @@ enum Seeds {
     /// Writes DIR/<target>/seed-* for every target with generated seeds. A tiny model converted
     /// from Tests/Fixtures (when the working directory is the repository) is the `.plm` seed that
     /// reaches the engine.
-    static func write(into dir: String) -> Bool {
+    static func write(into dir: String, fixtures: String = "Tests/Fixtures") -> Bool {
         do {
-            try writeAll(into: dir)
+            try writeAll(into: dir, fixtures: fixtures)
             return true
         } catch {
             complain("writing seeds failed: \(error)")
@@ -46,7 +46,7 @@ enum Seeds {
         try Data(bytes).write(to: URL(fileURLWithPath: FileSystem.join(folder, name)))
     }
 
-    private static func writeAll(into dir: String) throws {
+    private static func writeAll(into dir: String, fixtures: String) throws {
         let scratch = FileSystem.join(dir, ".scratch")
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
@@ -95,12 +95,13 @@ enum Seeds {
         try save(FileSystem.readBytes(path), dir, "plm", "seed-small.plm")
 
         // plm: a whole tiny model (4-bit), so the bundle, processor and engine are reached.
-        let fixture = "Tests/Fixtures/models/tiny-g-nocls"
+        let fixture = FileSystem.join(fixtures, "models/tiny-g-nocls")
         if FileSystem.isDirectory(fixture) {
             let model = FileSystem.join(scratch, "tiny.plm")
             let plan = try ConversionPlan(folder: CheckpointFolder(path: fixture), options: ConversionOptions())
             _ = try Converter(plan: plan, producer: "plmq-fuzz seeds").run(output: model, dryRun: false)
             try save(FileSystem.readBytes(model), dir, "plm", "seed-tiny-g-nocls-int4.plm")
+            try save(FileSystem.readBytes(model), dir, "plm-engine", "seed-tiny-g-nocls-int4.plm")
         }
 
         // image: a generated PNG (the fixtures add real PNGs and JPEGs).

@@ -13,6 +13,7 @@ enum FuzzTargets {
         FuzzTarget(name: "safetensors", run: safetensors),
         FuzzTarget(name: "safetensors-index", run: safetensorsIndex),
         FuzzTarget(name: "plm", run: plm),
+        FuzzTarget(name: "plm-engine", run: plmEngine),
         FuzzTarget(name: "config", run: config),
         FuzzTarget(name: "side-json", run: sideJSON),
         FuzzTarget(name: "tokenizer", run: tokenizer),
@@ -47,16 +48,12 @@ enum FuzzTargets {
     }
 
     /// A `.plm` file: preamble, header and directory, every part's bytes (decompressing zstd
-    /// ones), verify, the model bundle (embedded config and metadata), the processor and template,
-    /// and the engine with one forward pass when the file holds a whole model.
+    /// ones), verify, the model bundle (embedded config and metadata), the processor and template.
     ///
     /// The header checksum is recomputed first when the preamble's header range is usable, or
     /// nearly every mutation of the header would stop at the checksum check.
     static func plm(_ bytes: UnsafeRawBufferPointer) {
-        var data = [UInt8](bytes)
-        fixHeaderChecksum(&data)
-        let file: PLMFile
-        do { file = try data.withUnsafeBytes { raw throws(PLMError) in try PLMFile(file: MappedFile(copying: raw, path: "fuzz.plm")) } } catch { return }
+        guard let file = openPLM(bytes) else { return }
         for side in file.files { _ = try? file.sideFile(side.name) }
         for tensor in file.tensors {
             for part in tensor.parts { _ = try? file.bytes(tensor, part: part.name).withBytes { $0.count } }
@@ -67,8 +64,20 @@ enum FuzzTargets {
         _ = try? bundle.processorConfig
         _ = try? Processor(bundle: bundle)
         _ = try? VisionLanguageModel(bundle: bundle, options: EngineOptions(threads: 1))
-        guard let engine = try? PerceptionLM.load(bundle, options: EngineOptions(threads: 1)) else { return }
+    }
+
+    /// A `.plm` file given to the engine: load (weights checked against the config) and one
+    /// forward pass. Slower per input than `plm`, so a target of its own.
+    static func plmEngine(_ bytes: UnsafeRawBufferPointer) {
+        guard let file = openPLM(bytes), let bundle = try? ModelBundle(file: file),
+              let engine = try? PerceptionLM.load(bundle, options: EngineOptions(threads: 1)) else { return }
         _ = try? engine.forward(inputIds: [1, 2, 3])
+    }
+
+    static func openPLM(_ bytes: UnsafeRawBufferPointer) -> PLMFile? {
+        var data = [UInt8](bytes)
+        fixHeaderChecksum(&data)
+        return data.withUnsafeBytes { raw in try? PLMFile(file: MappedFile(copying: raw, path: "fuzz.plm")) }
     }
 
     static func fixHeaderChecksum(_ data: inout [UInt8]) {

@@ -83,7 +83,8 @@ public struct PLMFile: Sendable {
         let length = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
         let storedChecksum = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 32, as: UInt64.self))
         guard length <= UInt64(PLMSpec.maxHeaderLength) else { throw .headerOutOfBounds(file: f, detail: "length \(length) exceeds 256 MiB") }
-        guard offset >= UInt64(PLMSpec.preambleSize), offset + length == UInt64(bytes.count) else {
+        // Compared without adding: offset + length near 2^64 overflowed and trapped (found by `make fuzz`).
+        guard offset >= UInt64(PLMSpec.preambleSize), offset <= UInt64(bytes.count), length == UInt64(bytes.count) - offset else {
             throw .headerOutOfBounds(file: f, detail: "at \(offset)+\(length) does not end the \(bytes.count)-byte file")
         }
         let payloadEnd = Int(offset)
@@ -118,7 +119,8 @@ public struct PLMFile: Sendable {
             case let other?:
                 throw .unknownStorage(file: f, tensor: item, detail: "unknown compression \"\(other)\" in part '\(partName)'")
             }
-            guard off >= PLMSpec.preambleSize, off % PLMSpec.alignment == 0, len >= 0, off + len <= payloadEnd else {
+            // `len <= payloadEnd - off`, not `off + len <= payloadEnd`: a length near Int.max overflowed.
+            guard off >= PLMSpec.preambleSize, off % PLMSpec.alignment == 0, len >= 0, off <= payloadEnd, len <= payloadEnd - off else {
                 throw .partOutOfBounds(file: f, item: item, part: partName, detail: "offset \(off) length \(len) is not an aligned range inside the payload area")
             }
             if let expected, (size ?? len) != expected {
