@@ -37,9 +37,9 @@ import Testing
             var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: Self.folder + "/plm/" + name + ".plm")))
             FuzzTargets.fixHeaderChecksum(&bytes)
             do {
-                _ = try bytes.withUnsafeBytes { raw throws(PLMError) in try PLMFile(file: MappedFile(copying: raw, path: name)) }
+                _ = try bytes.withUnsafeBytes { raw in try PLMFile(file: MappedFile(copying: raw, path: name)) }
                 Issue.record("\(name) was accepted")
-            } catch {
+            } catch let error as PLMError {
                 switch error {
                 case .headerOutOfBounds: #expect(expected == "header", "\(name): \(error)")
                 case .partOutOfBounds: #expect(expected == "part", "\(name): \(error)")
