@@ -6,7 +6,7 @@ SWIFT ?= swift
 DEBIAN_PACKAGES := libopenblas-dev libzstd-dev libssl-dev libpng-dev libjpeg62-turbo-dev libonig-dev libedit-dev ffmpeg pkg-config
 EXAMPLE := Examples/shapes-plm
 
-.PHONY: deps build release test demo fixtures report-check clean
+.PHONY: deps build release test demo fixtures report-check fuzz tsan clean
 
 deps:
 	@missing=""; \
@@ -56,5 +56,64 @@ report-check: deps
 	test "$$(stat -c %s $(REPORT_CHECK)/report.png)" -gt 50000
 	@echo "report-check: rendered; screenshot in $(REPORT_CHECK)/report.png"
 
+# Fuzzing with libFuzzer and the address sanitizer (what Swift's -sanitize=fuzzer,address gives; nothing to
+# install beyond `make deps`):
+#   make fuzz SECONDS=60                    every target for SECONDS each (default 60)
+#   make fuzz FUZZ_TARGETS="plm image"      only some targets
+# One binary (Fuzz/Sources, .build-fuzz/release/plmq-fuzz) holds the targets: safetensors,
+# safetensors-index, plm, plm-engine, config, side-json, tokenizer, template, image, samples; PLMQ_FUZZ_TARGET
+# picks one; Fuzz/Dictionaries hold tokens for the JSON and template targets. Corpora live in .build-fuzz/corpus/TARGET (generated seeds, the fixtures, and what
+# the fuzzer keeps, reused by the next run). Crashes, timeouts (> 10 s) and out-of-memory inputs
+# (> 2 GB) go to .build-fuzz/artifacts/TARGET-*; the target fails if any target wrote one. Every
+# finding is committed under Tests/Fixtures/fuzz/TARGET/ (replayed by FuzzRegressionTests). Replay:
+#   PLMQ_FUZZ_TARGET=plm SWIFT_BACKTRACE=enable=no .build-fuzz/release/plmq-fuzz ARTIFACT
+# or without sanitizers: swift run plmq-fuzz plm ARTIFACT. SWIFT_BACKTRACE=enable=no: the Swift
+# runtime's backtracer would otherwise hang after the first crash.
+SECONDS ?= 60
+FUZZ_TARGETS ?= safetensors safetensors-index plm plm-engine config side-json tokenizer template image samples
+FUZZ := .build-fuzz
+FUZZ_BIN := $(FUZZ)/release/plmq-fuzz
+FUZZ_FLAGS = -max_total_time=$(SECONDS) -rss_limit_mb=2048 -timeout=10 -detect_leaks=0 -print_final_stats=1
+# SwiftPM gives an executable its own entry point, so libFuzzer's main (-sanitize=fuzzer at link)
+# cannot be used: the code gets libFuzzer's instrumentation (what -sanitize=fuzzer adds) and is
+# linked with the toolchain's libFuzzer without main; plmq-fuzz's main starts it.
+FUZZER_NO_MAIN = $(firstword $(wildcard $(dir $(realpath $(shell command -v swiftc)))../lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-$(shell uname -m).a))
+FUZZ_BUILD_FLAGS = -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table -Xswiftc -DPLMQ_FUZZ \
+  -Xcc -fsanitize=fuzzer-no-link,address -Xlinker $(FUZZER_NO_MAIN) -Xlinker -lstdc++
+fuzz: deps
+	@test -n "$(FUZZER_NO_MAIN)" || { echo "fuzz: the Swift toolchain has no libclang_rt.fuzzer_no_main"; exit 1; }
+	$(SWIFT) build -c release --product plmq-fuzz --build-path $(FUZZ) $(FUZZ_BUILD_FLAGS)
+	rm -rf $(FUZZ)/artifacts $(FUZZ)/seeds && mkdir -p $(FUZZ)/artifacts $(FUZZ)/logs
+	SWIFT_BACKTRACE=enable=no $(FUZZ_BIN) --seeds $(FUZZ)/seeds
+	@seed() { d=$(FUZZ)/corpus/$$1; shift; mkdir -p $$d; for f in "$$@"; do [ -f "$$f" ] && cp "$$f" "$$d/fixture-$$(echo $$f | tr / _)"; done; true; }; \
+	for t in $(FUZZ_TARGETS); do mkdir -p $(FUZZ)/corpus/$$t; [ -d $(FUZZ)/seeds/$$t ] && cp $(FUZZ)/seeds/$$t/* $(FUZZ)/corpus/$$t/; done; \
+	seed safetensors Tests/Fixtures/cases/f16_values.safetensors; \
+	seed safetensors-index Tests/Fixtures/models/*/model.safetensors.index.json; \
+	seed config Tests/Fixtures/models/*/config.json Examples/*/config.json; \
+	seed side-json Tests/Fixtures/models/*/*_config.json Examples/*/*_config.json; \
+	seed tokenizer Tests/Fixtures/tokenizers/*.tokenizer.json Tests/Fixtures/models/tiny-g-nocls/tokenizer.json; \
+	seed template Tests/Fixtures/templates/*.jinja Tests/Fixtures/models/tiny-g-nocls/chat_template.jinja; \
+	seed image $$(find Tests/Fixtures/images/inputs Examples/images -name '*.png' -size -40k -o -name '*.jpg' -size -40k); \
+	seed samples Tests/Fixtures/eval-samples/samples.jsonl Examples/samples/samples.jsonl
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz: $$t for $(SECONDS) s (log: $(FUZZ)/logs/$$t.log)"; \
+	  case $$t in image) dict="";; template) dict=-dict=Fuzz/Dictionaries/template.dict;; *) dict=-dict=Fuzz/Dictionaries/json.dict;; esac; \
+	  PLMQ_FUZZ_TARGET=$$t SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0 $(FUZZ_BIN) $(FUZZ)/corpus/$$t $(FUZZ_FLAGS) $$dict \
+	    -artifact_prefix=$(FUZZ)/artifacts/$$t- > $(FUZZ)/logs/$$t.log 2>&1 || failed="$$failed $$t"; \
+	  grep -E '^Done [0-9]+ runs|stat::(number_of_executed_units|average_exec_per_sec)|ERROR: libFuzzer|SUMMARY' $(FUZZ)/logs/$$t.log | sed "s/^/  $$t: /"; \
+	done; \
+	if [ -n "$$failed" ] || [ -n "$$(ls $(FUZZ)/artifacts)" ]; then echo "fuzz: FAILED:$$failed; artifacts:"; ls $(FUZZ)/artifacts; exit 1; fi; \
+	echo "fuzz: no crashes, timeouts or out-of-memory inputs in$(FUZZ_TARGETS)"
+
+# The worker pool, the kernels and concurrent use of two models (the library API from several
+# tasks, models with different thread counts) under the thread sanitizer: a separate build in
+# .build-tsan (~2 min here the first time), then ~1 min of tests. A race report makes the test
+# process exit non-zero, so the target fails on any.
+TSAN_FILTER := KernelTests|GemmTests|WorkerSplitTests|twoModelsWithDifferentOptionsRunSideBySide|ConcurrencyTests|concurrentRequestsTakeTurns
+tsan: deps
+	$(SWIFT) build --build-tests --sanitize=thread --build-path .build-tsan
+	TSAN_OPTIONS="second_deadlock_stack=1" SWIFT_BACKTRACE=enable=no \
+	  $(SWIFT) test --skip-build --sanitize=thread --build-path .build-tsan --disable-xctest --filter '$(TSAN_FILTER)'
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz .build-tsan

@@ -72,6 +72,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The fuzz targets, one binary (PLMQ_FUZZ_TARGET picks the target). A plain build gives a
+        // replayer that runs inputs through a target once; `make fuzz` builds it with libFuzzer and
+        // the address sanitizer (see the Makefile).
+        .executableTarget(name: "plmq-fuzz", dependencies: ["PLMQ"], path: "Fuzz/Sources"),
         // Test support shared by every test target: fixture paths, scratch folders, seeded data,
         // the storage types, the CPU's instruction sets.
         .target(name: "PLMTestSupport", dependencies: ["PLMQuant", "CPLMKernels"], path: "Tests/PLMTestSupport"),
@@ -87,6 +91,9 @@ let package = Package(
         // The library as another package sees it (`import PLMQ`), including the README example.
         .testTarget(name: "PLMQLibraryTests", dependencies: ["PLMQ", "PLMTestSupport"]),
         .testTarget(name: "PLMEvalTests", dependencies: ["PLMEval", "PLMCore", "PLMTestSupport"]),
+        // Every input a fuzzer ever crashed (Tests/Fixtures/fuzz/TARGET/) and the generated seeds,
+        // replayed through the fuzz targets themselves.
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["plmq-fuzz", "PLMQ", "PLMTestSupport"]),
         // Runs the built `plmq` binary: exit codes, messages, files written.
         .testTarget(name: "PLMQCLITests", dependencies: ["plmq", "PLMModel", "PLMImage", "PLMTestSupport", "PLMCore", "PLMCheckpoint", "PLMFormat"]),
     ]

@@ -13,10 +13,16 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t caller = PTHREAD_MUTEX_INITIALIZER;  // one parallel section at a time
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t finished = PTHREAD_COND_INITIALIZER;
+// A generation number (high bits) and the number of workers taking part in it (low 8 bits) in
+// one word, so a worker reads both with one load. With the count in a separate variable, a worker
+// left out of generation N that was slow to read it could read generation N+1's count, run N+1's
+// task, then see N+1 as new and run it a second time: `remaining` then reached 0 while another
+// worker was still on the task, and the caller returned from under it (found by the thread
+// sanitizer, `make tsan`).
+#define COUNT_BITS 8
 static atomic_long generation;
 static atomic_int remaining;
 static int started;                 // pool threads running
-static int active;                  // workers taking part in the current generation
 static plm_task current_task;
 static void *current_context;
 
@@ -33,7 +39,7 @@ static void *worker_main(void *arg) {
             pthread_mutex_unlock(&lock);
         }
         seen = g;
-        if (index < active) {
+        if (index < (int)(g & ((1 << COUNT_BITS) - 1))) {
             current_task(current_context, index);
             if (atomic_fetch_sub_explicit(&remaining, 1, memory_order_acq_rel) == 1) {
                 pthread_mutex_lock(&lock);
@@ -60,9 +66,9 @@ void plm_pool_run(int workers, plm_task task, void *context) {
     if (started < workers - 1) workers = started + 1;  // could not start more threads: use what exists
     current_task = task;
     current_context = context;
-    active = workers;
     atomic_store_explicit(&remaining, workers - 1, memory_order_release);
-    atomic_fetch_add_explicit(&generation, 1, memory_order_acq_rel);
+    const long next = ((atomic_load_explicit(&generation, memory_order_relaxed) >> COUNT_BITS) + 1) << COUNT_BITS | workers;
+    atomic_store_explicit(&generation, next, memory_order_release);
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&lock);
 

@@ -24,9 +24,12 @@ public final class MappedFile: @unchecked Sendable {
     public let path: String
     public let size: Int
     private let base: UnsafeRawPointer?
+    /// True for an in-memory copy (`init(copying:path:)`), which is freed rather than unmapped.
+    private let isCopy: Bool
 
     public init(path: String) throws(FileAccessError) {
         self.path = path
+        isCopy = false
         // O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; it is refused
         // below as not a regular file. Reads of regular files ignore the flag.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
@@ -47,8 +50,26 @@ public final class MappedFile: @unchecked Sendable {
         base = UnsafeRawPointer(p)
     }
 
+    /// Bytes already in memory, read exactly as a mapping of a file at `path` would be (the path
+    /// only names the bytes in errors). The copy is page-aligned like a mapping, so the readers'
+    /// alignment checks see the same offsets; the fuzz targets and tests use it to hand a reader
+    /// bytes without a file.
+    public init(copying bytes: UnsafeRawBufferPointer, path: String) {
+        self.path = path
+        size = bytes.count
+        isCopy = true
+        guard let source = bytes.baseAddress, size > 0 else {
+            base = nil
+            return
+        }
+        let copy = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+        copy.copyMemory(from: source, byteCount: size)
+        base = UnsafeRawPointer(copy)
+    }
+
     deinit {
-        if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+        guard let base else { return }
+        if isCopy { UnsafeMutableRawPointer(mutating: base).deallocate() } else { munmap(UnsafeMutableRawPointer(mutating: base), size) }
     }
 
     /// The whole file as bytes.
@@ -62,7 +83,8 @@ public final class MappedFile: @unchecked Sendable {
     /// Drops the pages of a range from this process's memory (they are re-read from the file if
     /// touched again). Used after widening a tensor so the mapping does not double the footprint.
     public func dropPages(_ range: UnsafeRawBufferPointer) {
-        guard let base, let start = range.baseAddress, range.count > 0 else { return }
+        // An in-memory copy has no file to re-read pages from: MADV_DONTNEED would zero them.
+        guard !isCopy, let base, let start = range.baseAddress, range.count > 0 else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let lo = (start - base) / page * page
         let hi = start - base + range.count
