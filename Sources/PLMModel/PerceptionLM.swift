@@ -36,9 +36,11 @@ public final class PerceptionLM: Sendable {
         try load(ModelBundle.open(path), options: options)
     }
 
-    /// Builds the engine for an opened model.
+    /// Builds the engine for an opened model. With `options.verifyPayloads` (the default) every
+    /// tensor payload of a `.plm` file is checked against its checksum first.
     public static func load(_ bundle: ModelBundle, options: EngineOptions = EngineOptions()) throws(EngineError) -> PerceptionLM {
         try options.validate()
+        if options.verifyPayloads { try bundle.verifyWeights(threads: options.threads) }
         return try PerceptionLM(source: bundle.weightSource(options: options), config: bundle.config, generation: bundle.generation)
     }
 
