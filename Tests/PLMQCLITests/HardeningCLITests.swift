@@ -91,7 +91,7 @@ import Glibc
         let old = Array("the previous model, which must survive".utf8)
         var random = SeededBits(seed: 5)
         var killedWhileWriting = 0
-        for round in 0..<8 {
+        for round in 0..<6 {
             _ = FileManager.default.createFile(atPath: target, contents: Data(old))
             let process = Process()
             process.executableURL = plmqBinary()
