@@ -55,7 +55,7 @@ public struct EngineOptions: Sendable, Hashable, CustomStringConvertible {
     public var kernel: KernelImplementation
     public var activations: ActivationPrecision
     /// Check the checksum of every tensor payload of a `.plm` file when it is loaded (the header
-    /// and directory are always checked). On by default: it costs about 0.3 s per GB of a cached
+    /// and directory are always checked). On by default: it costs about 0.1 s per GB of a cached
     /// file, and without it a damaged byte silently changes the answers (Formats/PLM.md).
     public var verifyPayloads: Bool
 

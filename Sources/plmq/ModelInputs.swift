@@ -50,7 +50,7 @@ struct ComputeOptions: ParsableArguments {
     var activations: ActivationPrecision = .int8
 
     @Flag(name: .customLong("no-verify"),
-          help: "Load a .plm without checking its tensor payload checksums (the header and directory are always checked). Saves about 0.3 s per GB of a cached file; a damaged payload then silently changes the answers.")
+          help: "Load a .plm without checking its tensor payload checksums (the header and directory are always checked). Saves about 0.1 s per GB of a cached file; a damaged payload then silently changes the answers.")
     var noVerify = false
 
     var engine: EngineOptions { EngineOptions(threads: threads, kernel: kernel, activations: activations, verifyPayloads: !noVerify) }
