@@ -1,6 +1,8 @@
 import PLMCore
 import PLMCheckpoint
 import PLMQuant
+import Dispatch
+import Synchronization
 
 /// A tensor entry of a `.plm` file, validated against its storage type.
 public struct PLMTensor: Sendable {
@@ -276,29 +278,85 @@ public struct PLMFile: Sendable {
         return try bytes(of: record, item: tensor.name, part: part)
     }
 
-    /// A side file's contents (decompressed).
+    /// A side file's contents (decompressed). Its checksum is always checked: side files are
+    /// small, and a damaged config or tokenizer must not become a different model.
     public func sideFile(_ name: String) throws(PLMError) -> [UInt8]? {
         guard let f = files.first(where: { $0.name == name }) else { return nil }
+        try checkPart(f.record, item: name, part: "contents")
         return try bytes(of: f.record, item: name, part: "contents").withBytes { Array($0) }
     }
 
-    /// Checks every payload checksum (and that compressed parts decompress). Throws on the first
-    /// bad part, naming it. `progress` receives bytes checked so far.
+    /// Throws `checksumMismatch` naming the item and part when the stored bytes do not hash to
+    /// the recorded checksum.
+    func checkPart(_ record: PartRecord, item: String, part: String) throws(PLMError) {
+        let computed = XXH64.hash(file.slice(record.offset..<(record.offset + record.length)))
+        guard computed == record.checksum else {
+            throw .checksumMismatch(file: path, item: item, part: part, stored: XXH64.hex(record.checksum), computed: XXH64.hex(computed))
+        }
+    }
+
+    /// Checks the whole file: every payload checksum (and that compressed parts decompress), and
+    /// that every byte outside the parts and the header is zero — the reserved preamble bytes
+    /// 40–63 (of a 1.0 file; a later minor version may define them) and the padding before,
+    /// between and after the parts. Throws on the first problem, naming it. `progress` receives
+    /// bytes checked so far.
     public func verify(progress: (Int) -> Void = { _ in }) throws(PLMError) {
+        try checkFiller()
         var done = 0
         func check(_ record: PartRecord, item: String, part: String) throws(PLMError) {
-            let slice = file.slice(record.offset..<(record.offset + record.length))
-            let computed = XXH64.hash(slice)
-            guard computed == record.checksum else {
-                throw .checksumMismatch(file: path, item: item, part: part, stored: XXH64.hex(record.checksum), computed: XXH64.hex(computed))
-            }
+            try checkPart(record, item: item, part: part)
             if record.uncompressedSize != nil { _ = try bytes(of: record, item: item, part: part) }
-            file.dropPages(slice)  // verifying a large file should not grow this process
+            file.dropPages(file.slice(record.offset..<(record.offset + record.length)))  // verifying a large file should not grow this process
             done += record.length
             progress(done)
         }
         for f in files { try check(f.record, item: f.name, part: "contents") }
         for t in tensors { for p in t.parts { try check(p.record, item: t.name, part: p.name) } }
+    }
+
+    /// Checks the checksum of every tensor part, on up to `threads` threads, as a model is
+    /// loaded. The pages stay resident (the engine reads them next). Throws the problem of the
+    /// first damaged part in file order.
+    public func verifyTensorPayloads(threads: Int = 1) throws(PLMError) {
+        let work = tensors.flatMap { t in t.parts.filter { $0.record.length > 0 }.map { (item: t.name, part: $0.name, record: $0.record) } }
+        // Largest first, so the last part to start is a small one and the threads finish together.
+        let order = work.indices.sorted { work[$0].record.length > work[$1].record.length }
+        let failures = Mutex<[Int: PLMError]>([:])
+        let next = Atomic<Int>(0)
+        let workers = max(1, min(threads, order.count))
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while true {
+                let k = next.add(1, ordering: .relaxed).oldValue
+                guard k < order.count else { return }
+                let i = order[k]
+                do throws(PLMError) { try checkPart(work[i].record, item: work[i].item, part: work[i].part) } catch {
+                    failures.withLock { $0[i] = error }
+                }
+            }
+        }
+        if let first = failures.withLock({ $0.min { $0.key < $1.key } }) { throw first.value }
+    }
+
+    /// Bytes that belong to no part and are not the header must be zero (the writer writes
+    /// zeros): a non-zero byte there is damage that no checksum covers.
+    func checkFiller() throws(PLMError) {
+        let bytes = file.bytes
+        if version.minor == 0, let i = (40..<PLMSpec.preambleSize).first(where: { bytes[$0] != 0 }) {
+            throw .nonZeroFiller(file: path, offset: i, detail: "reserved preamble bytes 40–63 must be zero")
+        }
+        let spans = (files.map { $0.record } + tensors.flatMap { $0.parts.map { $0.record } })
+            .map { $0.offset..<($0.offset + $0.length) }.sorted { $0.lowerBound < $1.lowerBound }
+        var cursor = PLMSpec.preambleSize
+        func zeros(upTo end: Int) throws(PLMError) {
+            if cursor < end, let i = (cursor..<end).first(where: { bytes[$0] != 0 }) {
+                throw .nonZeroFiller(file: path, offset: i, detail: "padding outside every part must be zero")
+            }
+        }
+        for span in spans {
+            try zeros(upTo: span.lowerBound)
+            cursor = max(cursor, span.upperBound)
+        }
+        try zeros(upTo: headerOffset)
     }
 
     public var payloadBytes: Int { tensors.reduce(0) { $0 + $1.storedBytes } + files.reduce(0) { $0 + $1.record.length } }

@@ -50,6 +50,8 @@ public enum PLMError: Error, Equatable, CustomStringConvertible {
     case checksumMismatch(file: String, item: String, part: String, stored: String, computed: String)
     case decompression(file: String, item: String, part: String, detail: String)
     case tensorNotFound(file: String, tensor: String)
+    /// A byte outside every part and the header (reserved preamble bytes, padding) is not zero.
+    case nonZeroFiller(file: String, offset: Int, detail: String)
 
     public var description: String {
         switch self {
@@ -70,6 +72,7 @@ public enum PLMError: Error, Equatable, CustomStringConvertible {
             return "\(f): checksum mismatch in '\(i)' part '\(p)' (stored \(s), computed \(c)): the file is damaged"
         case .decompression(let f, let i, let p, let d): return "\(f): '\(i)' part '\(p)' does not decompress: \(d)"
         case .tensorNotFound(let f, let t): return "\(f): no tensor named '\(t)'"
+        case .nonZeroFiller(let f, let offset, let d): return "\(f): byte \(offset) is not zero (\(d)): the file is damaged"
         }
     }
 }

@@ -54,12 +54,18 @@ public struct EngineOptions: Sendable, Hashable, CustomStringConvertible {
     public var threads: Int
     public var kernel: KernelImplementation
     public var activations: ActivationPrecision
+    /// Check the checksum of every tensor payload of a `.plm` file when it is loaded (the header
+    /// and directory are always checked). On by default: it costs about 0.1 s per GB of a cached
+    /// file, and without it a damaged byte silently changes the answers (Formats/PLM.md).
+    public var verifyPayloads: Bool
 
-    /// All online cores, the best kernels, int8 activations.
-    public init(threads: Int? = nil, kernel: KernelImplementation = .auto, activations: ActivationPrecision = .int8) {
+    /// All online cores, the best kernels, int8 activations, payloads verified at load.
+    public init(threads: Int? = nil, kernel: KernelImplementation = .auto, activations: ActivationPrecision = .int8,
+                verifyPayloads: Bool = true) {
         self.threads = threads ?? EngineOptions.availableCores
         self.kernel = kernel
         self.activations = activations
+        self.verifyPayloads = verifyPayloads
     }
 
     /// The cores this process may use.

@@ -124,6 +124,14 @@ public struct ModelBundle: Sendable {
         }
     }
 
+    /// Checks the checksum of every tensor payload of a `.plm` file on up to `threads` threads,
+    /// throwing `.plm(.checksumMismatch)` naming the file, tensor and part of the first damaged
+    /// one. A checkpoint folder has no checksums to check (safetensors records none).
+    public func verifyWeights(threads: Int = 1) throws(EngineError) {
+        guard case .plm(let file) = source else { return }
+        do { try file.verifyTensorPayloads(threads: threads) } catch { throw .plm(error) }
+    }
+
     /// The weights, computing with `options`.
     public func weightSource(options: EngineOptions) -> any WeightSource {
         switch source {

@@ -36,11 +36,13 @@ public final class PerceptionLM: Sendable {
         try load(ModelBundle.open(path), options: options)
     }
 
-    /// Builds the engine for an opened model. With an `observer`, every linear map reports its
-    /// inputs to it (calibration statistics).
+    /// Builds the engine for an opened model. With `options.verifyPayloads` (the default) every
+    /// tensor payload of a `.plm` file is checked against its checksum first. With an `observer`,
+    /// every linear map reports its inputs to it (calibration statistics).
     public static func load(_ bundle: ModelBundle, options: EngineOptions = EngineOptions(),
                             observer: ActivationObserver? = nil) throws(EngineError) -> PerceptionLM {
         try options.validate()
+        if options.verifyPayloads { try bundle.verifyWeights(threads: options.threads) }
         var source = bundle.weightSource(options: options)
         if let observer { source = ObservingWeightSource(base: source, observer: observer) }
         return try PerceptionLM(source: source, config: bundle.config, generation: bundle.generation)

@@ -38,6 +38,7 @@ struct PLMQ: ParsableCommand {
 
     /// Parses and runs, mapping usage errors to exit status 2 (ArgumentParser's default is 64).
     static func main() {
+        ignoreFileSizeSignal()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -37,3 +37,10 @@ func monotonicSeconds() -> Double {
 
 /// True when standard error is a terminal (progress bars) rather than a file or pipe.
 func standardErrorIsTerminal() -> Bool { isatty(2) != 0 }
+
+/// A write past the file-size limit (`ulimit -f`, RLIMIT_FSIZE) kills the process with SIGXFSZ
+/// by default, leaving its temporary output behind. Ignored, the write fails with EFBIG instead,
+/// and plmq reports it like a full disk: a clear error, the temporary file removed.
+func ignoreFileSizeSignal() {
+    signal(SIGXFSZ, SIG_IGN)
+}

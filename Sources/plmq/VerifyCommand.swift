@@ -7,7 +7,7 @@ import PLMEval
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Check a .plm file: structure, header checksum and every payload checksum.",
+        abstract: "Check a .plm file: structure, header checksum, every payload checksum, and that reserved bytes and padding are zero.",
         discussion: "Exits non-zero naming the first damaged tensor or file."
     )
 

@@ -13,16 +13,23 @@ struct RunResult {
     let stderr: String
 }
 
+/// The `plmq` built next to this test bundle.
+func plmqBinary() -> URL {
+    let buildDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let binary = buildDir.appendingPathComponent("plmq")
+    // On some layouts the test runner is inside an .xctest bundle folder.
+    if FileManager.default.fileExists(atPath: binary.path) { return binary }
+    return buildDir.deletingLastPathComponent().appendingPathComponent("plmq")
+}
+
 /// Runs the `plmq` built next to this test bundle.
 func plmq(_ arguments: String..., stdin input: String? = nil) throws -> RunResult {
-    let buildDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    var binary = buildDir.appendingPathComponent("plmq")
-    // On some layouts the test runner is inside an .xctest bundle folder.
-    if !FileManager.default.fileExists(atPath: binary.path) {
-        binary = buildDir.deletingLastPathComponent().appendingPathComponent("plmq")
-    }
+    try plmq(arguments: arguments, stdin: input)
+}
+
+func plmq(arguments: [String], stdin input: String? = nil) throws -> RunResult {
     let process = Process()
-    process.executableURL = binary
+    process.executableURL = plmqBinary()
     process.arguments = arguments
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
