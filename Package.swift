@@ -78,7 +78,7 @@ let package = Package(
         .executableTarget(name: "plmq-fuzz", dependencies: ["PLMQ"], path: "Fuzz/Sources"),
         // Test support shared by every test target: fixture paths, scratch folders, seeded data,
         // the storage types, the CPU's instruction sets.
-        .target(name: "PLMTestSupport", dependencies: ["PLMQuant", "CPLMKernels"], path: "Tests/PLMTestSupport"),
+        .target(name: "PLMTestSupport", dependencies: ["PLMCore", "PLMFormat", "PLMQuant", "CPLMKernels"], path: "Tests/PLMTestSupport"),
         .testTarget(name: "PLMCheckpointTests", dependencies: ["PLMCore", "PLMCheckpoint", "PLMTestSupport"]),
         .testTarget(name: "PLMQuantTests", dependencies: ["PLMQuant", "PLMTestSupport"]),
         .testTarget(name: "PLMFormatTests", dependencies: ["PLMTestSupport", "PLMCore", "PLMFormat", "PLMConvert", "PLMQuant", "PLMCheckpoint"]),

@@ -139,7 +139,9 @@ public final class PLMWriter {
 
     public var temporaryPath: String? { out?.temporaryPath }
 
-    static func preamble(headerOffset: Int, header: [UInt8]) -> [UInt8] {
+    /// The 64-byte preamble for a header at `headerOffset` (public for tools and tests that
+    /// rewrite a header in place).
+    public static func preamble(headerOffset: Int, header: [UInt8]) -> [UInt8] {
         var p = PLMSpec.magic
         func append<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { p.append(contentsOf: $0) } }
         append(PLMSpec.majorVersion)

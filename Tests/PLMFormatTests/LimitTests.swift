@@ -31,14 +31,7 @@ import PLMQuant
     /// The good file (or `base`) with its header edited as JSON (and a matching preamble and checksum).
     static func rewritten(base: String? = nil, _ edit: (inout JSONObject) throws -> Void) throws -> String {
         let base = try base ?? good()
-        let file = try PLMFile(path: base)
-        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: base)))
-        var header = try #require(try JSONParser.parse(Array(bytes[file.headerOffset...])).objectValue)
-        try edit(&header)
-        let headerBytes = Array(JSONValue.object(header).serialized().utf8)
-        bytes.removeSubrange(file.headerOffset...)
-        bytes.append(contentsOf: headerBytes)
-        bytes.replaceSubrange(0..<64, with: PLMWriter.preamble(headerOffset: file.headerOffset, header: headerBytes))
+        let bytes = try plmBytes(rewritingHeaderOf: base, edit)
         return try write(bytes)
     }
 

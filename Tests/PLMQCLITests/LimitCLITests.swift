@@ -33,14 +33,7 @@ import PLMQuant
 
     /// The good file with its header edited as JSON (fresh preamble and checksum).
     static func rewritten(_ name: String, _ edit: (inout JSONObject) throws -> Void) throws -> String {
-        let file = try PLMFile(path: good())
-        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: good())))
-        var header = try #require(try JSONParser.parse(Array(bytes[file.headerOffset...])).objectValue)
-        try edit(&header)
-        let headerBytes = Array(JSONValue.object(header).serialized().utf8)
-        bytes.removeSubrange(file.headerOffset...)
-        bytes.append(contentsOf: headerBytes)
-        bytes.replaceSubrange(0..<64, with: PLMWriter.preamble(headerOffset: file.headerOffset, header: headerBytes))
+        let bytes = try plmBytes(rewritingHeaderOf: try good(), edit)
         return try write(bytes, name)
     }
 
