@@ -36,11 +36,20 @@ public enum KernelImplementation: String, CaseIterable, Sendable, Hashable {
     }
 }
 
-/// How the activations enter the quantized matrix products.
+/// How the activations enter the quantized matrix products. Decode (one row per matrix) is
+/// bound by the weight bytes read, so fp32 activations cost it nothing; prefill and vision tiles
+/// (many rows) are bound by arithmetic, where integer dot products pay off only with AVX-512 VNNI.
+/// Measured on a trained model (SmolLM2-135M, Examples/real-model), int8 activations cost int8
+/// weights several times their own error, hence `auto`.
 public enum ActivationPrecision: String, CaseIterable, Sendable, Hashable {
-    /// Quantized to int8 per block of 32 (integer dot products: the fast path).
+    /// Per phase, the most accurate choice that is not slower: fp32 for decode (fewer than
+    /// `QuantizedLinear.denseFallbackRows` rows); for prefill, fp32 through dequantized blocks
+    /// and sgemm, except on AVX-512 machines, whose int8 VNNI tile GEMM is faster.
+    case auto
+    /// Quantized to int8 per block of 32 at every row count (integer dot products; on CPUs
+    /// without AVX-512 prefill is slower than `auto`): W·A8 everywhere, for comparisons.
     case int8
-    /// Kept in fp32 against dequantized weights (slower; for comparisons).
+    /// fp32 at every row count (on AVX-512 machines prefill is slower than `auto`).
     case f32
 }
 
@@ -55,8 +64,8 @@ public struct EngineOptions: Sendable, Hashable, CustomStringConvertible {
     public var kernel: KernelImplementation
     public var activations: ActivationPrecision
 
-    /// All online cores, the best kernels, int8 activations.
-    public init(threads: Int? = nil, kernel: KernelImplementation = .auto, activations: ActivationPrecision = .int8) {
+    /// All online cores, the best kernels, activations chosen per phase.
+    public init(threads: Int? = nil, kernel: KernelImplementation = .auto, activations: ActivationPrecision = .auto) {
         self.threads = threads ?? EngineOptions.availableCores
         self.kernel = kernel
         self.activations = activations
