@@ -36,13 +36,12 @@ public enum KernelImplementation: String, CaseIterable, Sendable, Hashable {
     }
 }
 
-/// How the activations enter the quantized matrix products. Decode (one row per matrix) is
-/// bound by the weight bytes read, so fp32 activations cost it nothing; prefill and vision tiles
-/// (many rows) are bound by arithmetic, where integer dot products pay off only with AVX-512 VNNI.
-/// Measured on a trained model (SmolLM2-135M, Examples/real-model), int8 activations cost int8
-/// weights several times their own error, hence `auto`.
+/// How the activations enter the quantized matrix products. On a trained model (SmolLM2-135M,
+/// Examples/real-model) int8 activations cost int8 weights 3.3x their KLD, so fp32 is used
+/// wherever it is not slower: prefill without AVX-512 (dequantized blocks + sgemm). Decode keeps
+/// int8: the fp32 GEMV is compute-bound on AVX2 and measured slower (Formats/PLM.md, Activations).
 public enum ActivationPrecision: String, CaseIterable, Sendable, Hashable {
-    /// Per phase, the most accurate choice that is not slower: fp32 for decode (fewer than
+    /// Per phase, the most accurate choice that is not slower: int8 for decode (fewer than
     /// `QuantizedLinear.denseFallbackRows` rows); for prefill, fp32 through dequantized blocks
     /// and sgemm, except on AVX-512 machines, whose int8 VNNI tile GEMM is faster.
     case auto
