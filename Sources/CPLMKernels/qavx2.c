@@ -113,6 +113,67 @@ AVX2 void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int6
     }
 }
 
+/// 8 levels (bytes 0…7 of v, signed or unsigned) dequantized in registers, s·L + m, times x[0…7].
+AVX2 static inline __m256 fma_levels8(__m128i v, int is_signed, __m256 vs, __m256 vm, const float *x, __m256 acc) {
+    __m256i l = is_signed ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v);
+    __m256 wv = _mm256_fmadd_ps(_mm256_cvtepi32_ps(l), vs, vm);
+    return _mm256_fmadd_ps(wv, _mm256_loadu_ps(x), acc);
+}
+
+/// 32 levels (the bytes of l) against x[0…31], into four accumulators (one FMA chain per 8
+/// weights would stall on the FMA latency).
+AVX2 static inline void fma_levels32(__m256i l, int is_signed, __m256 vs, __m256 vm, const float *x, __m256 acc[4]) {
+    __m128i lo = _mm256_castsi256_si128(l), hi = _mm256_extracti128_si256(l, 1);
+    acc[0] = fma_levels8(lo, is_signed, vs, vm, x, acc[0]);
+    acc[1] = fma_levels8(_mm_srli_si128(lo, 8), is_signed, vs, vm, x + 8, acc[1]);
+    acc[2] = fma_levels8(hi, is_signed, vs, vm, x + 16, acc[2]);
+    acc[3] = fma_levels8(_mm_srli_si128(hi, 8), is_signed, vs, vm, x + 24, acc[3]);
+}
+
+/// fp32 activations: each weight dequantized in registers (s·L + m) and multiplied with x, no
+/// rounding of the activations. Same values as plm_qgemv_f32_ref up to summation order.
+AVX2 void plm_qgemv_f32_avx2(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1) {
+    const int64_t g = w->group, full = w->cols / g, per = g / 32;
+    const __m128i mask16 = _mm_set1_epi8(0x0F);
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    // int8 symmetric stores q (value s·q): read signed with no offset; the other types are
+    // unsigned levels L with value s·L + m.
+    const int is_signed = w->kind == PLM_Q8_SYM;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w->data + r * w->data_row_bytes;
+        __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+        k6_cache cache = { -1, {0}, {0} };
+        for (int64_t gi = 0; gi < full; gi++) {
+            float s, m;
+            scale_min(w, r, gi, &s, &m, &cache);
+            const __m256 vs = _mm256_set1_ps(s), vm = _mm256_set1_ps(is_signed ? 0.0f : m);
+            const float *xg = x + gi * g;
+            if (plm_is_int4(w)) {
+                const uint8_t *p = row + gi * (g / 2);
+                if (g == 32) {
+                    __m128i v = _mm_loadu_si128((const __m128i *)p);
+                    __m256i l = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), mask16), _mm_and_si128(v, mask16));
+                    fma_levels32(l, 0, vs, vm, xg, acc);
+                } else {
+                    // Byte j holds values j (low nibble) and j + g/2 (high nibble).
+                    const int64_t half = per / 2;
+                    for (int64_t c = 0; c < half; c++) {
+                        __m256i v = _mm256_loadu_si256((const __m256i *)(p + 32 * c));
+                        fma_levels32(_mm256_and_si256(v, mask), 0, vs, vm, xg + 32 * c, acc);
+                        fma_levels32(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), 0, vs, vm, xg + g / 2 + 32 * c, acc);
+                    }
+                }
+            } else {
+                const uint8_t *p = row + gi * g;
+                for (int64_t b = 0; b < per; b++)
+                    fma_levels32(_mm256_loadu_si256((const __m256i *)(p + 32 * b)), is_signed, vs, vm, xg + 32 * b, acc);
+            }
+        }
+        __m256 sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        y[r - r0] = plm_hsum8(sum) + (full * g < w->cols ? plm_qdot_f32_tail(w, x, r, full) : 0.0f);
+    }
+}
+
 /// XORs every 32-byte vector of data (the bandwidth probe of `plmq bench`).
 AVX2 uint64_t plm_read_bytes_avx2(const void *data, size_t bytes) {
     const __m256i *p = (const __m256i *)data;

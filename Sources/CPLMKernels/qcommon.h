@@ -87,11 +87,14 @@ int plm_cpu_has_avx512(void);
 // The reference (qref.c).
 void plm_qgemv_ref(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);
 float plm_qdot_tail(const plm_qmatrix *w, const plm_qact *a, int64_t r, int64_t first_group);
+/// Groups from `first_group` to the end of row r with fp32 activations, scalar.
+float plm_qdot_f32_tail(const plm_qmatrix *w, const float *x, int64_t r, int64_t first_group);
 float plm_exp_shift_sum_ref(float *x, int64_t n, float shift);
 void plm_gelu_erf_ref(float *x, int64_t n);
 
 // AVX2 (qavx2.c).
 void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);
+void plm_qgemv_f32_avx2(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1);
 uint64_t plm_read_bytes_avx2(const void *data, size_t bytes);
 
 // AVX-512 (qavx512.c, qgemm_avx512.c, qrepack.c, vecmath_avx512.c).

@@ -86,19 +86,21 @@ void plm_qgemv_ref(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0
     for (int64_t r = r0; r < r1; r++) y[r - r0] = plm_qdot_tail(w, a, r, 0);
 }
 
-void plm_qgemv_f32(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1) {
+float plm_qdot_f32_tail(const plm_qmatrix *w, const float *x, int64_t r, int64_t first_group) {
     int64_t groups = (w->cols + w->group - 1) / w->group;
-    for (int64_t r = r0; r < r1; r++) {
-        float acc = 0;
-        for (int64_t g = 0; g < groups; g++) {
-            float s, m;
-            plm_group_scale_min(w, r, g, &s, &m);
-            int64_t n = plm_group_length(w, g);
-            const float *v = x + g * w->group;
-            for (int64_t j = 0; j < n; j++) acc += (s * (float)plm_level(w, r, g, j) + m) * v[j];
-        }
-        y[r - r0] = acc;
+    float acc = 0;
+    for (int64_t g = first_group; g < groups; g++) {
+        float s, m;
+        plm_group_scale_min(w, r, g, &s, &m);
+        int64_t n = plm_group_length(w, g);
+        const float *v = x + g * w->group;
+        for (int64_t j = 0; j < n; j++) acc += (s * (float)plm_level(w, r, g, j) + m) * v[j];
     }
+    return acc;
+}
+
+void plm_qgemv_f32_ref(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) y[r - r0] = plm_qdot_f32_tail(w, x, r, 0);
 }
 
 void plm_dequantize_row(const plm_qmatrix *w, int64_t r, float *out) {

@@ -36,11 +36,19 @@ public enum KernelImplementation: String, CaseIterable, Sendable, Hashable {
     }
 }
 
-/// How the activations enter the quantized matrix products.
+/// How the activations enter the quantized matrix products. On a trained model (SmolLM2-135M,
+/// Examples/real-model) int8 activations cost int8 weights 3.3x their KLD, so fp32 is used
+/// wherever it is not slower: prefill without AVX-512 (dequantized blocks + sgemm). Decode keeps
+/// int8: the fp32 GEMV is compute-bound on AVX2 and measured slower (Formats/PLM.md, Activations).
 public enum ActivationPrecision: String, CaseIterable, Sendable, Hashable {
-    /// Quantized to int8 per block of 32 (integer dot products: the fast path).
+    /// Per phase, the most accurate choice that is not slower: int8 for decode (fewer than
+    /// `QuantizedLinear.denseFallbackRows` rows); for prefill, fp32 through dequantized blocks
+    /// and sgemm, except on AVX-512 machines, whose int8 VNNI tile GEMM is faster.
+    case auto
+    /// Quantized to int8 per block of 32 at every row count (integer dot products; on CPUs
+    /// without AVX-512 prefill is slower than `auto`): W·A8 everywhere, for comparisons.
     case int8
-    /// Kept in fp32 against dequantized weights (slower; for comparisons).
+    /// fp32 at every row count (on AVX-512 machines prefill is slower than `auto`).
     case f32
 }
 
@@ -59,8 +67,8 @@ public struct EngineOptions: Sendable, Hashable, CustomStringConvertible {
     /// file, and without it a damaged byte silently changes the answers (Formats/PLM.md).
     public var verifyPayloads: Bool
 
-    /// All online cores, the best kernels, int8 activations, payloads verified at load.
-    public init(threads: Int? = nil, kernel: KernelImplementation = .auto, activations: ActivationPrecision = .int8,
+    /// All online cores, the best kernels, activations chosen per phase, payloads verified at load.
+    public init(threads: Int? = nil, kernel: KernelImplementation = .auto, activations: ActivationPrecision = .auto,
                 verifyPayloads: Bool = true) {
         self.threads = threads ?? EngineOptions.availableCores
         self.kernel = kernel

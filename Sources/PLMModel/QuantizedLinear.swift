@@ -67,13 +67,29 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
 
     deinit { singleQ.deallocate(); singleD.deallocate(); singleSum.deallocate() }
 
-    /// From this many input rows on, CPUs without the AVX-512 tile GEMM dequantize blocks of
-    /// weight rows and multiply them with OpenBLAS's sgemm, with fp32 activations: their
-    /// row-by-row integer GEMV re-reads the weights for every row and ran a PLM-1B vision tile
-    /// in two minutes on an AVX2 machine. Dequantizing 64 rows costs less than the sgemm from
-    /// about this many rows on.
+    /// From this many input rows on, a matrix product is prefill-like (bound by arithmetic, not
+    /// by the weight bytes). There, fp32 activations go through blocks of dequantized weight rows
+    /// and OpenBLAS's sgemm: a row-by-row GEMV re-reads the weights for every row and ran a
+    /// PLM-1B vision tile in two minutes on an AVX2 machine. Dequantizing 64 rows costs less
+    /// than the sgemm from about this many rows on.
     static let denseFallbackRows = 32
     static let denseBlockRows = 64
+
+    /// How a call of `rows` input rows computes, from the options (see ActivationPrecision).
+    enum Path: Equatable { case int8, f32Gemv, denseF32 }
+
+    static func path(rows: Int, options: EngineOptions) -> Path {
+        let prefill = rows >= denseFallbackRows
+        switch options.activations {
+        case .int8: return .int8
+        case .f32: return prefill ? .denseF32 : .f32Gemv
+        case .auto:
+            // Decode stays int8: the fp32 GEMV dequantizes in registers and is compute-bound on
+            // AVX2 (PLM-1B int4 decode 8.91 -> 5.05 tokens/s, int8 6.23 -> 5.87 on 2 threads).
+            if !prefill { return .int8 }
+            return options.implCode >= PLM_IMPL_AVX512 ? .int8 : .denseF32
+        }
+    }
 
     /// Weight rows per work item: a tile that stays in cache while every input row runs over it
     /// (declared with the repacked layout in plm_layout.h).
@@ -90,8 +106,9 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     private func compute(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
         let k = inFeatures, n = outFeatures
         let blocks = (k + 31) / 32
-        let useF32 = options.activations == .f32
-        let denseFallback = !useF32 && rows >= Self.denseFallbackRows && options.implCode < PLM_IMPL_AVX512
+        let path = Self.path(rows: rows, options: options)
+        let useF32 = path == .f32Gemv
+        let denseFallback = path == .denseF32
         // Activations quantized once per call (int8 per 32-block), shared by all workers.
         let single = rows == 1
         let q = single ? singleQ : UnsafeMutablePointer<Int8>.allocate(capacity: max(1, rows * blocks * 32))
@@ -143,12 +160,9 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
                 rb += n
             }
         } else if j.useF32 {
-            var row = [Float](repeating: 0, count: r1 - r0)
+            // y[m, r0..<r1] is contiguous: written in place (a decode step allocates nothing).
             for m in 0..<j.rows {
-                row.withUnsafeMutableBufferPointer { buf in
-                    plm_qgemv_f32(&matrix, j.x + m * j.k, buf.baseAddress!, Int64(r0), Int64(r1))
-                    for i in 0..<(r1 - r0) { j.y[m * j.n + r0 + i] = buf[i] }
-                }
+                plm_qgemv_f32(&matrix, j.x + m * j.k, j.y + m * j.n + r0, Int64(r0), Int64(r1), j.impl)
             }
         } else if j.rows == 1, let repacked, j.impl >= PLM_IMPL_AVX512 {
             var act = plm_qact(q: j.q, d: j.d, sum: j.sums, x: j.x, cols: Int64(j.k))

@@ -46,8 +46,8 @@ struct ComputeOptions: ParsableArguments {
     @Option(help: "Kernels: auto, avx512, avx2 or portable. An explicit choice this CPU cannot run is an error.")
     var kernel: KernelImplementation = .auto
 
-    @Option(help: "Activations of quantized matmuls: int8 (integer dot products) or f32 (for comparisons).")
-    var activations: ActivationPrecision = .int8
+    @Option(help: "Activations of quantized matmuls: auto (per phase: int8 for decode; fp32 sgemm for prefill, int8 VNNI on AVX-512), int8 (integer dot products everywhere) or f32 (everywhere).")
+    var activations: ActivationPrecision = .auto
 
     @Flag(name: .customLong("no-verify"),
           help: "Load a .plm without checking its tensor payload checksums (the header and directory are always checked). Saves about 0.1 s per GB of a cached file; a damaged payload then silently changes the answers.")

@@ -83,8 +83,13 @@ void plm_qgemv(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, in
 void plm_qgemm(const plm_qmatrix *w, const int8_t *q, const float *d, const float *sum, const float *x,
                int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1, int impl);
 
-/// The same with fp32 activations: exact dequantized weights times x (the comparison path).
-void plm_qgemv_f32(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1);
+/// The same with fp32 activations: dequantized weights times x, no activation rounding (the
+/// decode default; bandwidth-bound, so about as fast as the int8 path). The weights are
+/// dequantized in registers. AVX-512 machines run the AVX2 kernel for it (no AVX-512 twin yet).
+void plm_qgemv_f32(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1, int impl);
+
+/// The reference definition of plm_qgemv_f32 (plain C), which the SIMD kernel is tested against.
+void plm_qgemv_f32_ref(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1);
 
 /// An int4 k6 group-32 matrix repacked at load for decode and prefill, in tiles of
 /// PLM_TILE_ROWS rows (the layout is in plm_layout.h). Same values as the file.
