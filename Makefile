@@ -103,7 +103,7 @@ fuzz: deps
 	  grep -E '^Done [0-9]+ runs|stat::(number_of_executed_units|average_exec_per_sec)|ERROR: libFuzzer|SUMMARY' $(FUZZ)/logs/$$t.log | sed "s/^/  $$t: /"; \
 	done; \
 	if [ -n "$$failed" ] || [ -n "$$(ls $(FUZZ)/artifacts)" ]; then echo "fuzz: FAILED:$$failed; artifacts:"; ls $(FUZZ)/artifacts; exit 1; fi; \
-	echo "fuzz: no crashes, timeouts or out-of-memory inputs in$(FUZZ_TARGETS)"
+	echo "fuzz: no crashes, timeouts or out-of-memory inputs in: $(FUZZ_TARGETS)"
 
 # The worker pool, the kernels and concurrent use of two models (the library API from several
 # tasks, models with different thread counts) under the thread sanitizer: a separate build in
