@@ -2,45 +2,6 @@ import Foundation
 import Testing
 @testable import PLMQuant
 
-/// Bytes of `w` quantized at `type`, with or without per-column importance.
-func quantizedBytes(_ w: [Float], rows: Int, columns: Int, type: StorageType, importance: [Float]?) -> (layout: StorageLayout, bytes: [[UInt8]]) {
-    let layout = StorageLayout(shape: [rows, columns], type: type)
-    var data = [UInt8](repeating: 0, count: layout.dataBytes)
-    var scales = [UInt8](repeating: 0, count: layout.scaleBytes)
-    var mins = [UInt8](repeating: 0, count: layout.minBytes)
-    let q = RowQuantizer(layout: layout)
-    w.withUnsafeBufferPointer { wp in
-        data.withUnsafeMutableBytes { d in
-            scales.withUnsafeMutableBytes { s in
-                mins.withUnsafeMutableBytes { m in
-                    let parts = RowQuantizer.RowParts(data: d.baseAddress!, scales: s.baseAddress, mins: m.baseAddress)
-                    if let importance {
-                        importance.withUnsafeBufferPointer { q.quantize(wp.baseAddress!, rows: rows, into: parts, importance: $0.baseAddress!) }
-                    } else {
-                        q.quantize(wp.baseAddress!, rows: rows, into: parts)
-                    }
-                }
-            }
-        }
-    }
-    return (layout, [data, scales, mins])
-}
-
-func dequantized(_ layout: StorageLayout, _ bytes: [[UInt8]]) -> [Float] {
-    var out = [Float](repeating: 0, count: layout.elementCount)
-    var (d, s, m) = (bytes[0], bytes[1], bytes[2])
-    d.withUnsafeMutableBytes { dp in
-        s.withUnsafeMutableBytes { sp in
-            m.withUnsafeMutableBytes { mp in
-                out.withUnsafeMutableBufferPointer { o in
-                    RowQuantizer(layout: layout).dequantize(.init(data: dp.baseAddress!, scales: sp.baseAddress, mins: mp.baseAddress), rows: layout.rows, into: o.baseAddress!)
-                }
-            }
-        }
-    }
-    return out
-}
-
 /// Σ ω_j (w − ŵ)², in Double.
 func weightedError(_ w: [Float], _ r: [Float], columns: Int, importance: [Float]) -> Double {
     var e = 0.0
@@ -66,8 +27,8 @@ func sampleImportance(columns: Int, seed: UInt64) -> [Float] {
         let w = sampleWeights(rows: rows, columns: columns, seed: 11)
         for name in Self.types {
             let type = StorageType.parse(name + "-g\(g)")!
-            let plain = quantizedBytes(w, rows: rows, columns: columns, type: type, importance: nil)
-            let ones = quantizedBytes(w, rows: rows, columns: columns, type: type, importance: [Float](repeating: 1, count: columns))
+            let plain = Quantized(w, rows: rows, columns: columns, type: type)
+            let ones = Quantized(w, rows: rows, columns: columns, type: type, importance: [Float](repeating: 1, count: columns))
             #expect(plain.bytes == ones.bytes, "\(type)")
         }
     }
@@ -82,10 +43,10 @@ func sampleImportance(columns: Int, seed: UInt64) -> [Float] {
         let importance = sampleImportance(columns: columns, seed: 9)
         for name in Self.types {
             let type = StorageType.parse(name + "-g\(g)")!
-            let plain = quantizedBytes(w, rows: rows, columns: columns, type: type, importance: nil)
-            let weighted = quantizedBytes(w, rows: rows, columns: columns, type: type, importance: importance)
-            let e0 = weightedError(w, dequantized(plain.layout, plain.bytes), columns: columns, importance: importance)
-            let e1 = weightedError(w, dequantized(weighted.layout, weighted.bytes), columns: columns, importance: importance)
+            let plain = Quantized(w, rows: rows, columns: columns, type: type)
+            let weighted = Quantized(w, rows: rows, columns: columns, type: type, importance: importance)
+            let e0 = weightedError(w, plain.dequantized(), columns: columns, importance: importance)
+            let e1 = weightedError(w, weighted.dequantized(), columns: columns, importance: importance)
             if name == "int8-asym" {
                 #expect(plain.bytes == weighted.bytes)
             } else if name == "int8-sym" {

@@ -22,9 +22,12 @@ func sampleWeights(rows: Int, columns: Int, seed: UInt64 = 1) -> [Float] {
 
 struct Quantized {
     let layout: StorageLayout
+    /// The stored parts, for byte comparisons.
+    var bytes: [[UInt8]] { [data, scales, mins] }
     var data: [UInt8], scales: [UInt8], mins: [UInt8]
 
-    init(_ w: [Float], rows: Int, columns: Int, type: StorageType) {
+    /// `importance` (one weight per column) weighs each column's error in the scale searches.
+    init(_ w: [Float], rows: Int, columns: Int, type: StorageType, importance: [Float]? = nil) {
         layout = StorageLayout(shape: [rows, columns], type: type)
         data = [UInt8](repeating: 0, count: layout.dataBytes)
         scales = [UInt8](repeating: 0, count: layout.scaleBytes)
@@ -34,7 +37,12 @@ struct Quantized {
             data.withUnsafeMutableBytes { d in
                 scales.withUnsafeMutableBytes { s in
                     mins.withUnsafeMutableBytes { m in
-                        q.quantize(wp.baseAddress!, rows: rows, into: .init(data: d.baseAddress!, scales: s.baseAddress, mins: m.baseAddress))
+                        let parts = RowQuantizer.RowParts(data: d.baseAddress!, scales: s.baseAddress, mins: m.baseAddress)
+                        if let importance {
+                            importance.withUnsafeBufferPointer { q.quantize(wp.baseAddress!, rows: rows, into: parts, importance: $0.baseAddress!) }
+                        } else {
+                            q.quantize(wp.baseAddress!, rows: rows, into: parts)
+                        }
                     }
                 }
             }
