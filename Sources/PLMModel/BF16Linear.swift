@@ -8,8 +8,7 @@ import CPLMKernels
 ///
 /// One or a few input rows (decode) run a bf16 GEMV that streams the weights once at memory
 /// speed. More rows (prefill, vision tiles) are compute-bound: each worker widens blocks of
-/// weight rows into its own scratch and multiplies them with OpenBLAS's sgemm, so the
-/// arithmetic is the same sgemm as on a widened matrix.
+/// weight rows and multiplies them with sgemm (`BlockedDense`).
 public struct BF16Linear: LinearMap, @unchecked Sendable {
     // `weights` points into memory that `owner` (a mapped file or part) keeps alive and never
     // changes; the struct only reads it.
@@ -24,10 +23,6 @@ public struct BF16Linear: LinearMap, @unchecked Sendable {
     /// From this many input rows on, widened blocks + sgemm beat one GEMV per row (the GEMV
     /// re-reads the weights for every row).
     static let gemmRows = 4
-    /// Weight rows widened at a time: about 1 Mi values (4 MiB of fp32), at least 64 rows. Each
-    /// sgemm call packs all of x again, so narrow blocks spend their time packing (measured on
-    /// PLM-1B, 512-token prefill: 64-row blocks ran 2.5× slower than the widened matrix).
-    static func blockRows(columns k: Int) -> Int { max(64, min(1024, (1 << 20) / max(k, 1) / 16 * 16)) }
     /// Output rows per worker slice (a multiple of the vector width).
     static let sliceRows = 16
 
@@ -65,15 +60,8 @@ public struct BF16Linear: LinearMap, @unchecked Sendable {
                 }
                 return
             }
-            let blockRows = min(BF16Linear.blockRows(columns: j.k), last - first)
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * j.k)
-            defer { scratch.deallocate() }
-            var rb = first
-            while rb < last {
-                let nb = min(blockRows, last - rb)
-                plm_bf16_widen(j.w + 2 * rb * j.k, Int64(nb * j.k), scratch, j.impl)
-                BLAS.gemmABt(m: j.rows, n: nb, k: j.k, a: j.x, lda: j.k, b: scratch, ldb: j.k, c: j.y + rb, ldc: j.n)
-                rb += nb
+            BlockedDense.multiply(j.x, rows: j.rows, columns: j.k, into: j.y, ldy: j.n, weightRows: first..<last) { r, count, out in
+                plm_bf16_widen(j.w + 2 * r * j.k, Int64(count * j.k), out, j.impl)
             }
         }
         if let bias {

@@ -73,7 +73,6 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     /// PLM-1B vision tile in two minutes on an AVX2 machine. Dequantizing 64 rows costs less
     /// than the sgemm from about this many rows on.
     static let denseFallbackRows = 32
-    static let denseBlockRows = 64
 
     /// How a call of `rows` input rows computes, from the options (see ActivationPrecision).
     enum Path: Equatable { case int8, f32Gemv, denseF32 }
@@ -109,13 +108,16 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         let path = Self.path(rows: rows, options: options)
         let useF32 = path == .f32Gemv
         let denseFallback = path == .denseF32
-        // Activations quantized once per call (int8 per 32-block), shared by all workers.
-        let single = rows == 1
-        let q = single ? singleQ : UnsafeMutablePointer<Int8>.allocate(capacity: max(1, rows * blocks * 32))
-        let d = single ? singleD : UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * blocks))
-        let sums = single ? singleSum : UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * blocks))
-        defer { if !single { q.deallocate(); d.deallocate(); sums.deallocate() } }
-        if !useF32 && !denseFallback {
+        // Activations quantized once per call (int8 per 32-block), shared by all workers. A
+        // single row uses the preallocated buffers (under singleLock); the fp32 paths never touch
+        // them, so several rows allocate only where the int8 kernels run.
+        let quantized = !useF32 && !denseFallback
+        let perCall = quantized && rows > 1
+        let q = perCall ? UnsafeMutablePointer<Int8>.allocate(capacity: rows * blocks * 32) : singleQ
+        let d = perCall ? UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks) : singleD
+        let sums = perCall ? UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks) : singleSum
+        defer { if perCall { q.deallocate(); d.deallocate(); sums.deallocate() } }
+        if quantized {
             // Rows are independent: quantize them on the workers too (8 % of a forward pass otherwise).
             var job = QuantizeJob(x: x, q: q, d: d, sums: sums, rows: rows, k: k, blocks: blocks,
                                   workers: max(1, min(options.threads, rows / 8)))
@@ -147,17 +149,9 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         let r0 = first * Self.tileRows, r1 = min(j.n, last * Self.tileRows)
         guard r0 < r1 else { return }
         if j.denseFallback {
-            // Blocks of weight rows dequantized (the C reference definition) into this worker's
-            // scratch, then one single-threaded sgemm per block writes y[:, block].
-            let k = j.k
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: Self.denseBlockRows * k)
-            defer { scratch.deallocate() }
-            var rb = r0
-            while rb < r1 {
-                let n = min(Self.denseBlockRows, r1 - rb)
-                for i in 0..<n { plm_dequantize_row(&matrix, Int64(rb + i), scratch + i * k) }
-                BLAS.gemmABt(m: j.rows, n: n, k: k, a: j.x, lda: k, b: scratch, ldb: k, c: j.y + rb, ldc: j.n)
-                rb += n
+            // Blocks of weight rows dequantized (the C reference definition), then sgemm.
+            BlockedDense.multiply(j.x, rows: j.rows, columns: j.k, into: j.y, ldy: j.n, weightRows: r0..<r1) { r, count, out in
+                for i in 0..<count { plm_dequantize_row(&matrix, Int64(r + i), out + i * j.k) }
             }
         } else if j.useF32 {
             // y[m, r0..<r1] is contiguous: written in place (a decode step allocates nothing).
