@@ -50,6 +50,13 @@ void plm_qgemv_f32(const plm_qmatrix *w, const float *x, float *y, int64_t r0, i
     plm_qgemv_f32_ref(w, x, y, r0, r1);
 }
 
+void plm_qgemv16(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r0, int64_t r1, int impl) {
+#if defined(__x86_64__)
+    if (use_avx2(impl)) { plm_qgemv16_avx2(w, a, y, r0, r1); return; }
+#endif
+    plm_qgemv16_ref(w, a, y, r0, r1);
+}
+
 void plm_qgemm(const plm_qmatrix *w, const int8_t *q, const float *d, const float *sum, const float *x,
                int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1, int impl) {
 #if defined(__x86_64__)

@@ -174,6 +174,73 @@ AVX2 void plm_qgemv_f32_avx2(const plm_qmatrix *w, const float *x, float *y, int
     }
 }
 
+/// Σ v·a over one block of 32 values: v0 holds values 0…15 and v1 values 16…31 as bytes
+/// (signed for the int8 kinds, unsigned int4 levels otherwise), a the block's 32 int16
+/// activations. Widened to int16 and summed in pairs by vpmaddwd into 8 int32 lanes.
+AVX2 static inline __m256i dot16_block(__m128i v0, __m128i v1, int is_signed, const int16_t *a) {
+    __m256i w0 = is_signed ? _mm256_cvtepi8_epi16(v0) : _mm256_cvtepu8_epi16(v0);
+    __m256i w1 = is_signed ? _mm256_cvtepi8_epi16(v1) : _mm256_cvtepu8_epi16(v1);
+    __m256i p0 = _mm256_madd_epi16(w0, _mm256_loadu_si256((const __m256i *)a));
+    __m256i p1 = _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(a + 16)));
+    return _mm256_add_epi32(p0, p1);
+}
+
+/// int16 activations (plm_qgemv16_ref's definition, up to summation order). Per block the
+/// integer sum is exact; the signed int8 levels keep it free of a large offset.
+AVX2 void plm_qgemv16_avx2(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r0, int64_t r1) {
+    const int64_t g = w->group, full = w->cols / g, per = g / 32;
+    const __m128i mask16 = _mm_set1_epi8(0x0F);
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    const int16_t *restrict aq = a->q;
+    const float *restrict ad = a->d, *restrict asum = a->sum;
+    const int int4 = plm_is_int4(w);
+    // int8 asymmetric stores L = q + 128: flipping the top bit reads q = L − 128 as int8.
+    const __m256i flip = _mm256_set1_epi8(w->kind == PLM_Q8_ASYM ? (char)0x80 : 0);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w->data + r * w->data_row_bytes;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        float shiftAcc = 0;
+        k6_cache cache = { -1, {0}, {0} };
+        for (int64_t gi = 0; gi < full; gi++) {
+            float s, m;
+            scale_min(w, r, gi, &s, &m, &cache);
+            const float shift = plm_level_shift(w, s, m);
+            const int64_t b0 = gi * per;
+            __m256 part = _mm256_setzero_ps();
+            if (int4 && g == 32) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(row + gi * 16));
+                __m256i dot = dot16_block(_mm_and_si128(v, mask16), _mm_and_si128(_mm_srli_epi16(v, 4), mask16), 0, aq + b0 * 32);
+                part = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(s * ad[b0]));
+                shiftAcc += shift * asum[b0];
+            } else if (int4) {
+                // Byte j holds values j (low nibble) and j + g/2 (high nibble): one load, two blocks.
+                const uint8_t *p = row + gi * (g / 2);
+                const int64_t half = per / 2;
+                for (int64_t c = 0; c < half; c++) {
+                    __m256i v = _mm256_loadu_si256((const __m256i *)(p + 32 * c));
+                    __m256i lo = _mm256_and_si256(v, mask), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+                    const int64_t bl = b0 + c, bh = b0 + c + half;
+                    __m256i dl = dot16_block(_mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1), 0, aq + bl * 32);
+                    __m256i dh = dot16_block(_mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1), 0, aq + bh * 32);
+                    part = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dl), _mm256_set1_ps(s * ad[bl]), part);
+                    part = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dh), _mm256_set1_ps(s * ad[bh]), part);
+                    shiftAcc += shift * (asum[bl] + asum[bh]);
+                }
+            } else {
+                const uint8_t *p = row + gi * g;
+                for (int64_t b = 0; b < per; b++) {
+                    __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 32 * b)), flip);
+                    __m256i dot = dot16_block(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1), 1, aq + (b0 + b) * 32);
+                    part = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(s * ad[b0 + b]), part);
+                    shiftAcc += shift * asum[b0 + b];
+                }
+            }
+            if (gi & 1) acc1 = _mm256_add_ps(acc1, part); else acc0 = _mm256_add_ps(acc0, part);
+        }
+        y[r - r0] = plm_hsum8(_mm256_add_ps(acc0, acc1)) + shiftAcc + (full * g < w->cols ? plm_qdot_f32_tail(w, a->x, r, full) : 0.0f);
+    }
+}
+
 /// XORs every 32-byte vector of data (the bandwidth probe of `plmq bench`).
 AVX2 uint64_t plm_read_bytes_avx2(const void *data, size_t bytes) {
     const __m256i *p = (const __m256i *)data;

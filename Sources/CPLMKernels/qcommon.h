@@ -70,6 +70,16 @@ static inline int plm_level(const plm_qmatrix *w, int64_t r, int64_t g, int64_t 
     return j < h ? (p[j] & 0x0F) : (p[j - h] >> 4);
 }
 
+/// Level j of group g of row r as a signed value v, with w = s·v + shift: the int8 kinds read
+/// v = L − 128 (shift = m + 128s, zero for symmetric), so the int16 kernels' integer sums stay
+/// small and no large offset cancels in floating point; int4 reads v = L (shift = m).
+static inline int plm_signed_level(const plm_qmatrix *w, int64_t r, int64_t g, int64_t j) {
+    return plm_is_int4(w) ? plm_level(w, r, g, j) : plm_level(w, r, g, j) - 128;
+}
+static inline float plm_level_shift(const plm_qmatrix *w, float s, float m) {
+    return plm_is_int4(w) ? m : m + 128.0f * s;
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 /// Sum of the 8 lanes (shared by the AVX2 and AVX-512 kernels).
@@ -95,6 +105,7 @@ void plm_gelu_erf_ref(float *x, int64_t n);
 // AVX2 (qavx2.c).
 void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);
 void plm_qgemv_f32_avx2(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1);
+void plm_qgemv16_avx2(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r0, int64_t r1);
 uint64_t plm_read_bytes_avx2(const void *data, size_t bytes);
 
 // AVX-512 (qavx512.c, qgemm_avx512.c, qrepack.c, vecmath_avx512.c).

@@ -58,6 +58,68 @@ void plm_quantize_activations(const float *x, int64_t cols, int8_t *q, float *d,
     }
 }
 
+void plm_quantize_activations16(const float *x, int64_t cols, int16_t *q, float *d, float *sum) {
+    int64_t blocks = plm_blocks(cols);
+    for (int64_t b = 0; b < blocks; b++) {
+        int64_t n = cols - b * 32 < 32 ? cols - b * 32 : 32;
+        const float *v = x + b * 32;
+        float amax = 0;
+        int nonfinite = 0;
+        for (int64_t j = 0; j < n; j++) {
+            float a = fabsf(v[j]);
+            nonfinite |= !(a <= FLT_MAX);
+            if (a > amax) amax = a;
+        }
+        if (nonfinite) {
+            // As for int8: a NaN block scale keeps NaN/Inf inputs from becoming finite levels.
+            memset(q + b * 32, 0, 32 * sizeof(int16_t));
+            d[b] = NAN;
+            sum[b] = NAN;
+            continue;
+        }
+        float scale = amax / 32767.0f, inverse = amax > 0 ? 32767.0f / amax : 0.0f;
+        int32_t total = 0;
+        for (int64_t j = 0; j < 32; j++) {
+            int level = j < n ? (int)lrintf(v[j] * inverse) : 0;
+            if (level > 32767) level = 32767;
+            if (level < -32767) level = -32767;
+            q[b * 32 + j] = (int16_t)level;
+            total += level;
+        }
+        d[b] = scale;
+        sum[b] = scale * (float)total;
+    }
+}
+
+/// Row r with int16 activations, scalar: per 32-block, s·d·Σ v·q + shift·d·Σq with the signed
+/// levels v of plm_signed_level (|Σ v·q| ≤ 32·255·32767 < 2^31: exact in int32). A short last
+/// group uses the fp32 activations, as in plm_qdot_tail.
+static float plm_qdot16_row(const plm_qmatrix *w, const plm_qact16 *a, int64_t r) {
+    int64_t groups = (w->cols + w->group - 1) / w->group;
+    float acc = 0;
+    for (int64_t g = 0; g < groups; g++) {
+        float s, m;
+        plm_group_scale_min(w, r, g, &s, &m);
+        int64_t n = plm_group_length(w, g);
+        if (n == w->group) {
+            const float shift = plm_level_shift(w, s, m);
+            for (int64_t b = 0; b < n / 32; b++) {
+                int64_t block = (g * w->group) / 32 + b;
+                int32_t dot = 0;
+                for (int j = 0; j < 32; j++) dot += plm_signed_level(w, r, g, b * 32 + j) * (int32_t)a->q[block * 32 + j];
+                acc += s * a->d[block] * (float)dot + shift * a->sum[block];
+            }
+        } else {
+            acc += plm_qdot_f32_tail(w, a->x, r, g);
+        }
+    }
+    return acc;
+}
+
+void plm_qgemv16_ref(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) y[r - r0] = plm_qdot16_row(w, a, r);
+}
+
 /// Groups from `first_group` to the end of row r, scalar, in W·A8 form. For a short last group
 /// the fp32 activations are used (its nibble layout differs from full groups).
 float plm_qdot_tail(const plm_qmatrix *w, const plm_qact *a, int64_t r, int64_t first_group) {

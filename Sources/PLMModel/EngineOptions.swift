@@ -37,17 +37,22 @@ public enum KernelImplementation: String, CaseIterable, Sendable, Hashable {
 }
 
 /// How the activations enter the quantized matrix products. On a trained model (SmolLM2-135M,
-/// Examples/real-model) int8 activations cost int8 weights 3.3x their KLD, so fp32 is used
-/// wherever it is not slower: prefill without AVX-512 (dequantized blocks + sgemm). Decode keeps
-/// int8: the fp32 GEMV is compute-bound on AVX2 and measured slower (Formats/PLM.md, Activations).
+/// Examples/real-model) int8 activations cost int8 weights 3.3x their KLD, so `auto` keeps them
+/// only where nothing more precise is as fast (Formats/PLM.md, Activations): decode runs int16
+/// activations (integer dot products, error ~1e-5 relative), prefill without AVX-512 runs fp32
+/// (dequantized blocks + sgemm).
 public enum ActivationPrecision: String, CaseIterable, Sendable, Hashable {
-    /// Per phase, the most accurate choice that is not slower: int8 for decode (fewer than
-    /// `QuantizedLinear.denseFallbackRows` rows); for prefill, fp32 through dequantized blocks
-    /// and sgemm, except on AVX-512 machines, whose int8 VNNI tile GEMM is faster.
+    /// Per phase, the most accurate choice that is not slower. Decode (fewer than
+    /// `QuantizedLinear.denseFallbackRows` rows): int16 per block of 32; prefill: fp32 through
+    /// dequantized blocks and sgemm. AVX-512 machines keep int8 for both (their VNNI kernels
+    /// over the repacked layout; the int16 kernel has no AVX-512 twin yet).
     case auto
     /// Quantized to int8 per block of 32 at every row count (integer dot products; on CPUs
     /// without AVX-512 prefill is slower than `auto`): W·A8 everywhere, for comparisons.
     case int8
+    /// Quantized to int16 per block of 32 at every row count (prefill row by row: slow, for
+    /// measuring what decode computes).
+    case int16
     /// fp32 at every row count (on AVX-512 machines prefill is slower than `auto`).
     case f32
 }

@@ -26,6 +26,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     private let singleQ: UnsafeMutablePointer<Int8>
     private let singleD: UnsafeMutablePointer<Float>
     private let singleSum: UnsafeMutablePointer<Float>
+    private let singleQ16: UnsafeMutablePointer<Int16>
 
     init(file: PLMFile, tensor t: PLMTensor, bias: [Float]?, options: EngineOptions) throws(PLMError) {
         self.options = options
@@ -59,13 +60,14 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         singleQ = .allocate(capacity: blocks * 32)
         singleD = .allocate(capacity: blocks)
         singleSum = .allocate(capacity: blocks)
+        singleQ16 = .allocate(capacity: blocks * 32)
         repacked = options.implCode >= PLM_IMPL_AVX512 ? RepackedMatrix(matrix, threads: options.threads) : nil
         // The repacked copy serves decode and prefill; the mapped levels are only re-read by the
         // portable or fp32-activation paths, so release them (RSS stays about the file size).
         if repacked != nil { parts["data"]?.dropResidentPages() }
     }
 
-    deinit { singleQ.deallocate(); singleD.deallocate(); singleSum.deallocate() }
+    deinit { singleQ.deallocate(); singleD.deallocate(); singleSum.deallocate(); singleQ16.deallocate() }
 
     /// From this many input rows on, a matrix product is prefill-like (bound by arithmetic, not
     /// by the weight bytes). There, fp32 activations go through blocks of dequantized weight rows
@@ -75,18 +77,21 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     static let denseFallbackRows = 32
 
     /// How a call of `rows` input rows computes, from the options (see ActivationPrecision).
-    enum Path: Equatable { case int8, f32Gemv, denseF32 }
+    enum Path: Equatable { case int8, int16Gemv, f32Gemv, denseF32 }
 
     static func path(rows: Int, options: EngineOptions) -> Path {
         let prefill = rows >= denseFallbackRows
         switch options.activations {
         case .int8: return .int8
+        case .int16: return .int16Gemv
         case .f32: return prefill ? .denseF32 : .f32Gemv
         case .auto:
-            // Decode stays int8: the fp32 GEMV dequantizes in registers and is compute-bound on
-            // AVX2 (PLM-1B int4 decode 8.91 -> 5.05 tokens/s, int8 6.23 -> 5.87 on 2 threads).
-            if !prefill { return .int8 }
-            return options.implCode >= PLM_IMPL_AVX512 ? .int8 : .denseF32
+            // AVX-512 keeps its VNNI kernels over the repacked layout in both phases.
+            if options.implCode >= PLM_IMPL_AVX512 { return .int8 }
+            // Decode: int16 activations cost no more than int8 (vpmaddwd on widened levels) and
+            // are about fp32-exact; the fp32 GEMV dequantizes in registers and is compute-bound
+            // on AVX2 (Formats/PLM.md, Activations).
+            return prefill ? .denseF32 : .int16Gemv
         }
     }
 
@@ -106,32 +111,42 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         let k = inFeatures, n = outFeatures
         let blocks = (k + 31) / 32
         let path = Self.path(rows: rows, options: options)
-        let useF32 = path == .f32Gemv
-        let denseFallback = path == .denseF32
-        // Activations quantized once per call (int8 per 32-block), shared by all workers. A
-        // single row uses the preallocated buffers (under singleLock); the fp32 paths never touch
-        // them, so several rows allocate only where the int8 kernels run.
-        let quantized = !useF32 && !denseFallback
+        // Activations quantized once per call (per 32-block), shared by all workers. A single
+        // row uses the preallocated buffers (under singleLock); the fp32 paths never touch
+        // them, so several rows allocate only where the integer kernels run.
+        let quantized = path == .int8 || path == .int16Gemv
         let perCall = quantized && rows > 1
-        let q = perCall ? UnsafeMutablePointer<Int8>.allocate(capacity: rows * blocks * 32) : singleQ
+        let wide = path == .int16Gemv
+        let q = perCall && !wide ? UnsafeMutablePointer<Int8>.allocate(capacity: rows * blocks * 32) : singleQ
+        let q16 = perCall && wide ? UnsafeMutablePointer<Int16>.allocate(capacity: rows * blocks * 32) : singleQ16
         let d = perCall ? UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks) : singleD
         let sums = perCall ? UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks) : singleSum
-        defer { if perCall { q.deallocate(); d.deallocate(); sums.deallocate() } }
+        defer {
+            if perCall {
+                if wide { q16.deallocate() } else { q.deallocate() }
+                d.deallocate(); sums.deallocate()
+            }
+        }
         if quantized {
             // Rows are independent: quantize them on the workers too (8 % of a forward pass otherwise).
-            var job = QuantizeJob(x: x, q: q, d: d, sums: sums, rows: rows, k: k, blocks: blocks,
+            var job = QuantizeJob(x: x, q: q, q16: q16, wide: wide, d: d, sums: sums, rows: rows, k: k, blocks: blocks,
                                   workers: max(1, min(options.threads, rows / 8)))
             WorkerPool.run(job.workers, &job) { context, worker in
                 guard let j = context?.assumingMemoryBound(to: QuantizeJob.self).pointee else { return }
                 for m in stride(from: Int(worker), to: j.rows, by: j.workers) {
-                    plm_quantize_activations(j.x + m * j.k, Int64(j.k), j.q + m * j.blocks * 32, j.d + m * j.blocks, j.sums + m * j.blocks)
+                    let x = j.x + m * j.k, d = j.d + m * j.blocks, sums = j.sums + m * j.blocks
+                    if j.wide {
+                        plm_quantize_activations16(x, Int64(j.k), j.q16 + m * j.blocks * 32, d, sums)
+                    } else {
+                        plm_quantize_activations(x, Int64(j.k), j.q + m * j.blocks * 32, d, sums)
+                    }
                 }
             }
         }
         let tiles = (n + Self.tileRows - 1) / Self.tileRows
-        var job = MatmulJob(linear: Unmanaged.passUnretained(self), x: x, y: y, q: q, d: d, sums: sums, rows: rows, k: k, n: n,
+        var job = MatmulJob(linear: Unmanaged.passUnretained(self), x: x, y: y, q: q, q16: q16, d: d, sums: sums, rows: rows, k: k, n: n,
                             blocks: blocks, tiles: tiles, workers: max(1, min(options.threads, tiles)),
-                            impl: options.implCode, useF32: useF32, denseFallback: denseFallback)
+                            impl: options.implCode, path: path)
         WorkerPool.run(job.workers, &job) { context, worker in
             guard let j = context?.assumingMemoryBound(to: MatmulJob.self).pointee else { return }
             j.linear.takeUnretainedValue().computeTiles(j, worker: Int(worker))
@@ -148,12 +163,18 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         let first = worker * j.tiles / j.workers, last = (worker + 1) * j.tiles / j.workers
         let r0 = first * Self.tileRows, r1 = min(j.n, last * Self.tileRows)
         guard r0 < r1 else { return }
-        if j.denseFallback {
+        if j.path == .denseF32 {
             // Blocks of weight rows dequantized (the C reference definition), then sgemm.
             BlockedDense.multiply(j.x, rows: j.rows, columns: j.k, into: j.y, ldy: j.n, weightRows: r0..<r1) { r, count, out in
                 for i in 0..<count { plm_dequantize_row(&matrix, Int64(r + i), out + i * j.k) }
             }
-        } else if j.useF32 {
+        } else if j.path == .int16Gemv {
+            for m in 0..<j.rows {
+                var act = plm_qact16(q: j.q16 + m * j.blocks * 32, d: j.d + m * j.blocks, sum: j.sums + m * j.blocks,
+                                     x: j.x + m * j.k, cols: Int64(j.k))
+                plm_qgemv16(&matrix, &act, j.y + m * j.n + r0, Int64(r0), Int64(r1), j.impl)
+            }
+        } else if j.path == .f32Gemv {
             // y[m, r0..<r1] is contiguous: written in place (a decode step allocates nothing).
             for m in 0..<j.rows {
                 plm_qgemv_f32(&matrix, j.x + m * j.k, j.y + m * j.n + r0, Int64(r0), Int64(r1), j.impl)
@@ -211,18 +232,21 @@ fileprivate struct MatmulJob {
     let x: UnsafePointer<Float>
     let y: UnsafeMutablePointer<Float>
     let q: UnsafeMutablePointer<Int8>
+    let q16: UnsafeMutablePointer<Int16>
     let d: UnsafeMutablePointer<Float>
     let sums: UnsafeMutablePointer<Float>
     let rows: Int, k: Int, n: Int, blocks: Int, tiles: Int, workers: Int
     let impl: Int32
-    let useF32: Bool
-    let denseFallback: Bool
+    let path: QuantizedLinear.Path
 }
 
 /// Activation rows to quantize, strided across workers.
 fileprivate struct QuantizeJob {
     let x: UnsafePointer<Float>
     let q: UnsafeMutablePointer<Int8>
+    let q16: UnsafeMutablePointer<Int16>
+    /// int16 levels into q16, else int8 into q.
+    let wide: Bool
     let d: UnsafeMutablePointer<Float>
     let sums: UnsafeMutablePointer<Float>
     let rows: Int, k: Int, blocks: Int, workers: Int

@@ -83,6 +83,28 @@ void plm_qgemv(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, in
 void plm_qgemm(const plm_qmatrix *w, const int8_t *q, const float *d, const float *sum, const float *x,
                int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1, int impl);
 
+/// Activations quantized to int16 in blocks of 32 along K (the decode default): values q
+/// (padded with zeros to whole blocks), per-block scale d = absmax/32767 and d·Σq. The rounding
+/// error is 1/258 of int8's, so decode matches fp32 activations to about 1e-5 relative while
+/// the dot products stay integer (vpmaddwd on AVX2).
+typedef struct {
+    const int16_t *q;
+    const float *d;
+    const float *sum;
+    const float *x;   // the original fp32 values (for a short last weight group)
+    int64_t cols;
+} plm_qact16;
+
+/// Quantizes one activation row to int16: blocks(cols) blocks; q holds blocks·32 values.
+void plm_quantize_activations16(const float *x, int64_t cols, int16_t *q, float *d, float *sum);
+
+/// y[r − r0] = W[r,:] · a for r in [r0, r1), with int16 activations (W4A16 / W8A16). AVX-512
+/// machines run the AVX2 kernel (no AVX-512 twin yet).
+void plm_qgemv16(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r0, int64_t r1, int impl);
+
+/// The reference definition of plm_qgemv16 (plain C).
+void plm_qgemv16_ref(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r0, int64_t r1);
+
 /// The same with fp32 activations: dequantized weights times x, no activation rounding (the
 /// decode default; bandwidth-bound, so about as fast as the int8 path). The weights are
 /// dequantized in registers. AVX-512 machines run the AVX2 kernel for it (no AVX-512 twin yet).
