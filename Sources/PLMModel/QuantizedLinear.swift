@@ -169,10 +169,15 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
                 for i in 0..<count { plm_dequantize_row(&matrix, Int64(r + i), out + i * j.k) }
             }
         } else if j.path == .int16Gemv {
-            for m in 0..<j.rows {
-                var act = plm_qact16(q: j.q16 + m * j.blocks * 32, d: j.d + m * j.blocks, sum: j.sums + m * j.blocks,
-                                     x: j.x + m * j.k, cols: Int64(j.k))
-                plm_qgemv16(&matrix, &act, j.y + m * j.n + r0, Int64(r0), Int64(r1), j.impl)
+            // Tile by tile, every input row against the tile while it is in cache (a whole range
+            // per row would stream the weights from memory once per row).
+            for t in first..<last {
+                let t0 = t * Self.tileRows, t1 = min(j.n, t0 + Self.tileRows)
+                for m in 0..<j.rows {
+                    var act = plm_qact16(q: j.q16 + m * j.blocks * 32, d: j.d + m * j.blocks, sum: j.sums + m * j.blocks,
+                                         x: j.x + m * j.k, cols: Int64(j.k))
+                    plm_qgemv16(&matrix, &act, j.y + m * j.n + t0, Int64(t0), Int64(t1), j.impl)
+                }
             }
         } else if j.path == .f32Gemv {
             // y[m, r0..<r1] is contiguous: written in place (a decode step allocates nothing).
