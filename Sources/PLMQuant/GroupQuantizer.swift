@@ -51,8 +51,7 @@ struct GroupLanes {
 /// expected squared output error of the row, as llama.cpp's imatrix weighs it).
 ///
 /// The searches follow the idea of llama.cpp's `make_qx_quants` / `make_qkx2_quants`: try a grid
-/// of candidate inverse scales around the range-derived one (the asymmetric search anchors each
-/// at the minimum and, again, at the maximum), assign integer levels for each,
+/// of candidate inverse scales around the range-derived one, assign integer levels for each,
 /// solve the least-squares scale (and minimum) for that assignment, keep the best. Then a few
 /// Lloyd steps (re-assign levels for the fitted scale, re-fit) polish the winner, and the result
 /// is re-evaluated after rounding the scale to its stored precision. The plain range-based
@@ -187,15 +186,7 @@ enum GroupSearch {
             if sse < best.sse { best = (sse, s, m) }
         }
         consider(inverse: ftop / (hi - lo), offset: lo)  // plain min-max rounding
-        // The same grid twice: anchored at the minimum (a scale too small clips the top end) and at
-        // the maximum (it clips the bottom end). Which end to give up depends on the group's shape;
-        // the second half lowered the relative RMSE of MiniLM's matrices by 0.6–0.9 % and SmolLM2's
-        // int4-k6-g128 KLD by a quarter (Formats/PLM.md).
         for step in 0...steps { consider(inverse: (-1 + stepSize * Float(step) + ftop) / (hi - lo), offset: lo) }
-        for step in 0...steps {
-            let inverse = (-1 + stepSize * Float(step) + ftop) / (hi - lo)
-            consider(inverse: inverse, offset: hi - ftop / inverse)
-        }
         for _ in 0..<3 {
             let before = best.sse
             consider(inverse: 1 / best.scale, offset: best.min)

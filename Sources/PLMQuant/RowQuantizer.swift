@@ -130,9 +130,8 @@ public struct RowQuantizer: Sendable {
     }
 
     /// k6: search each group's (scale, min ≤ 0), then quantize the 8 scales and 8 mins to 6-bit
-    /// indices under f16 super-scales, then improve each group's indices by a ±2 local search on
-    /// its real error (llama.cpp's Q4_K stops after rounding the indices; ±2 instead of ±1 lowered
-    /// MiniLM's k6 error by 0.3 %).
+    /// indices under f16 super-scales, then improve each group's indices by a ±1 local search on
+    /// its real error (llama.cpp's Q4_K stops after rounding the indices).
     private func quantizeSuperBlock(_ w: UnsafePointer<Float>, block b: Int, into p: RowParts, importance: UnsafePointer<Float>?,
                                     lanes: inout GroupLanes) {
         let g = groupSize
@@ -155,8 +154,8 @@ public struct RowQuantizer: Sendable {
             let a0 = d == 0 ? 0 : GroupSearch.clamp((fits[j].scale / Float(d)).rounded(), 0, 63)
             let b0 = dmin == 0 ? 0 : GroupSearch.clamp((-fits[j].min / Float(dmin)).rounded(), 0, 63)
             var best = (e: Float.infinity, a: a0, b: b0)
-            for da in -2...2 {
-                for db in -2...2 {
+            for da in -1...1 {
+                for db in -1...1 {
                     let ca = a0 + da, cb = b0 + db
                     guard (0...63).contains(ca), (0...63).contains(cb) else { continue }
                     let e = GroupSearch.asymmetricError(lanes, scale: Float(d) * Float(ca), min: -Float(dmin) * Float(cb), levels: 15)
