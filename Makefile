@@ -6,7 +6,7 @@ SWIFT ?= swift
 DEBIAN_PACKAGES := libopenblas-dev libzstd-dev libssl-dev libpng-dev libjpeg62-turbo-dev libonig-dev libedit-dev ffmpeg pkg-config
 EXAMPLE := Examples/shapes-plm
 
-.PHONY: deps build release test demo fixtures report-check fuzz tsan bench-real clean
+.PHONY: deps build release test demo fixtures report-check fuzz tsan bench-real bench-gemv clean
 
 deps:
 	@missing=""; \
@@ -123,6 +123,14 @@ tsan: deps
 PYTHON ?= python3
 REAL_MODEL ?= /work/smol-plm
 REAL_TEXT ?= /work/real-text
+# Decode GEMV speed by activation type (int8 / int16 / fp32) on this CPU, plain C, no Swift.
+KERNELS = Sources/CPLMKernels
+KERNEL_CC ?= clang
+bench-gemv:
+	mkdir -p .build
+	$(KERNEL_CC) -O2 -I$(KERNELS)/include -I$(KERNELS) Tests/KernelBench/gemv_activations.c $(filter-out $(KERNELS)/pool.c $(KERNELS)/xxh64.c,$(wildcard $(KERNELS)/*.c)) -lm -o .build/gemv_activations
+	.build/gemv_activations
+
 REAL_OUT ?= .build/bench-real
 PLMQ_RELEASE = .build/release/plmq
 bench-real: release

@@ -29,7 +29,7 @@ typedef struct {
 
 /// Scale and minimum of group g of row r: the same values as plm_group_scale_min, with the
 /// F16C conversion (exact for every f16) and the k6 block decoded once per 8 groups.
-AVX2 static inline void scale_min(const plm_qmatrix *w, int64_t r, int64_t g, float *s, float *m, k6_cache *c) {
+AVX2 __attribute__((always_inline)) static inline void scale_min(const plm_qmatrix *w, int64_t r, int64_t g, float *s, float *m, k6_cache *c) {
     if (w->kind == PLM_Q4_ASYM_K6) {
         const int64_t block = g / PLM_K6_GROUPS;
         if (block != c->block) {
