@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Prints the markdown table of a compare_peers.sh run folder (its JSON outputs and meta.json).
+
+    python Examples/peers/peers_table.py /work/peers/run-20261202T030000Z
+
+Every figure is a median with its (min–max) over the runs; one whose spread (max − min) exceeds 10 %
+of its median is marked "noisy". Ratios are speed ratios (higher is better for plmq): tokens/s
+divided by tokens/s, and for the vision tower the other side's seconds divided by plmq's.
+"""
+import json
+import statistics
+import sys
+from pathlib import Path
+
+NOISY = 0.10
+
+
+class Figure:
+    def __init__(self, median, low, high, runs=None):
+        self.median, self.low, self.high, self.runs = median, low, high, runs
+
+    @property
+    def noisy(self):
+        return self.median > 0 and (self.high - self.low) / self.median > NOISY
+
+    def text(self, digits):
+        spread = f" ({self.low:.{digits}f}–{self.high:.{digits}f})" if self.runs != 1 else " (1 run)"
+        return f"{self.median:.{digits}f}{spread}" + (" noisy" if self.noisy else "")
+
+
+def load(folder, name):
+    path = folder / f"{name}.json"
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    return json.loads(path.read_text())
+
+
+def plmq_figure(obj, section, key, where):
+    if obj is None:
+        return None
+    for row in obj.get(section, []):
+        if all(row.get(k) == v for k, v in where.items()):
+            s = row[key]
+            return Figure(s["median"], s["min"], s["max"], obj.get("runs"))
+    return None
+
+
+def llama_figure(rows, **where):
+    if rows is None:
+        return None
+    for row in rows:
+        if all(row.get(k) == v for k, v in where.items()):
+            samples = row.get("samples_ts") or [row["avg_ts"]]
+            return Figure(statistics.median(samples), min(samples), max(samples), len(samples))
+    return None
+
+
+def hf_figure(obj, kind, dtype, key, size_key, size):
+    if obj is None:
+        return None
+    for row in obj["measurements"]:
+        if row["kind"] == kind and row["dtype"] == dtype and row.get(size_key) == size:
+            if row.get("skipped"):
+                return f"skipped (≈{row['estimated_seconds']:.0f} s)"
+            s = row["seconds"]
+            if kind == "prefill":
+                return Figure(size / s["median"], size / s["max"], size / s["min"], s["runs"])
+            return Figure(s["median"] / size, s["min"] / size, s["max"] / size, s["runs"])
+    return None
+
+
+def cell(figure, digits):
+    if figure is None:
+        return "—"
+    if isinstance(figure, str):
+        return figure
+    return figure.text(digits)
+
+
+def ratio(ours, theirs, time_based=False):
+    if not isinstance(ours, Figure) or not isinstance(theirs, Figure) or ours.median <= 0 or theirs.median <= 0:
+        return "—"
+    r = theirs.median / ours.median if time_based else ours.median / theirs.median
+    return f"**{r:.2f}×**" if r < 1 else f"{r:.2f}×"
+
+
+def main():
+    folder = Path(sys.argv[1])
+    meta = json.loads((folder / "meta.json").read_text())
+    threads = [int(t) for t in meta["threads"].split()]
+    prompts = [int(p) for p in meta["prompts"].split()]
+    tiles = [int(n) for n in meta["tiles"].split()]
+    depth = int(meta["depth"])
+    rows = []
+    for t in threads:
+        hf = load(folder, f"hf-t{t}")
+        entries = []
+        for bits, kind in [(4, "q4_0"), (8, "q8_0")]:
+            ours = plmq_figure(load(folder, f"plmq-int{bits}-decode-t{t}"), "depth", "tokens_per_s", {"depth": 0})
+            theirs = llama_figure(load(folder, f"llama-{kind}-decode-t{t}"), n_prompt=0, n_gen=64, n_depth=0)
+            entries.append((f"decode tok/s, int{bits} vs {kind.upper()}", ours, theirs, None, None, 1, False))
+        for p in prompts:
+            ours = plmq_figure(load(folder, f"plmq-int4-prefill{p}-t{t}"), "prompt", "tokens_per_s", {"tokens": p})
+            theirs = llama_figure(load(folder, f"llama-q4_0-prefill{p}-t{t}"), n_prompt=p, n_gen=0)
+            entries.append((f"prefill-{p} tok/s, int4 vs Q4_0", ours, theirs,
+                            hf_figure(hf, "prefill", "bfloat16", "tokens", "tokens", p),
+                            hf_figure(hf, "prefill", "float32", "tokens", "tokens", p), 1, False))
+        ours = plmq_figure(load(folder, f"plmq-int4-depth{depth}-t{t}"), "depth", "tokens_per_s", {"depth": depth})
+        theirs = llama_figure(load(folder, f"llama-q4_0-depth{depth}-t{t}"), n_prompt=0, n_gen=64, n_depth=depth)
+        entries.append((f"decode tok/s at depth {depth}, int4 vs Q4_0", ours, theirs, None, None, 1, False))
+        vision = load(folder, f"plmq-int4-vision-t{t}")
+        for n in tiles:
+            ours = plmq_figure(vision, "vision", "seconds_per_tile", {"tiles": n})
+            entries.append((f"vision tower s/tile, {n} tile{'s' if n > 1 else ''}, int4", ours, "cannot run PE",
+                            hf_figure(hf, "vision", "bfloat16", "seconds", "tiles", n),
+                            hf_figure(hf, "vision", "float32", "seconds", "tiles", n), 2, True))
+        for label, ours, theirs, bf16, fp32, digits, time_based in entries:
+            rows.append((label, t, cell(ours, digits), cell(theirs, digits), cell(bf16, digits), cell(fp32, digits),
+                         ratio(ours, theirs, time_based), ratio(ours, bf16, time_based), ratio(ours, fp32, time_based)))
+    rows.sort(key=lambda r: [e[0] for e in rows].index(r[0]))  # group by measurement, threads in order
+    print(f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), plmq {meta['plmq_commit']}, "
+          f"llama.cpp {meta['llama_cpp']}, checkpoint {meta['checkpoint']}; median (min–max) of "
+          f"{meta['runs']} runs ({meta['long_runs']} for 4096-token figures); ratios are speed ratios, "
+          f"bold where plmq is slower.")
+    print()
+    print("| measurement | threads | plmq | llama.cpp | HF bf16 | HF fp32 | plmq / llama.cpp | plmq / HF bf16 | plmq / HF fp32 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")
+
+
+if __name__ == "__main__":
+    main()
