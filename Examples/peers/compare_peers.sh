@@ -74,8 +74,11 @@ mkdir -p "$OUT"
   echo " \"checkpoint\": \"$CHECKPOINT\", \"q4\": \"$Q4\", \"q8\": \"$Q8\", \"llama_cpp\": \"0c1e57098\"}"
 } > "$OUT/meta.json"
 
-plmq_bench() { local out=$1; shift; say "plmq bench $*"; locked "$PLMQ" bench "$@" --json > "$OUT/$out.json"; }
-llama_bench() { local out=$1; shift; say "llama-bench $*"; locked "$BIN/llama-bench" "$@" -o json > "$OUT/$out.json" 2> "$OUT/$out.log"; }
+# Each measurement waits for a quiet machine and records how much CPU time other processes took
+# meanwhile ($OUT/NAME.quiet.json; see when_quiet.py): the table marks disturbed figures.
+quiet() { local out=$1; shift; locked "$PYTHON" "$HERE/when_quiet.py" "$OUT/$out.quiet.json" -- "$@"; }
+plmq_bench() { local out=$1; shift; say "plmq bench $*"; quiet "$out" "$PLMQ" bench "$@" --json > "$OUT/$out.json"; }
+llama_bench() { local out=$1; shift; say "llama-bench $*"; quiet "$out" "$BIN/llama-bench" "$@" -o json > "$OUT/$out.json" 2> "$OUT/$out.log"; }
 
 # 2. The interleaved measurements.
 for t in $THREADS; do
@@ -94,7 +97,7 @@ for t in $THREADS; do
   plmq_bench "plmq-int4-vision-t$t" "$Q4" "${tiles_args[@]}" --runs "$RUNS" --threads "$t"
   if [ "$HF" = 1 ]; then
     say "transformers at $t thread(s)"
-    locked "$PYTHON" "$HERE/hf_timing.py" "$CHECKPOINT" --threads "$t" --dtypes "$HF_DTYPES" \
+    quiet "hf-t$t" "$PYTHON" "$HERE/hf_timing.py" "$CHECKPOINT" --threads "$t" --dtypes "$HF_DTYPES" \
       --tiles "$(echo $TILES | tr ' ' ,)" --prompts "$(echo $PROMPTS | tr ' ' ,)" --runs "$RUNS" \
       --skip-seconds "$HF_SKIP_SECONDS" > "$OUT/hf-t$t.json" 2> "$OUT/hf-t$t.log"
   fi

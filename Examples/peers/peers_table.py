@@ -4,7 +4,8 @@
     python Examples/peers/peers_table.py /work/peers/run-20261202T030000Z
 
 Every figure is a median with its (min–max) over the runs; one whose spread (max − min) exceeds 10 %
-of its median is marked "noisy". Ratios are speed ratios (higher is better for plmq): tokens/s
+of its median is marked "noisy", one during which other processes took more than 5 % of the
+machine's CPU time (NAME.quiet.json, from when_quiet.py) "disturbed". Ratios are speed ratios (higher is better for plmq): tokens/s
 divided by tokens/s, and for the vision tower the other side's seconds divided by plmq's.
 """
 import json
@@ -15,9 +16,13 @@ from pathlib import Path
 NOISY = 0.10
 
 
+DISTURBED = 5.0  # percent of the machine's CPU time taken by other processes during a measurement
+
+
 class Figure:
     def __init__(self, median, low, high, runs=None):
         self.median, self.low, self.high, self.runs = median, low, high, runs
+        self.others = None  # from NAME.quiet.json
 
     @property
     def noisy(self):
@@ -25,7 +30,10 @@ class Figure:
 
     def text(self, digits):
         spread = f" ({self.low:.{digits}f}–{self.high:.{digits}f})" if self.runs != 1 else " (1 run)"
-        return f"{self.median:.{digits}f}{spread}" + (" noisy" if self.noisy else "")
+        marks = (" noisy" if self.noisy else "")
+        if self.others is not None and self.others > DISTURBED:
+            marks += f" disturbed ({self.others:.0f} %)"
+        return f"{self.median:.{digits}f}{spread}" + marks
 
 
 def load(folder, name):
@@ -33,6 +41,18 @@ def load(folder, name):
     if not path.is_file() or path.stat().st_size == 0:
         return None
     return json.loads(path.read_text())
+
+
+def others(folder, name):
+    """Share of the machine's CPU time that other processes took during the measurement."""
+    quiet = load(folder, f"{name}.quiet")
+    return None if quiet is None else quiet.get("others_percent")
+
+
+def marked(figure, folder, name):
+    if isinstance(figure, Figure):
+        figure.others = others(folder, name)
+    return figure
 
 
 def plmq_figure(obj, section, key, where):
@@ -96,24 +116,29 @@ def main():
         hf = load(folder, f"hf-t{t}")
         entries = []
         for bits, kind in [(4, "q4_0"), (8, "q8_0")]:
-            ours = plmq_figure(load(folder, f"plmq-int{bits}-decode-t{t}"), "depth", "tokens_per_s", {"depth": 0})
-            theirs = llama_figure(load(folder, f"llama-{kind}-decode-t{t}"), n_prompt=0, n_gen=64, n_depth=0)
+            ours = marked(plmq_figure(load(folder, f"plmq-int{bits}-decode-t{t}"), "depth", "tokens_per_s", {"depth": 0}),
+                          folder, f"plmq-int{bits}-decode-t{t}")
+            theirs = marked(llama_figure(load(folder, f"llama-{kind}-decode-t{t}"), n_prompt=0, n_gen=64, n_depth=0),
+                            folder, f"llama-{kind}-decode-t{t}")
             entries.append((f"decode tok/s, int{bits} vs {kind.upper()}", ours, theirs, None, None, 1, False))
         for p in prompts:
-            ours = plmq_figure(load(folder, f"plmq-int4-prefill{p}-t{t}"), "prompt", "tokens_per_s", {"tokens": p})
-            theirs = llama_figure(load(folder, f"llama-q4_0-prefill{p}-t{t}"), n_prompt=p, n_gen=0)
+            ours = marked(plmq_figure(load(folder, f"plmq-int4-prefill{p}-t{t}"), "prompt", "tokens_per_s", {"tokens": p}),
+                          folder, f"plmq-int4-prefill{p}-t{t}")
+            theirs = marked(llama_figure(load(folder, f"llama-q4_0-prefill{p}-t{t}"), n_prompt=p, n_gen=0), folder, f"llama-q4_0-prefill{p}-t{t}")
             entries.append((f"prefill-{p} tok/s, int4 vs Q4_0", ours, theirs,
-                            hf_figure(hf, "prefill", "bfloat16", "tokens", "tokens", p),
-                            hf_figure(hf, "prefill", "float32", "tokens", "tokens", p), 1, False))
-        ours = plmq_figure(load(folder, f"plmq-int4-depth{depth}-t{t}"), "depth", "tokens_per_s", {"depth": depth})
-        theirs = llama_figure(load(folder, f"llama-q4_0-depth{depth}-t{t}"), n_prompt=0, n_gen=64, n_depth=depth)
+                            marked(hf_figure(hf, "prefill", "bfloat16", "tokens", "tokens", p), folder, f"hf-t{t}"),
+                            marked(hf_figure(hf, "prefill", "float32", "tokens", "tokens", p), folder, f"hf-t{t}"), 1, False))
+        ours = marked(plmq_figure(load(folder, f"plmq-int4-depth{depth}-t{t}"), "depth", "tokens_per_s", {"depth": depth}),
+                      folder, f"plmq-int4-depth{depth}-t{t}")
+        theirs = marked(llama_figure(load(folder, f"llama-q4_0-depth{depth}-t{t}"), n_prompt=0, n_gen=64, n_depth=depth),
+                        folder, f"llama-q4_0-depth{depth}-t{t}")
         entries.append((f"decode tok/s at depth {depth}, int4 vs Q4_0", ours, theirs, None, None, 1, False))
         vision = load(folder, f"plmq-int4-vision-t{t}")
         for n in tiles:
-            ours = plmq_figure(vision, "vision", "seconds_per_tile", {"tiles": n})
+            ours = marked(plmq_figure(vision, "vision", "seconds_per_tile", {"tiles": n}), folder, f"plmq-int4-vision-t{t}")
             entries.append((f"vision tower s/tile, {n} tile{'s' if n > 1 else ''}, int4", ours, "cannot run PE",
-                            hf_figure(hf, "vision", "bfloat16", "seconds", "tiles", n),
-                            hf_figure(hf, "vision", "float32", "seconds", "tiles", n), 2, True))
+                            marked(hf_figure(hf, "vision", "bfloat16", "seconds", "tiles", n), folder, f"hf-t{t}"),
+                            marked(hf_figure(hf, "vision", "float32", "seconds", "tiles", n), folder, f"hf-t{t}"), 2, True))
         for label, ours, theirs, bf16, fp32, digits, time_based in entries:
             rows.append((label, t, cell(ours, digits), cell(theirs, digits), cell(bf16, digits), cell(fp32, digits),
                          ratio(ours, theirs, time_based), ratio(ours, bf16, time_based), ratio(ours, fp32, time_based)))
