@@ -19,6 +19,7 @@
 # LONG_RUNS (runs of the 4096-token prefill and depth figures; $RUNS), THREADS ("1 2"),
 # PROMPTS ("512 4096"), DEPTH (4096), TILES (1), HF (1; 0 skips transformers), HF_DTYPES
 # (bfloat16,float32), HF_SKIP_SECONDS (300: transformers figures estimated longer are skipped),
+# HF_MAX_SECONDS (60: a transformers figure whose first run is longer is timed once),
 # LOCK (/work/.swift-build.lock when it exists; empty for none), OUT (a new folder in $PEERS).
 set -euo pipefail
 
@@ -39,6 +40,7 @@ TILES=${TILES:-1}
 HF=${HF:-1}
 HF_DTYPES=${HF_DTYPES:-bfloat16,float32}
 HF_SKIP_SECONDS=${HF_SKIP_SECONDS:-300}
+HF_MAX_SECONDS=${HF_MAX_SECONDS:-60}
 if [ -z "${LOCK+set}" ]; then LOCK=/work/.swift-build.lock; [ -e "$LOCK" ] || LOCK=; fi
 OUT=${OUT:-$PEERS/run-$(date -u +%Y%m%dT%H%M%SZ)}
 export LOCK HF_HUB_OFFLINE=1
@@ -67,6 +69,7 @@ for pair in "4:$Q4" "8:$Q8"; do
 done
 
 mkdir -p "$OUT"
+[ -f "$OUT/meta.json" ] && cp "$OUT/meta.json" "$OUT/meta-$(date -u +%H%M%S).json"  # an earlier invocation's settings
 {
   echo "{\"date\": \"$(date -u +%FT%TZ)\", \"plmq_commit\": \"$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)\","
   echo " \"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\", \"cores\": $(nproc),"
@@ -76,9 +79,12 @@ mkdir -p "$OUT"
 
 # Each measurement waits for a quiet machine and records how much CPU time other processes took
 # meanwhile ($OUT/NAME.quiet.json; see when_quiet.py): the table marks disturbed figures.
+# A measurement whose outputs are already in $OUT is kept (rerun the script on the same OUT to
+# finish an interrupted run; delete NAME.json to measure it again).
 quiet() { local out=$1; shift; locked "$PYTHON" "$HERE/when_quiet.py" "$OUT/$out.quiet.json" -- "$@"; }
-plmq_bench() { local out=$1; shift; say "plmq bench $*"; quiet "$out" "$PLMQ" bench "$@" --json > "$OUT/$out.json"; }
-llama_bench() { local out=$1; shift; say "llama-bench $*"; quiet "$out" "$BIN/llama-bench" "$@" -o json > "$OUT/$out.json" 2> "$OUT/$out.log"; }
+done_already() { [ -s "$OUT/$1.json" ] && [ -s "$OUT/$1.quiet.json" ] && say "kept $1 (already measured)"; }
+plmq_bench() { local out=$1; shift; done_already "$out" && return; say "plmq bench $*"; quiet "$out" "$PLMQ" bench "$@" --json > "$OUT/$out.json"; }
+llama_bench() { local out=$1; shift; done_already "$out" && return; say "llama-bench $*"; quiet "$out" "$BIN/llama-bench" "$@" -o json > "$OUT/$out.json" 2> "$OUT/$out.log"; }
 
 # 2. The interleaved measurements.
 for t in $THREADS; do
@@ -95,11 +101,11 @@ for t in $THREADS; do
   llama_bench "llama-q4_0-depth$DEPTH-t$t" -m "$GGUF/$NAME-q4_0.gguf" -p 0 -n 64 -d "$DEPTH" -r "$LONG_RUNS" -t "$t"
   tiles_args=(); for n in $TILES; do tiles_args+=(--vision-tiles "$n"); done
   plmq_bench "plmq-int4-vision-t$t" "$Q4" "${tiles_args[@]}" --runs "$RUNS" --threads "$t"
-  if [ "$HF" = 1 ]; then
+  if [ "$HF" = 1 ] && ! done_already "hf-t$t"; then
     say "transformers at $t thread(s)"
     quiet "hf-t$t" "$PYTHON" "$HERE/hf_timing.py" "$CHECKPOINT" --threads "$t" --dtypes "$HF_DTYPES" \
       --tiles "$(echo $TILES | tr ' ' ,)" --prompts "$(echo $PROMPTS | tr ' ' ,)" --runs "$RUNS" \
-      --skip-seconds "$HF_SKIP_SECONDS" > "$OUT/hf-t$t.json" 2> "$OUT/hf-t$t.log"
+      --skip-seconds "$HF_SKIP_SECONDS" --max-seconds "$HF_MAX_SECONDS" > "$OUT/hf-t$t.json" 2> "$OUT/hf-t$t.log"
   fi
 done
 

@@ -142,7 +142,10 @@ def main():
         for label, ours, theirs, bf16, fp32, digits, time_based in entries:
             rows.append((label, t, cell(ours, digits), cell(theirs, digits), cell(bf16, digits), cell(fp32, digits),
                          ratio(ours, theirs, time_based), ratio(ours, bf16, time_based), ratio(ours, fp32, time_based)))
-    rows.sort(key=lambda r: [e[0] for e in rows].index(r[0]))  # group by measurement, threads in order
+    first = {}
+    for i, r in enumerate(rows):
+        first.setdefault(r[0], i)
+    rows.sort(key=lambda r: first[r[0]])  # grouped by measurement, threads in order (the sort is stable)
     print(f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), plmq {meta['plmq_commit']}, "
           f"llama.cpp {meta['llama_cpp']}, checkpoint {meta['checkpoint']}; median (min–max) of "
           f"{meta['runs']} runs ({meta['long_runs']} for 4096-token figures); ratios are speed ratios, "
