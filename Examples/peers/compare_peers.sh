@@ -10,7 +10,7 @@
 #
 # Measured at each of $THREADS: decode tokens/s (plmq int4 vs Q4_0, int8 vs Q8_0; 64 tokens from an
 # empty context), prefill tokens/s at $PROMPTS tokens (int4 vs Q4_0), decode at depth $DEPTH (64
-# tokens after $DEPTH tokens of context, int4 vs Q4_0), the vision tower on $TILES tile(s) (plmq int4
+# tokens after $DEPTH tokens of context, int4 vs Q4_0; several depths or none may be given), the vision tower on $TILES tile(s) (plmq int4
 # vs transformers), and transformers' bf16 and fp32 vision tower and prefill (hf_timing.py).
 #
 # Settings (environment): CHECKPOINT (/work/plm1b), Q4 / Q8 (.plm files; made with plmq convert
@@ -34,9 +34,9 @@ PYTHON=${PYTHON:-/work/venv/bin/python}
 RUNS=${RUNS:-3}
 LONG_RUNS=${LONG_RUNS:-$RUNS}
 THREADS=${THREADS:-"1 2"}
-PROMPTS=${PROMPTS:-"512 4096"}
-DEPTH=${DEPTH:-4096}
-TILES=${TILES:-1}
+PROMPTS=${PROMPTS-"512 4096"}
+DEPTH=${DEPTH-4096}
+TILES=${TILES-1}
 HF=${HF:-1}
 HF_DTYPES=${HF_DTYPES:-bfloat16,float32}
 HF_SKIP_SECONDS=${HF_SKIP_SECONDS:-300}
@@ -73,7 +73,7 @@ mkdir -p "$OUT"
 {
   echo "{\"date\": \"$(date -u +%FT%TZ)\", \"plmq_commit\": \"$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)\","
   echo " \"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\", \"cores\": $(nproc),"
-  echo " \"runs\": $RUNS, \"long_runs\": $LONG_RUNS, \"threads\": \"$THREADS\", \"prompts\": \"$PROMPTS\", \"depth\": $DEPTH, \"tiles\": \"$TILES\","
+  echo " \"runs\": $RUNS, \"long_runs\": $LONG_RUNS, \"threads\": \"$THREADS\", \"prompts\": \"$PROMPTS\", \"depth\": \"$DEPTH\", \"tiles\": \"$TILES\","
   echo " \"checkpoint\": \"$CHECKPOINT\", \"q4\": \"$Q4\", \"q8\": \"$Q8\", \"llama_cpp\": \"0c1e57098\"}"
 } > "$OUT/meta.json"
 
@@ -97,10 +97,12 @@ for t in $THREADS; do
     plmq_bench "plmq-int4-prefill$p-t$t" "$Q4" --prompt "$p" --runs "$r" --threads "$t"
     llama_bench "llama-q4_0-prefill$p-t$t" -m "$GGUF/$NAME-q4_0.gguf" -p "$p" -n 0 -r "$r" -t "$t"
   done
-  plmq_bench "plmq-int4-depth$DEPTH-t$t" "$Q4" --depth "$DEPTH" --runs "$LONG_RUNS" --threads "$t"
-  llama_bench "llama-q4_0-depth$DEPTH-t$t" -m "$GGUF/$NAME-q4_0.gguf" -p 0 -n 64 -d "$DEPTH" -r "$LONG_RUNS" -t "$t"
+  for d in $DEPTH; do
+    plmq_bench "plmq-int4-depth$d-t$t" "$Q4" --depth "$d" --runs "$LONG_RUNS" --threads "$t"
+    llama_bench "llama-q4_0-depth$d-t$t" -m "$GGUF/$NAME-q4_0.gguf" -p 0 -n 64 -d "$d" -r "$LONG_RUNS" -t "$t"
+  done
   tiles_args=(); for n in $TILES; do tiles_args+=(--vision-tiles "$n"); done
-  plmq_bench "plmq-int4-vision-t$t" "$Q4" "${tiles_args[@]}" --runs "$RUNS" --threads "$t"
+  [ -n "$TILES" ] && plmq_bench "plmq-int4-vision-t$t" "$Q4" "${tiles_args[@]}" --runs "$RUNS" --threads "$t"
   if [ "$HF" = 1 ] && ! done_already "hf-t$t"; then
     say "transformers at $t thread(s)"
     quiet "hf-t$t" "$PYTHON" "$HERE/hf_timing.py" "$CHECKPOINT" --threads "$t" --dtypes "$HF_DTYPES" \

@@ -107,10 +107,14 @@ def ratio(ours, theirs, time_based=False):
 def main():
     folder = Path(sys.argv[1])
     meta = json.loads((folder / "meta.json").read_text())
-    threads = [int(t) for t in meta["threads"].split()]
-    prompts = [int(p) for p in meta["prompts"].split()]
-    tiles = [int(n) for n in meta["tiles"].split()]
-    depth = int(meta["depth"])
+    # A run finished by later invocations on the same folder has one meta file per invocation
+    # (meta-HHMMSS.json for the earlier ones): the table covers all their settings.
+    metas = [json.loads(p.read_text()) for p in sorted(folder.glob("meta*.json"))]
+
+    def union(key):
+        return sorted({int(v) for m in metas for v in str(m[key]).split()})
+
+    threads, prompts, tiles, depths = union("threads"), union("prompts"), union("tiles"), union("depth")
     rows = []
     for t in threads:
         hf = load(folder, f"hf-t{t}")
@@ -128,11 +132,12 @@ def main():
             entries.append((f"prefill-{p} tok/s, int4 vs Q4_0", ours, theirs,
                             marked(hf_figure(hf, "prefill", "bfloat16", "tokens", "tokens", p), folder, f"hf-t{t}"),
                             marked(hf_figure(hf, "prefill", "float32", "tokens", "tokens", p), folder, f"hf-t{t}"), 1, False))
-        ours = marked(plmq_figure(load(folder, f"plmq-int4-depth{depth}-t{t}"), "depth", "tokens_per_s", {"depth": depth}),
-                      folder, f"plmq-int4-depth{depth}-t{t}")
-        theirs = marked(llama_figure(load(folder, f"llama-q4_0-depth{depth}-t{t}"), n_prompt=0, n_gen=64, n_depth=depth),
-                        folder, f"llama-q4_0-depth{depth}-t{t}")
-        entries.append((f"decode tok/s at depth {depth}, int4 vs Q4_0", ours, theirs, None, None, 1, False))
+        for depth in depths:
+            ours = marked(plmq_figure(load(folder, f"plmq-int4-depth{depth}-t{t}"), "depth", "tokens_per_s", {"depth": depth}),
+                          folder, f"plmq-int4-depth{depth}-t{t}")
+            theirs = marked(llama_figure(load(folder, f"llama-q4_0-depth{depth}-t{t}"), n_prompt=0, n_gen=64, n_depth=depth),
+                            folder, f"llama-q4_0-depth{depth}-t{t}")
+            entries.append((f"decode tok/s at depth {depth}, int4 vs Q4_0", ours, theirs, None, None, 1, False))
         vision = load(folder, f"plmq-int4-vision-t{t}")
         for n in tiles:
             ours = marked(plmq_figure(vision, "vision", "seconds_per_tile", {"tiles": n}), folder, f"plmq-int4-vision-t{t}")
@@ -146,10 +151,11 @@ def main():
     for i, r in enumerate(rows):
         first.setdefault(r[0], i)
     rows.sort(key=lambda r: first[r[0]])  # grouped by measurement, threads in order (the sort is stable)
-    print(f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), plmq {meta['plmq_commit']}, "
-          f"llama.cpp {meta['llama_cpp']}, checkpoint {meta['checkpoint']}; median (min–max) of "
-          f"{meta['runs']} runs ({meta['long_runs']} for 4096-token figures); ratios are speed ratios, "
-          f"bold where plmq is slower.")
+    settings = "; ".join(f"from {m['date']}: threads {m['threads']}, {m['runs']} runs ({m['long_runs']} for prompts over 1024 "
+                         f"tokens and depths)" for m in metas)
+    print(f"Measured on {meta['cpu']} ({meta['cores']} cores), plmq {meta['plmq_commit']}, llama.cpp {meta['llama_cpp']}, "
+          f"checkpoint {meta['checkpoint']} ({settings}); median (min–max) over the runs; "
+          f"ratios are speed ratios, bold where plmq is slower; — = not measured.")
     print()
     print("| measurement | threads | plmq | llama.cpp | HF bf16 | HF fp32 | plmq / llama.cpp | plmq / HF bf16 | plmq / HF fp32 |")
     print("|---|---|---|---|---|---|---|---|---|")
