@@ -56,6 +56,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Time the vision tower and projector on N tiles (repeatable).", valueName: "N"))
     var visionTiles: [Int] = []
 
+    @Flag(help: "With --prompt: also time the language model's matrix products alone at the same row counts, to split the prefill into matmul time and the rest (attention, norms, RoPE).")
+    var breakdown = false
+
     @OptionGroup var compute: ComputeOptions
 
     /// The most tiles --vision-tiles takes: 8 videos of 32 frames; each tile's pixels are 2.4 MB.
@@ -77,6 +80,7 @@ struct BenchCommand: ParsableCommand {
             throw ValidationError("--vision-tiles \(n): the tile count must be between 1 and \(Self.maxVisionTiles)")
         }
         if targeted && kernelsOnly { throw ValidationError("--kernels-only measures no end-to-end figures; it cannot be combined with --prompt, --depth or --vision-tiles") }
+        if breakdown && prompt.isEmpty { throw ValidationError("--breakdown splits the --prompt measurements; give --prompt N") }
         if targeted && compare != nil { throw ValidationError("--compare applies to the default measurements, not to --prompt, --depth or --vision-tiles") }
     }
 
@@ -84,7 +88,8 @@ struct BenchCommand: ParsableCommand {
         try reportingErrors {
             let report: Bench.Report
             if targeted {
-                report = try TargetedBench(path: model, runs: runs, options: compute.engine, prompts: prompt, depths: depth, visionTiles: visionTiles).run()
+                report = try TargetedBench(path: model, runs: runs, options: compute.engine, prompts: prompt, depths: depth, visionTiles: visionTiles,
+                                           breakdown: breakdown).run()
             } else {
                 report = try Bench(path: model, runs: runs, options: compute.engine, endToEnd: !kernelsOnly, compare: compare).run()
             }
@@ -105,6 +110,49 @@ struct TargetedBench {
     let prompts: [Int]
     let depths: [Int]
     let visionTiles: [Int]
+    let breakdown: Bool
+
+    /// Rows per call of the MLP matrices in a prefill (LlamaDecoder's mlpChunkRows).
+    static let mlpChunkRows = 512
+
+    /// Seconds the language model's matrix products of an `n`-token prefill take on their own: each
+    /// distinct (storage, shape) is timed at the row counts the decoder uses (attention projections
+    /// on all rows, the MLP in chunks) and counted once per layer that has it. The head is left
+    /// out (a prefill computes one row of logits).
+    func matmulSeconds(_ file: PLMFile, rows n: Int) throws -> Stat {
+        let source = PLMWeightSource(file: file, options: options)
+        var groups: [String: (linear: any LinearMap, calls: [Int], count: Int)] = [:]
+        var order: [String] = []
+        let chunks = Array(repeating: Self.mlpChunkRows, count: n / Self.mlpChunkRows) + (n % Self.mlpChunkRows > 0 ? [n % Self.mlpChunkRows] : [])
+        for t in file.tensors where t.shape.count == 2 && t.name.hasPrefix(Component.languagePrefix + "layers.") && t.name.hasSuffix("_proj.weight") {
+            let calls = t.name.contains(".mlp.") ? chunks : [n]
+            let key = "\(t.type) \(t.layout.rows)x\(t.layout.columns) \(calls)"
+            if let g = groups[key] { groups[key] = (g.linear, g.calls, g.count + 1); continue }
+            let linear = try source.linear(weight: t.name, bias: nil, outFeatures: t.layout.rows, inFeatures: t.layout.columns)
+            groups[key] = (linear, calls, 1)
+            order.append(key)
+        }
+        var perRun = [Double](repeating: 0, count: runs)
+        for key in order {
+            guard let g = groups[key] else { continue }
+            let x = (0..<(n * g.linear.inFeatures)).map { Float(($0 * 7919) % 1000) / 1000 - 0.5 }
+            var y = [Float](repeating: 0, count: n * g.linear.outFeatures)
+            func once() {
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        var row = 0
+                        for m in g.calls {
+                            g.linear.apply(xp.baseAddress! + row * g.linear.inFeatures, rows: m, into: yp.baseAddress! + row * g.linear.outFeatures)
+                            row += m
+                        }
+                    }
+                }
+            }
+            once()  // warm-up
+            for i in 0..<runs { perRun[i] += time { once() } * Double(g.count) }
+        }
+        return Stat(perRun)
+    }
 
     /// Fixed pseudo-random ids of the vocabulary that are not image or video placeholders.
     static func tokenIds(_ count: Int, config: PerceptionLMConfig) -> [Int] {
@@ -154,7 +202,16 @@ struct TargetedBench {
             let seconds = Stat(try (0..<runs).map { _ in try time { _ = try model.forward(inputIds: input, lastPositions: 1) } })
             let rate = seconds.map { Double(n) / $0 }
             r.lines.append("prefill \(n) tokens: \(rate.text) tokens/s")
-            promptJSON.append(.object(JSONObject([("tokens", .int(n)), ("tokens_per_s", rate.json), ("seconds", seconds.json)])))
+            var entry = JSONObject([("tokens", .int(n)), ("tokens_per_s", rate.json), ("seconds", seconds.json)])
+            if breakdown {
+                let matmul = try matmulSeconds(try PLMFile(path: path), rows: n)
+                let rest = seconds.median - matmul.median
+                r.lines.append("  of which the language model's matrix products alone: \(matmul.text) s (\(String(format2: matmul.median / seconds.median * 100))%); "
+                    + "attention, norms, RoPE and the rest ≈ \(String(format2: rest)) s")
+                entry["matmul_seconds"] = matmul.json
+                entry["other_seconds"] = .double(rest)
+            }
+            promptJSON.append(.object(entry))
         }
         if !prompts.isEmpty { r.object["prompt"] = .array(promptJSON) }
 

@@ -25,7 +25,7 @@ import PLMTestSupport
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let plm = try tinyModel(folder)
         let r = try plmq("bench", plm, "--prompt", "24", "--prompt", "40", "--depth", "0", "--depth", "30", "--vision-tiles", "2",
-                         "--runs", "1", "--threads", "1", "--json")
+                         "--breakdown", "--runs", "1", "--threads", "1", "--json")
         #expect(r.status == 0, "\(r.stderr)")
         let json = try JSONParser.parse(r.stdout)
         let root = try #require(json.objectValue)
@@ -35,6 +35,8 @@ import PLMTestSupport
         for p in prompts {
             #expect((median(p, "tokens_per_s") ?? 0) > 0)
             #expect((median(p, "seconds") ?? 0) > 0)
+            #expect((median(p, "matmul_seconds") ?? 0) > 0)
+            #expect(p.objectValue?["other_seconds"]?.doubleValue != nil)
         }
         let depths = try #require(root["depth"]?.arrayValue)
         #expect(depths.map { $0.objectValue?["depth"]?.intValue } == [0, 30])
@@ -63,6 +65,7 @@ import PLMTestSupport
             (["--prompt", "\(context + 1)"], "max_position_embeddings"),
             (["--depth", "\(context - 63)"], "max_position_embeddings"),
             (["--prompt", "8", "--kernels-only"], "--kernels-only"),
+            (["--breakdown"], "--breakdown"),
         ]
         for (arguments, message) in cases {
             let r = try plmq(arguments: ["bench", plm, "--runs", "1", "--threads", "1"] + arguments)
