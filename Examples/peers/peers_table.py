@@ -43,6 +43,20 @@ def load(folder, name):
     return json.loads(path.read_text())
 
 
+def hf_partial(log):
+    """The measurements an interrupted hf_timing.py run finished (it logs each as a JSON line)."""
+    if not log.is_file():
+        return None
+    rows = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return {"measurements": rows} if rows else None
+
+
 def others(folder, name):
     """Share of the machine's CPU time that other processes took during the measurement."""
     quiet = load(folder, f"{name}.quiet")
@@ -117,7 +131,7 @@ def main():
     threads, prompts, tiles, depths = union("threads"), union("prompts"), union("tiles"), union("depth")
     rows = []
     for t in threads:
-        hf = load(folder, f"hf-t{t}")
+        hf = load(folder, f"hf-t{t}") or hf_partial(folder / f"hf-t{t}.log")
         entries = []
         for bits, kind in [(4, "q4_0"), (8, "q8_0")]:
             ours = marked(plmq_figure(load(folder, f"plmq-int{bits}-decode-t{t}"), "depth", "tokens_per_s", {"depth": 0}),
