@@ -21,6 +21,14 @@ struct BenchCommand: ParsableCommand {
             the vision tower per tile. Each figure is the median of --runs runs, with min and max. \
             The bandwidth is measured again right before each end-to-end run and the ratios use \
             that nearby value, because two-thread bandwidth drifts over tens of seconds on some hosts.
+
+            With --prompt, --depth or --vision-tiles only those measurements run, each --runs times \
+            after one untimed warm-up, for side-by-side comparisons with llama-bench and \
+            transformers: --prompt N times the prefill of N tokens (llama-bench -p N), --depth N \
+            times decoding 64 tokens after a context of N tokens (0: from an empty context) whose \
+            prefill is not timed (llama-bench -p 0 -n 64 -d N), --vision-tiles N times the vision tower and projector on \
+            N tiles. Each may be given several times. Token ids are fixed pseudo-random ids (the \
+            speed does not depend on them).
             """
     )
 
@@ -39,18 +47,216 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "A checkpoint folder to run the same end-to-end measurements on with the fp32 engine, for the ratios.")
     var compare: String?
 
+    @Option(help: ArgumentHelp("Time the prefill of N tokens, like llama-bench -p N (repeatable).", valueName: "N"))
+    var prompt: [Int] = []
+
+    @Option(help: ArgumentHelp("Time decoding \(TargetedBench.decodeTokens) tokens after a context of N tokens, like llama-bench -d N -n \(TargetedBench.decodeTokens); the context's prefill is not timed (repeatable).", valueName: "N"))
+    var depth: [Int] = []
+
+    @Option(help: ArgumentHelp("Time the vision tower and projector on N tiles (repeatable).", valueName: "N"))
+    var visionTiles: [Int] = []
+
+    @Flag(help: "With --prompt: also time the language model's matrix products alone at the same row counts, to split the prefill into matmul time and the rest (attention, norms, RoPE).")
+    var breakdown = false
+
     @OptionGroup var compute: ComputeOptions
+
+    /// The most tiles --vision-tiles takes: 8 videos of 32 frames; each tile's pixels are 2.4 MB.
+    static let maxVisionTiles = 256
+
+    var targeted: Bool { !prompt.isEmpty || !depth.isEmpty || !visionTiles.isEmpty }
 
     func validate() throws {
         guard (1...1000).contains(runs) else { throw ValidationError("--runs must be between 1 and 1000") }
+        // The model's max_position_embeddings is checked once the model is loaded; these are the
+        // bounds of any config (ConfigLimits) so that nothing huge is allocated before that.
+        for n in prompt where !(1...ConfigLimits.positions).contains(n) {
+            throw ValidationError("--prompt \(n): the prompt length must be between 1 and \(ConfigLimits.positions) tokens")
+        }
+        for n in depth where !(0...ConfigLimits.positions).contains(n) {
+            throw ValidationError("--depth \(n): the context must be between 0 and \(ConfigLimits.positions) tokens")
+        }
+        for n in visionTiles where !(1...Self.maxVisionTiles).contains(n) {
+            throw ValidationError("--vision-tiles \(n): the tile count must be between 1 and \(Self.maxVisionTiles)")
+        }
+        if targeted && kernelsOnly { throw ValidationError("--kernels-only measures no end-to-end figures; it cannot be combined with --prompt, --depth or --vision-tiles") }
+        if breakdown && prompt.isEmpty { throw ValidationError("--breakdown splits the --prompt measurements; give --prompt N") }
+        if targeted && compare != nil { throw ValidationError("--compare applies to the default measurements, not to --prompt, --depth or --vision-tiles") }
     }
 
     func run() throws {
         try reportingErrors {
-            let report = try Bench(path: model, runs: runs, options: compute.engine, endToEnd: !kernelsOnly, compare: compare).run()
+            let report: Bench.Report
+            if targeted {
+                report = try TargetedBench(path: model, runs: runs, options: compute.engine, prompts: prompt, depths: depth, visionTiles: visionTiles,
+                                           breakdown: breakdown).run()
+            } else {
+                report = try Bench(path: model, runs: runs, options: compute.engine, endToEnd: !kernelsOnly, compare: compare).run()
+            }
             print(json ? report.json.serialized(pretty: true) : report.text)
         }
     }
+}
+
+/// The measurements of --prompt, --depth and --vision-tiles: only those asked for, on the loaded
+/// model, each the median of `runs` timed runs after one untimed warm-up.
+struct TargetedBench {
+    /// Tokens decoded after a --depth context (llama-bench's default -n is 128; the comparison uses 64).
+    static let decodeTokens = 64
+
+    let path: String
+    let runs: Int
+    let options: EngineOptions
+    let prompts: [Int]
+    let depths: [Int]
+    let visionTiles: [Int]
+    let breakdown: Bool
+
+    /// Rows per call of the MLP matrices in a prefill (LlamaDecoder's mlpChunkRows).
+    static let mlpChunkRows = 512
+
+    /// Seconds the language model's matrix products of an `n`-token prefill take on their own: each
+    /// distinct (storage, shape) is timed at the row counts the decoder uses (attention projections
+    /// on all rows, the MLP in chunks) and counted once per layer that has it. The head is left
+    /// out (a prefill computes one row of logits).
+    func matmulSeconds(_ file: PLMFile, rows n: Int) throws -> Stat {
+        let source = PLMWeightSource(file: file, options: options)
+        var groups: [String: (linear: any LinearMap, calls: [Int], count: Int)] = [:]
+        var order: [String] = []
+        let chunks = Array(repeating: Self.mlpChunkRows, count: n / Self.mlpChunkRows) + (n % Self.mlpChunkRows > 0 ? [n % Self.mlpChunkRows] : [])
+        for t in file.tensors where t.shape.count == 2 && t.name.hasPrefix(Component.languagePrefix + "layers.") && t.name.hasSuffix("_proj.weight") {
+            let calls = t.name.contains(".mlp.") ? chunks : [n]
+            let key = "\(t.type) \(t.layout.rows)x\(t.layout.columns) \(calls)"
+            if let g = groups[key] { groups[key] = (g.linear, g.calls, g.count + 1); continue }
+            let linear = try source.linear(weight: t.name, bias: nil, outFeatures: t.layout.rows, inFeatures: t.layout.columns)
+            groups[key] = (linear, calls, 1)
+            order.append(key)
+        }
+        var perRun = [Double](repeating: 0, count: runs)
+        for key in order {
+            guard let g = groups[key] else { continue }
+            let x = (0..<(n * g.linear.inFeatures)).map { Float(($0 * 7919) % 1000) / 1000 - 0.5 }
+            var y = [Float](repeating: 0, count: n * g.linear.outFeatures)
+            func once() {
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        var row = 0
+                        for m in g.calls {
+                            g.linear.apply(xp.baseAddress! + row * g.linear.inFeatures, rows: m, into: yp.baseAddress! + row * g.linear.outFeatures)
+                            row += m
+                        }
+                    }
+                }
+            }
+            once()  // warm-up
+            for i in 0..<runs { perRun[i] += time { once() } * Double(g.count) }
+        }
+        return Stat(perRun)
+    }
+
+    /// Fixed pseudo-random ids of the vocabulary that are not image or video placeholders.
+    static func tokenIds(_ count: Int, config: PerceptionLMConfig) -> [Int] {
+        let special: Set<Int> = [config.imageTokenId, config.videoTokenId]
+        let vocab = config.text.vocabSize
+        return (0..<count).map { i -> Int in
+            var id = (i * 7919 + 13) % vocab
+            while special.contains(id) { id = (id + 1) % vocab }
+            return id
+        }
+    }
+
+    func time(_ body: () throws -> Void) rethrows -> Double {
+        let start = monotonicSeconds()
+        try body()
+        return monotonicSeconds() - start
+    }
+
+    func run() throws -> Bench.Report {
+        let model = try PerceptionLM.load(path, options: options)
+        let config = model.config
+        let context = config.text.maxPositionEmbeddings
+        for n in prompts where n > context {
+            throw ValidationError("--prompt \(n): \(path) takes at most \(context) positions (max_position_embeddings)")
+        }
+        for n in depths where n + Self.decodeTokens > context {
+            throw ValidationError("--depth \(n): \(path) takes at most \(context) positions (max_position_embeddings), "
+                + "so the context can be at most \(context - Self.decodeTokens) tokens before \(Self.decodeTokens) decoded ones")
+        }
+        var r = Bench.Report()
+        r.lines.append("plmq bench \(path): \(options); median (min–max) of \(runs) runs after one warm-up")
+        r.object["model"] = .string(path)
+        r.object["threads"] = .int(options.threads)
+        r.object["kernels"] = .string(options.effectiveKernel.rawValue)
+        r.object["runs"] = .int(runs)
+
+        let longest = max(prompts.max() ?? 0, (depths.max() ?? 0) + Self.decodeTokens)
+        let ids = Self.tokenIds(max(longest, 1), config: config)
+        if !prompts.isEmpty || !depths.isEmpty {
+            // Warm-up: maps every weight page and starts the worker threads.
+            _ = try model.forward(inputIds: Array(ids.prefix(16)), lastPositions: 1)
+        }
+
+        var promptJSON: [JSONValue] = []
+        for n in prompts {
+            let input = Array(ids.prefix(n))
+            let seconds = Stat(try (0..<runs).map { _ in try time { _ = try model.forward(inputIds: input, lastPositions: 1) } })
+            let rate = seconds.map { Double(n) / $0 }
+            r.lines.append("prefill \(n) tokens: \(rate.text) tokens/s")
+            var entry = JSONObject([("tokens", .int(n)), ("tokens_per_s", rate.json), ("seconds", seconds.json)])
+            if breakdown {
+                let matmul = try matmulSeconds(try PLMFile(path: path), rows: n)
+                let rest = seconds.median - matmul.median
+                r.lines.append("  of which the language model's matrix products alone: \(matmul.text) s (\(String(format2: matmul.median / seconds.median * 100))%); "
+                    + "attention, norms, RoPE and the rest ≈ \(String(format2: rest)) s")
+                entry["matmul_seconds"] = matmul.json
+                entry["other_seconds"] = .double(rest)
+            }
+            promptJSON.append(.object(entry))
+        }
+        if !prompts.isEmpty { r.object["prompt"] = .array(promptJSON) }
+
+        var depthJSON: [JSONValue] = []
+        for n in depths {
+            // One untimed prefill of the context; every run then rewinds to it and decodes anew.
+            let session = InferenceContext(model: model, reserve: n + Self.decodeTokens)
+            if n > 0 { _ = try session.append(Array(ids.prefix(n)), logits: .none) }
+            let next = Array(ids[n..<(n + Self.decodeTokens)])
+            func decode() throws {
+                session.rewind(to: n)
+                for token in next { _ = try session.step(token) }
+            }
+            try decode()  // warm-up
+            let seconds = Stat(try (0..<runs).map { _ in try time { try decode() } })
+            let rate = seconds.map { Double(Self.decodeTokens) / $0 }
+            r.lines.append("decode \(Self.decodeTokens) tokens after \(n) tokens of context: \(rate.text) tokens/s")
+            depthJSON.append(.object(JSONObject([("depth", .int(n)), ("tokens", .int(Self.decodeTokens)), ("tokens_per_s", rate.json), ("seconds", seconds.json)])))
+        }
+        if !depths.isEmpty { r.object["depth"] = .array(depthJSON) }
+
+        var visionJSON: [JSONValue] = []
+        let v = config.vision
+        let tileValues = 3 * v.imageHeight * v.imageWidth
+        if !visionTiles.isEmpty {
+            let one = try PixelTiles(count: 1, height: v.imageHeight, width: v.imageWidth, values: Self.pixels(tileValues))
+            _ = try model.encode(one)  // warm-up
+        }
+        for n in visionTiles {
+            var values: [Float] = []
+            values.reserveCapacity(n * tileValues)
+            let tile = Self.pixels(tileValues)
+            for _ in 0..<n { values.append(contentsOf: tile) }
+            let tiles = try PixelTiles(count: n, height: v.imageHeight, width: v.imageWidth, values: values)
+            let seconds = Stat(try (0..<runs).map { _ in try time { _ = try model.encode(tiles) } })
+            let perTile = seconds.map { $0 / Double(n) }
+            r.lines.append("vision tower + projector, \(n) tile\(n == 1 ? "" : "s") of \(v.imageHeight) pixels: \(seconds.text) s, \(perTile.text) s per tile")
+            visionJSON.append(.object(JSONObject([("tiles", .int(n)), ("seconds", seconds.json), ("seconds_per_tile", perTile.json)])))
+        }
+        if !visionTiles.isEmpty { r.object["vision"] = .array(visionJSON) }
+        return r
+    }
+
+    /// One tile of fixed pixel values in [-1, 1], as the default bench uses.
+    static func pixels(_ count: Int) -> [Float] { (0..<count).map { Float(($0 * 31) % 255) / 127.5 - 1 } }
 }
 
 /// Median, minimum and maximum of repeated timings.
