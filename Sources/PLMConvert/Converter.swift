@@ -322,18 +322,18 @@ public struct Converter {
         let failures = UnsafeMutableBufferPointer<ConversionError?>.allocate(capacity: chunks)
         failures.initialize(repeating: nil)
         defer { sums.deallocate(); failures.deallocate() }
-        let quantizer = RowQuantizer(layout: layout)
+        // The C scale searches (the same bytes as RowQuantizer, the reference the tests hold them to).
+        let quantizer = KernelQuantizer(layout: layout)
         let threads = max(1, threads)
         let columns = layout.columns
         // One weight per column or none (the converter checks the count against the tensor first).
         let importance = importance?.count == columns ? importance : nil
-        let omega = importance ?? [Float](repeating: 1, count: columns)
         // The buffers are disjoint per chunk, so workers never write the same bytes.
         let shared = WorkerShared((data, scales, mins, sums, failures))
         DispatchQueue.concurrentPerform(iterations: min(threads, chunks)) { worker in
             let (d, s, m, partial, failed) = shared.value
             var rowsIn = [Float](repeating: 0, count: rowsPerChunk * columns)
-            var rowsOut = rowsIn
+            var scratch = [Float](repeating: 0, count: columns)
             var chunk = worker
             while chunk < chunks {
                 let r0 = chunk * rowsPerChunk, n = min(rowsPerChunk, layout.rows - r0)
@@ -355,24 +355,24 @@ public struct Converter {
                     data: d.baseAddress! + r0 * layout.dataBytesPerRow,
                     scales: layout.scaleBytes > 0 ? s.baseAddress! + r0 * layout.scaleBytesPerRow : nil,
                     mins: layout.minBytes > 0 ? m.baseAddress! + r0 * layout.minBytesPerRow : nil)
+                // Sums per chunk in element order, then over chunks in order (below): the same
+                // doubles on any number of threads.
                 rowsIn.withUnsafeBufferPointer { w in
-                    if let importance {
-                        importance.withUnsafeBufferPointer { quantizer.quantize(w.baseAddress!, rows: n, into: parts, importance: $0.baseAddress!) }
-                    } else {
-                        quantizer.quantize(w.baseAddress!, rows: n, into: parts)
+                    scratch.withUnsafeMutableBufferPointer { tmp in
+                        if let importance {
+                            importance.withUnsafeBufferPointer { omega in
+                                let weights = KernelQuantizer.Weights.perColumn(omega.baseAddress!)
+                                quantizer.quantize(w.baseAddress!, rows: n, into: parts, weights: weights)
+                                let e = quantizer.errorSums(w.baseAddress!, rows: n, parts: parts, weights: weights, scratch: tmp.baseAddress!)
+                                partial[chunk] = (e.sse, e.norm, e.weighted)
+                            }
+                        } else {
+                            quantizer.quantize(w.baseAddress!, rows: n, into: parts)
+                            let e = quantizer.errorSums(w.baseAddress!, rows: n, parts: parts, scratch: tmp.baseAddress!)
+                            partial[chunk] = (e.sse, e.norm, e.weighted)
+                        }
                     }
                 }
-                rowsOut.withUnsafeMutableBufferPointer { quantizer.dequantize(parts, rows: n, into: $0.baseAddress!) }
-                var sse = 0.0, norm = 0.0, weighted = 0.0
-                for k in 0..<elements.count {
-                    let a = rowsIn[k], b = rowsOut[k]
-                    guard a.isFinite, b.isFinite else { continue }  // only with allowNonfinite
-                    let e = Double(a - b)
-                    sse += e * e
-                    weighted += Double(omega[k % columns]) * e * e
-                    norm += Double(a) * Double(a)
-                }
-                partial[chunk] = (sse, norm, weighted)
                 let bytes = view.bytes
                 let width = bytes.count / max(view.elementCount, 1)
                 view.file.dropPages(UnsafeRawBufferPointer(rebasing: bytes[(elements.lowerBound * width)..<(elements.upperBound * width)]))
