@@ -122,22 +122,22 @@ static void port_asym_errors(const qs_group *g, const float *scales, const float
 #include "qsearch_body.h"
 
 void plm_quantize_rows_portable(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
-                                int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins) {
-    port_rows(kind, group, x, weight, weight_row_stride, rows, cols, data, scales, mins);
+                                int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins, double *sums) {
+    port_rows(kind, group, x, weight, weight_row_stride, rows, cols, data, scales, mins, sums);
 }
 
 int plm_quantize_rows(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
-                      int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins, int impl) {
-    if (kind < PLM_Q8_SYM || kind > PLM_Q4_ASYM_K6 || group < 2 || group > QS_MAX_GROUP || group % 8 != 0 || rows < 0 || cols < 1) return -1;
+                      int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins, double *sums, int impl) {
+    if (kind < PLM_Q8_SYM || kind > PLM_Q4_ASYM_K6 || group < 8 || group > QS_MAX_GROUP || group % 8 != 0 || rows < 0 || cols < 1) return -1;
 #if defined(__x86_64__)
     if (impl >= PLM_IMPL_AVX2 && plm_cpu_has_avx2()) {
-        plm_quantize_rows_avx2(kind, group, x, weight, weight_row_stride, rows, cols, data, scales, mins);
+        plm_quantize_rows_avx2(kind, group, x, weight, weight_row_stride, rows, cols, data, scales, mins, sums);
         return 0;
     }
 #else
     (void)impl;
 #endif
-    plm_quantize_rows_portable(kind, group, x, weight, weight_row_stride, rows, cols, data, scales, mins);
+    plm_quantize_rows_portable(kind, group, x, weight, weight_row_stride, rows, cols, data, scales, mins, sums);
     return 0;
 }
 
@@ -186,7 +186,7 @@ static inline void qs_dequantize_row(int kind, int group, const uint8_t *data, c
 int plm_quantization_error(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
                            int64_t rows, int64_t cols, const uint8_t *data, const uint8_t *scales, const uint8_t *mins,
                            float *scratch, double *sums) {
-    if (kind < PLM_Q8_SYM || kind > PLM_Q4_ASYM_K6 || group < 2 || group > QS_MAX_GROUP || group % 8 != 0) return -1;
+    if (kind < PLM_Q8_SYM || kind > PLM_Q4_ASYM_K6 || group < 8 || group > QS_MAX_GROUP || group % 8 != 0 || rows < 0 || cols < 1) return -1;
     qs_row_bytes rb = qs_layout(kind, group, cols);
     double sse = 0, norm = 0, weighted = 0;
     for (int64_t r = 0; r < rows; r++) {

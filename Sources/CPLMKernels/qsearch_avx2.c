@@ -106,51 +106,77 @@ AVX2 static void sym_moments1(const qs_group *g, float inv, __m256 vlo, __m256 v
 /// l, l + 8, l + 16, … in that order; here that is one register per l, added up in l order.
 /// Past the group's end the reference's terms are ω·q·mask with mask 0: zero unless q is NaN or
 /// ±Inf, which they must still spread; they are computed the same way.
-AVX2 static void sym_moments8(const qs_group *g, const float *inv, int count, __m256 vlo, __m256 vhi, float *sqq, float *sqw) {
-    float iv[8] __attribute__((aligned(32))) = { 0 };
-    for (int k = 0; k < count; k++) iv[k] = inv[k];
-    __m256 vi = _mm256_load_ps(iv);
-    __m256 tq = _mm256_setzero_ps(), tw = _mm256_setzero_ps();
+AVX2 static void sym_moments8(const qs_group *g, const float *inv, __m256 vlo, __m256 vhi, float *sqq, float *sqw) {
+    __m256 vi = _mm256_loadu_ps(inv), zero = _mm256_setzero_ps();
+    __m256 tq = zero, tw = zero;
     int n = g->n, uniform = g->uniform;
     for (int l = 0; l < 8; l++) {
-        __m256 qq = _mm256_setzero_ps(), qw = _mm256_setzero_ps();
+        __m256 qq = zero, qw = zero;
         for (int c = 0; c < g->chunks; c++) {
             int j = 8 * c + l;
             __m256 x = _mm256_broadcast_ss(g->v + j);
             __m256 q = qv_levels(_mm256_mul_ps(vi, x), vlo, vhi);
-            if (j >= n) q = _mm256_mul_ps(q, _mm256_setzero_ps());
-            __m256 wq = (uniform || j >= n) ? (j >= n ? _mm256_mul_ps(_mm256_setzero_ps(), q) : q)
-                                            : _mm256_mul_ps(_mm256_broadcast_ss(g->w + j), q);
+            __m256 wq;
+            if (j >= n) { q = _mm256_mul_ps(q, zero); wq = _mm256_mul_ps(zero, q); }
+            else wq = uniform ? q : _mm256_mul_ps(_mm256_broadcast_ss(g->w + j), q);
             qq = _mm256_add_ps(qq, _mm256_mul_ps(wq, q));
             qw = _mm256_add_ps(qw, _mm256_mul_ps(wq, x));
         }
         if (l == 0) { tq = qq; tw = qw; }
         else { tq = _mm256_add_ps(tq, qq); tw = _mm256_add_ps(tw, qw); }
     }
-    float a[8] __attribute__((aligned(32))), b[8] __attribute__((aligned(32)));
-    _mm256_store_ps(a, tq);
-    _mm256_store_ps(b, tw);
-    for (int k = 0; k < count; k++) { sqq[k] = a[k]; sqw[k] = b[k]; }
+    _mm256_storeu_ps(sqq, tq);
+    _mm256_storeu_ps(sqw, tw);
 }
 
 AVX2 static void avx2_sym_moments(const qs_group *g, const float *inv, int count, int lo, int hi, float *sqq, float *sqw) {
     __m256 vlo = _mm256_set1_ps((float)lo), vhi = _mm256_set1_ps((float)hi);
     int k = 0;
-    for (; k + 2 <= count; k += 8) sym_moments8(g, inv + k, count - k < 8 ? count - k : 8, vlo, vhi, sqq + k, sqw + k);
+    for (; k + 2 <= count; k += 8) sym_moments8(g, inv + k, vlo, vhi, sqq + k, sqw + k);
     for (; k < count; k++) sym_moments1(g, inv[k], vlo, vhi, sqq + k, sqw + k);
+}
+
+/// Lane k of the result is the reference's lane sum of r[k] (lanes added in order), for 8
+/// vectors at once: an 8×8 transpose, then 7 vector adds.
+AVX2 static inline __m256 qv_sums8(const __m256 *r) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    __m256 c0 = _mm256_permute2f128_ps(u0, u4, 0x20), c1 = _mm256_permute2f128_ps(u1, u5, 0x20);
+    __m256 c2 = _mm256_permute2f128_ps(u2, u6, 0x20), c3 = _mm256_permute2f128_ps(u3, u7, 0x20);
+    __m256 c4 = _mm256_permute2f128_ps(u0, u4, 0x31), c5 = _mm256_permute2f128_ps(u1, u5, 0x31);
+    __m256 c6 = _mm256_permute2f128_ps(u2, u6, 0x31), c7 = _mm256_permute2f128_ps(u3, u7, 0x31);
+    __m256 sum = _mm256_add_ps(c0, c1);
+    sum = _mm256_add_ps(sum, c2);
+    sum = _mm256_add_ps(sum, c3);
+    sum = _mm256_add_ps(sum, c4);
+    sum = _mm256_add_ps(sum, c5);
+    sum = _mm256_add_ps(sum, c6);
+    return _mm256_add_ps(sum, c7);
 }
 
 AVX2 static void avx2_sym_errors(const qs_group *g, const float *scales, int count, int lo, int hi, float *err) {
     __m256 vlo = _mm256_set1_ps((float)lo), vhi = _mm256_set1_ps((float)hi);
-    for (int k = 0; k < count; k++) {
-        float s = scales[k];
-        __m256 vs = _mm256_set1_ps(s), vi = _mm256_set1_ps(s == 0 ? 0 : 1 / s), e = _mm256_setzero_ps();
-        for (int c = 0; c < g->chunks; c++) {
-            __m256 x = _mm256_load_ps(g->v + 8 * c);
-            __m256 d = _mm256_sub_ps(_mm256_mul_ps(vs, qv_levels(_mm256_mul_ps(x, vi), vlo, vhi)), x);
-            e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(g->w + 8 * c), d), d));
+    for (int k0 = 0; k0 < count; k0 += 8) {
+        __m256 e[8];
+        for (int k = 0; k < 8; k++) {
+            e[k] = _mm256_setzero_ps();
+            if (k0 + k >= count) continue;
+            float s = scales[k0 + k];
+            __m256 vs = _mm256_set1_ps(s), vi = _mm256_set1_ps(s == 0 ? 0 : 1 / s), acc = _mm256_setzero_ps();
+            for (int c = 0; c < g->chunks; c++) {
+                __m256 x = _mm256_load_ps(g->v + 8 * c);
+                __m256 d = _mm256_sub_ps(_mm256_mul_ps(vs, qv_levels(_mm256_mul_ps(x, vi), vlo, vhi)), x);
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(g->w + 8 * c), d), d));
+            }
+            e[k] = acc;
         }
-        err[k] = qv_sum(e);
+        _mm256_storeu_ps(err + k0, qv_sums8(e));
     }
 }
 
@@ -170,11 +196,8 @@ AVX2 static void asym_moments1(const qs_group *g, float inv, float off, __m256 v
     *sqw = qv_sum(qw);
 }
 
-AVX2 static void asym_moments8(const qs_group *g, const float *inv, const float *off, int count, __m256 vtop,
-                               float *sq, float *sqq, float *sqw) {
-    float iv[8] __attribute__((aligned(32))) = { 0 }, ov[8] __attribute__((aligned(32))) = { 0 };
-    for (int k = 0; k < count; k++) { iv[k] = inv[k]; ov[k] = off[k]; }
-    __m256 vi = _mm256_load_ps(iv), vo = _mm256_load_ps(ov), zero = _mm256_setzero_ps();
+AVX2 static void asym_moments8(const qs_group *g, const float *inv, const float *off, __m256 vtop, float *sq, float *sqq, float *sqw) {
+    __m256 vi = _mm256_loadu_ps(inv), vo = _mm256_loadu_ps(off), zero = _mm256_setzero_ps();
     __m256 t1 = zero, tq = zero, tw = zero;
     int n = g->n, uniform = g->uniform;
     for (int l = 0; l < 8; l++) {
@@ -193,18 +216,16 @@ AVX2 static void asym_moments8(const qs_group *g, const float *inv, const float 
         if (l == 0) { t1 = q1; tq = qq; tw = qw; }
         else { t1 = _mm256_add_ps(t1, q1); tq = _mm256_add_ps(tq, qq); tw = _mm256_add_ps(tw, qw); }
     }
-    float a[8] __attribute__((aligned(32))), b[8] __attribute__((aligned(32))), c8[8] __attribute__((aligned(32)));
-    _mm256_store_ps(a, t1);
-    _mm256_store_ps(b, tq);
-    _mm256_store_ps(c8, tw);
-    for (int k = 0; k < count; k++) { sq[k] = a[k]; sqq[k] = b[k]; sqw[k] = c8[k]; }
+    _mm256_storeu_ps(sq, t1);
+    _mm256_storeu_ps(sqq, tq);
+    _mm256_storeu_ps(sqw, tw);
 }
 
 AVX2 static void avx2_asym_moments(const qs_group *g, const float *inv, const float *off, int count, int top,
                                    float *sq, float *sqq, float *sqw) {
     __m256 vtop = _mm256_set1_ps((float)top);
     int k = 0;
-    for (; k + 2 <= count; k += 8) asym_moments8(g, inv + k, off + k, count - k < 8 ? count - k : 8, vtop, sq + k, sqq + k, sqw + k);
+    for (; k + 2 <= count; k += 8) asym_moments8(g, inv + k, off + k, vtop, sq + k, sqq + k, sqw + k);
     for (; k < count; k++) asym_moments1(g, inv[k], off[k], vtop, sq + k, sqq + k, sqw + k);
 }
 
@@ -214,10 +235,7 @@ AVX2 static void avx2_asym_solve(const float *sq, const float *sqq, const float 
     const __m256 FN = _mm256_set1_ps(fn), SW = _mm256_set1_ps(sumW), SWW = _mm256_set1_ps(sumWW);
     const __m256 two = _mm256_set1_ps(2), zero = _mm256_setzero_ps();
     for (int k0 = 0; k0 < count; k0 += 8) {
-        int m8 = count - k0 < 8 ? count - k0 : 8;
-        float a[8] __attribute__((aligned(32))) = { 0 }, b[8] __attribute__((aligned(32))) = { 0 }, c[8] __attribute__((aligned(32))) = { 0 };
-        for (int k = 0; k < m8; k++) { a[k] = sq[k0 + k]; b[k] = sqq[k0 + k]; c[k] = sqw[k0 + k]; }
-        __m256 SQ = _mm256_load_ps(a), SQQ = _mm256_load_ps(b), SQW = _mm256_load_ps(c);
+        __m256 SQ = _mm256_loadu_ps(sq + k0), SQQ = _mm256_loadu_ps(sqq + k0), SQW = _mm256_loadu_ps(sqw + k0);
         __m256 det = _mm256_sub_ps(_mm256_mul_ps(FN, SQQ), _mm256_mul_ps(SQ, SQ));
         __m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(FN, SQW), _mm256_mul_ps(SQ, SW)), det);
         __m256 m = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(SQQ, SW), _mm256_mul_ps(SQ, SQW)), det);
@@ -234,32 +252,32 @@ AVX2 static void avx2_asym_solve(const float *sq, const float *sqq, const float 
         e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(FN, m), m));
         e = _mm256_sub_ps(e, _mm256_mul_ps(_mm256_mul_ps(two, m), SW));
         e = _mm256_add_ps(e, SWW);
-        float fs[8] __attribute__((aligned(32))), fm[8] __attribute__((aligned(32))), fe[8] __attribute__((aligned(32)));
-        _mm256_store_ps(fs, s);
-        _mm256_store_ps(fm, m);
-        _mm256_store_ps(fe, e);
+        _mm256_storeu_ps(s_out + k0, s);
+        _mm256_storeu_ps(m_out + k0, m);
+        _mm256_storeu_ps(sse_out + k0, e);
         int mask = _mm256_movemask_ps(ok);
-        for (int k = 0; k < m8; k++) {
-            s_out[k0 + k] = fs[k];
-            m_out[k0 + k] = fm[k];
-            sse_out[k0 + k] = fe[k];
-            valid[k0 + k] = (mask >> k) & 1;
-        }
+        for (int k = 0; k < 8; k++) valid[k0 + k] = (mask >> k) & 1;
     }
 }
 
 AVX2 static void avx2_asym_errors(const qs_group *g, const float *scales, const float *mins, int count, int top, float *err) {
     __m256 vtop = _mm256_set1_ps((float)top), zero = _mm256_setzero_ps();
-    for (int k = 0; k < count; k++) {
-        float s = scales[k];
-        __m256 vs = _mm256_set1_ps(s), vm = _mm256_set1_ps(mins[k]), vi = _mm256_set1_ps(s > 0 ? 1 / s : 0), e = zero;
-        for (int c = 0; c < g->chunks; c++) {
-            __m256 x = _mm256_load_ps(g->v + 8 * c);
-            __m256 q = qv_levels(_mm256_mul_ps(_mm256_sub_ps(x, vm), vi), zero, vtop);
-            __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(vs, q), vm), x), _mm256_load_ps(g->m + 8 * c));
-            e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(g->w + 8 * c), d), d));
+    for (int k0 = 0; k0 < count; k0 += 8) {
+        __m256 e[8];
+        for (int k = 0; k < 8; k++) {
+            e[k] = zero;
+            if (k0 + k >= count) continue;
+            float s = scales[k0 + k];
+            __m256 vs = _mm256_set1_ps(s), vm = _mm256_set1_ps(mins[k0 + k]), vi = _mm256_set1_ps(s > 0 ? 1 / s : 0), acc = zero;
+            for (int c = 0; c < g->chunks; c++) {
+                __m256 x = _mm256_load_ps(g->v + 8 * c);
+                __m256 q = qv_levels(_mm256_mul_ps(_mm256_sub_ps(x, vm), vi), zero, vtop);
+                __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(vs, q), vm), x), _mm256_load_ps(g->m + 8 * c));
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(g->w + 8 * c), d), d));
+            }
+            e[k] = acc;
         }
-        err[k] = qv_sum(e);
+        _mm256_storeu_ps(err + k0, qv_sums8(e));
     }
 }
 
@@ -268,7 +286,7 @@ AVX2 static void avx2_asym_errors(const qs_group *g, const float *scales, const 
 #pragma clang attribute pop
 
 void plm_quantize_rows_avx2(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
-                            int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins) {
-    avx2_rows(kind, group, x, weight, weight_row_stride, rows, cols, data, scales, mins);
+                            int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins, double *sums) {
+    avx2_rows(kind, group, x, weight, weight_row_stride, rows, cols, data, scales, mins, sums);
 }
 #endif

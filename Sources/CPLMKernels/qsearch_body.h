@@ -21,7 +21,8 @@ static uint16_t QS(symmetric)(const qs_group *g, int lo, int hi) {
     if (vmax == 0) return 0;
     float flo = (float)lo;
     float best_sse = INFINITY, best_scale = 0;
-    float inv[2 * QS_STEPS + 1], sqq[2 * QS_STEPS + 1], sqw[2 * QS_STEPS + 1];
+    // Candidate arrays hold whole vectors (kernels may read and write up to a multiple of 8).
+    float inv[48] = { 0 }, sqq[48], sqw[48];
     int count = 0;
     for (int step = -QS_STEPS; step <= QS_STEPS; step++) inv[count++] = (flo + QS_STEP_SIZE * (float)step) / vmax;
     QS(sym_moments)(g, inv, count, lo, hi, sqq, sqw);
@@ -29,15 +30,15 @@ static uint16_t QS(symmetric)(const qs_group *g, int lo, int hi) {
     for (int it = 0; it < 2; it++) {
         if (best_scale == 0) continue;
         float before = best_sse;
-        float i1 = 1 / best_scale, q2, qw;
-        QS(sym_moments)(g, &i1, 1, lo, hi, &q2, &qw);
-        qs_sym_update(q2, qw, sumWW, &best_sse, &best_scale);
+        float i1[8] = { 1 / best_scale }, q2[8], qw[8];
+        QS(sym_moments)(g, i1, 1, lo, hi, q2, qw);
+        qs_sym_update(q2[0], qw[0], sumWW, &best_sse, &best_scale);
         if (best_sse >= before) break;
     }
     uint16_t cand[4];
     int nc = qs_f16_neighbours(best_scale, cand);
     nc += qs_f16_neighbours(vmax / flo, cand + nc);
-    float scales[4], err[4];
+    float scales[8] = { 0 }, err[8];
     for (int k = 0; k < nc; k++) scales[k] = plm_f16_to_f32(cand[k]);
     QS(sym_errors)(g, scales, nc, lo, hi, err);
     return cand[qs_pick(err, nc)];
@@ -51,22 +52,22 @@ static void QS(asymmetric)(const qs_group *g, int top, int non_positive_min, flo
     if (!(hi > lo)) { *scale = 0; *min = lo; return; }
     float ftop = (float)top;
     qs_asym_best best = { INFINITY, (hi - lo) / ftop, lo };
-    float inv[QS_STEPS + 2], off[QS_STEPS + 2], sq[QS_STEPS + 2], sqq[QS_STEPS + 2], sqw[QS_STEPS + 2];
+    float inv[24] = { 0 }, off[24] = { 0 }, sq[24], sqq[24], sqw[24];
     int count = 0;
     inv[count] = ftop / (hi - lo); off[count++] = lo;  // plain min-max rounding
     for (int step = 0; step <= QS_STEPS; step++) { inv[count] = (-1.0f + QS_STEP_SIZE * (float)step + ftop) / (hi - lo); off[count++] = lo; }
     QS(asym_moments)(g, inv, off, count, top, sq, sqq, sqw);
-    float cs[QS_STEPS + 2], cm[QS_STEPS + 2], ce[QS_STEPS + 2];
-    int valid[QS_STEPS + 2];
+    float cs[24], cm[24], ce[24];
+    int valid[24];
     QS(asym_solve)(sq, sqq, sqw, count, fn, sumW, sumWW, non_positive_min, cs, cm, ce, valid);
     for (int k = 0; k < count; k++) {
         if (valid[k] && ce[k] < best.sse) { best.sse = ce[k]; best.scale = cs[k]; best.min = cm[k]; }
     }
     for (int it = 0; it < 3; it++) {
         float before = best.sse;
-        float i1 = 1 / best.scale, o1 = best.min, a, b, c;
-        QS(asym_moments)(g, &i1, &o1, 1, top, &a, &b, &c);
-        qs_asym_update(a, b, c, fn, sumW, sumWW, non_positive_min, &best);
+        float i1[8] = { 1 / best.scale }, o1[8] = { best.min }, a[8], b[8], c[8];
+        QS(asym_moments)(g, i1, o1, 1, top, a, b, c);
+        qs_asym_update(a[0], b[0], c[0], fn, sumW, sumWW, non_positive_min, &best);
         if (best.sse >= before) break;
     }
     *scale = best.scale;
@@ -81,7 +82,7 @@ static uint16_t QS(int8_symmetric)(const qs_group *g, int8_t *q) {
     uint16_t cand[8];
     int nc = 0;
     for (int k = 0; k < 4; k++) nc += qs_f16_neighbours(amax / 127 * (1 - QS_SHRINK * (float)k), cand + nc);
-    float scales[8], err[8];
+    float scales[8] = { 0 }, err[8];
     for (int k = 0; k < nc; k++) scales[k] = plm_f16_to_f32(cand[k]);
     QS(sym_errors)(g, scales, nc, -127, 127, err);
     uint16_t s = cand[qs_pick(err, nc)];
@@ -92,15 +93,15 @@ static uint16_t QS(int8_symmetric)(const qs_group *g, int8_t *q) {
 
 /// k6 super-block b of a row (RowQuantizer.quantizeSuperBlock).
 static void QS(super_block)(const float *x, const float *w, int64_t cols, int group, int64_t groups, int64_t b,
-                            uint8_t *data, uint8_t *scales, qs_group *g) {
+                            uint8_t *data, uint8_t *scales, qs_group *gs, double *sums) {
     int64_t first = b * 8;
     int count = (int)(groups - first < 8 ? groups - first : 8);
     float fs[8], fm[8];
     for (int j = 0; j < count; j++) {
         int64_t i = first + j;
-        qs_load(g, x + i * group, w ? w + i * group : NULL, qs_group_length(cols, group, i));
-        if (!g->finite) { qs_store_nonfinite_super_block(cols, group, groups, b, data, scales); return; }
-        QS(asymmetric)(g, 15, 1, &fs[j], &fm[j]);
+        qs_load(&gs[j], x + i * group, w ? w + i * group : NULL, qs_group_length(cols, group, i));
+        if (!gs[j].finite) { qs_store_nonfinite_super_block(cols, group, groups, b, data, scales); return; }
+        QS(asymmetric)(&gs[j], 15, 1, &fs[j], &fm[j]);
     }
     float max_scale = fs[0], max_neg_min = -fm[0];
     for (int j = 1; j < count; j++) {
@@ -115,10 +116,10 @@ static void QS(super_block)(const float *x, const float *w, int64_t cols, int gr
         int64_t i = first + j;
         int n = qs_group_length(cols, group, i);
         const float *xi = x + i * group;
-        qs_load(g, xi, w ? w + i * group : NULL, n);
+        const qs_group *g = &gs[j];
         int a0 = fd == 0 ? 0 : qs_clamp_index(roundf(fs[j] / fd), 0, 63);
         int b0 = fdmin == 0 ? 0 : qs_clamp_index(roundf(-fm[j] / fdmin), 0, 63);
-        float cs[9], cm[9], err[9];
+        float cs[16] = { 0 }, cm[16] = { 0 }, err[16];
         int ca[9], cb[9], nc = 0;
         for (int da = -1; da <= 1; da++) {
             for (int db = -1; db <= 1; db++) {
@@ -138,6 +139,11 @@ static void QS(super_block)(const float *x, const float *w, int64_t cols, int gr
         bi[j] = best_b;
         qs_assign_asymmetric(xi, n, fd * (float)best_a, -fdmin * (float)best_b, 15, levels);
         qs_pack_nibbles(levels, n, data + i * group / 2);
+        if (sums) {
+            float rec[QS_MAX_GROUP];
+            qs_reconstruct(PLM_Q4_ASYM_K6, levels, n, fd * (float)best_a, -fdmin * (float)best_b, rec);
+            qs_error_terms(xi, w ? w + i * group : NULL, n, rec, sums);
+        }
     }
     uint8_t *s = scales + b * 16;
     qs_store_u16(s, d);
@@ -148,9 +154,11 @@ static void QS(super_block)(const float *x, const float *w, int64_t cols, int gr
 
 /// One row (RowQuantizer.quantizeRow).
 static void QS(row)(int kind, int group, const float *x, const float *w, int64_t cols,
-                    uint8_t *data, uint8_t *scales, uint8_t *mins, qs_group *g) {
+                    uint8_t *data, uint8_t *scales, uint8_t *mins, qs_group *g, double *sums) {
     int64_t groups = (cols + group - 1) / group;
     uint8_t levels[QS_MAX_GROUP];
+    float rec[QS_MAX_GROUP];
+    // A group stored as NaN markers reconstructs to NaN everywhere: it adds no error terms.
     switch (kind) {
     case PLM_Q8_SYM:
     case PLM_Q8_ASYM:
@@ -164,12 +172,22 @@ static void QS(row)(int kind, int group, const float *x, const float *w, int64_t
                 if (kind == PLM_Q8_ASYM) qs_store_u16(mins + 2 * i, QS_NONFINITE);
             } else if (kind == PLM_Q8_SYM) {
                 qs_load(g, xi, w ? w + i * group : NULL, n);
-                qs_store_u16(scales + 2 * i, QS(int8_symmetric)(g, (int8_t *)q));
+                uint16_t s = QS(int8_symmetric)(g, (int8_t *)q);
+                qs_store_u16(scales + 2 * i, s);
+                if (sums) {
+                    float fs = plm_f16_to_f32(s);
+                    for (int j = 0; j < n; j++) rec[j] = fs * (float)((const int8_t *)q)[j];
+                    qs_error_terms(xi, w ? w + i * group : NULL, n, rec, sums);
+                }
             } else {
                 uint16_t s, m;
                 qs_int8_asymmetric(xi, n, q, &s, &m);
                 qs_store_u16(scales + 2 * i, s);
                 qs_store_u16(mins + 2 * i, m);
+                if (sums) {
+                    qs_reconstruct(PLM_Q8_ASYM, q, n, plm_f16_to_f32(s), plm_f16_to_f32(m), rec);
+                    qs_error_terms(xi, w ? w + i * group : NULL, n, rec, sums);
+                }
             }
         }
         break;
@@ -190,6 +208,10 @@ static void QS(row)(int kind, int group, const float *x, const float *w, int64_t
             for (int j = 0; j < n; j++) levels[j] = (uint8_t)(qs_level(xi[j] * inverse, -8, 7) + 8);
             qs_pack_nibbles(levels, n, data + i * group / 2);
             qs_store_u16(scales + 2 * i, s);
+            if (sums) {
+                qs_reconstruct(PLM_Q4_SYM, levels, n, fs, 0, rec);
+                qs_error_terms(xi, w ? w + i * group : NULL, n, rec, sums);
+            }
         }
         break;
     case PLM_Q4_ASYM_F16:
@@ -208,7 +230,7 @@ static void QS(row)(int kind, int group, const float *x, const float *w, int64_t
             QS(asymmetric)(g, 15, 0, &fs, &fm);
             uint16_t ns[2], nm[2];
             int cs = qs_f16_neighbours(fs, ns), cm = qs_f16_neighbours(fm, nm);
-            float sc[4], mc[4], err[4];
+            float sc[8] = { 0 }, mc[8] = { 0 }, err[8];
             uint16_t bs[4], bm[4];
             int nc = 0;
             for (int a = 0; a < cs; a++) {
@@ -226,11 +248,16 @@ static void QS(row)(int kind, int group, const float *x, const float *w, int64_t
             qs_pack_nibbles(levels, n, data + i * group / 2);
             qs_store_u16(scales + 2 * i, best_s);
             qs_store_u16(mins + 2 * i, best_m);
+            if (sums) {
+                qs_reconstruct(PLM_Q4_ASYM_F16, levels, n, plm_f16_to_f32(best_s), plm_f16_to_f32(best_m), rec);
+                qs_error_terms(xi, w ? w + i * group : NULL, n, rec, sums);
+            }
         }
         break;
     case PLM_Q4_ASYM_K6: {
         int64_t blocks = (groups + 7) / 8;
-        for (int64_t b = 0; b < blocks; b++) QS(super_block)(x, w, cols, group, groups, b, data, scales, g);
+        qs_group gs[8];  // the super-block's groups, loaded once for both passes
+        for (int64_t b = 0; b < blocks; b++) QS(super_block)(x, w, cols, group, groups, b, data, scales, gs, sums);
         break;
     }
     default:
@@ -239,11 +266,12 @@ static void QS(row)(int kind, int group, const float *x, const float *w, int64_t
 }
 
 static void QS(rows)(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
-                     int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins) {
+                     int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins, double *sums) {
     qs_group g;
     qs_row_bytes rb = qs_layout(kind, group, cols);
+    if (sums) { sums[0] = 0; sums[1] = 0; sums[2] = 0; }
     for (int64_t r = 0; r < rows; r++) {
         QS(row)(kind, group, x + r * cols, weight ? weight + r * weight_row_stride : NULL, cols,
-                data + r * rb.data, scales ? scales + r * rb.scales : NULL, mins ? mins + r * rb.mins : NULL, &g);
+                data + r * rb.data, scales ? scales + r * rb.scales : NULL, mins ? mins + r * rb.mins : NULL, &g, sums);
     }
 }

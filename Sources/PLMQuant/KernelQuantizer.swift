@@ -43,11 +43,27 @@ public struct KernelQuantizer: Sendable {
     /// As `RowQuantizer.quantize`: `rows` consecutive rows of `w` into the parts, which point at
     /// the first of these rows.
     public func quantize(_ w: UnsafePointer<Float>, rows: Int, into parts: RowQuantizer.RowParts, weights: Weights = .uniform) {
+        run(w, rows: rows, into: parts, weights: weights, sums: nil)
+    }
+
+    /// `quantize`, returning the error sums of `errorSums` for these rows, computed group by
+    /// group as the groups are stored (the same doubles, without a second pass).
+    public func quantizeMeasuringError(_ w: UnsafePointer<Float>, rows: Int, into parts: RowQuantizer.RowParts,
+                                       weights: Weights = .uniform) -> (sse: Double, norm: Double, weighted: Double) {
+        var sums: (Double, Double, Double) = (0, 0, 0)
+        withUnsafeMutablePointer(to: &sums) { s in
+            s.withMemoryRebound(to: Double.self, capacity: 3) { run(w, rows: rows, into: parts, weights: weights, sums: $0) }
+        }
+        return sums
+    }
+
+    private func run(_ w: UnsafePointer<Float>, rows: Int, into parts: RowQuantizer.RowParts, weights: Weights,
+                     sums: UnsafeMutablePointer<Double>?) {
         let (omega, stride) = weightPointer(weights)
         let status = plm_quantize_rows(kind, group, w, omega, Int64(stride), Int64(rows), Int64(layout.columns),
                                        parts.data.assumingMemoryBound(to: UInt8.self),
                                        parts.scales?.assumingMemoryBound(to: UInt8.self),
-                                       parts.mins?.assumingMemoryBound(to: UInt8.self), implementation)
+                                       parts.mins?.assumingMemoryBound(to: UInt8.self), sums, implementation)
         precondition(status == 0, "plm_quantize_rows refused a layout StorageType allows")  // a bug, not input data
     }
 

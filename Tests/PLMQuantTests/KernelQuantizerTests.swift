@@ -173,6 +173,42 @@ import Testing
         #expect(got.sse.bitPattern == sse.bitPattern, "\(type): \(got.sse) vs \(sse)")
         #expect(got.norm.bitPattern == norm.bitPattern, "\(type)")
         #expect(got.weighted.bitPattern == weighted.bitPattern, "\(type)")
+        // The sums the quantizer measures as it stores each group are the same doubles.
+        for impl in Self.implementations {
+            var d2 = q.data, s2 = q.scales, m2 = q.mins
+            let fused = w.withUnsafeBufferPointer { wp in
+                importance.withUnsafeBufferPointer { ip in
+                    d2.withUnsafeMutableBytes { dp in
+                        s2.withUnsafeMutableBytes { sp in
+                            m2.withUnsafeMutableBytes { mp in
+                                KernelQuantizer(layout: q.layout, implementation: impl).quantizeMeasuringError(
+                                    wp.baseAddress!, rows: rows.count, into: .init(data: dp.baseAddress!, scales: sp.baseAddress, mins: mp.baseAddress),
+                                    weights: .perColumn(ip.baseAddress!))
+                            }
+                        }
+                    }
+                }
+            }
+            #expect(fused.sse.bitPattern == sse.bitPattern && fused.norm.bitPattern == norm.bitPattern
+                    && fused.weighted.bitPattern == weighted.bitPattern, "\(type) impl \(impl): \(fused) vs \((sse, norm, weighted))")
+            #expect([d2, s2, m2] == q.bytes, "\(type) impl \(impl)")
+        }
+        let plain = Quantized(w, rows: rows.count, columns: Self.columns, type: type)
+        var d3 = plain.data, s3 = plain.scales, m3 = plain.mins
+        let unweighted = w.withUnsafeBufferPointer { wp in
+            d3.withUnsafeMutableBytes { dp in
+                s3.withUnsafeMutableBytes { sp in
+                    m3.withUnsafeMutableBytes { mp in
+                        KernelQuantizer(layout: q.layout).quantizeMeasuringError(
+                            wp.baseAddress!, rows: rows.count, into: .init(data: dp.baseAddress!, scales: sp.baseAddress, mins: mp.baseAddress))
+                    }
+                }
+            }
+        }
+        let r3 = plain.dequantized()
+        var sse3 = 0.0
+        for k in 0..<w.count where w[k].isFinite && r3[k].isFinite { let e = Double(w[k] - r3[k]); sse3 += e * e }
+        #expect(unweighted.sse.bitPattern == sse3.bitPattern && unweighted.weighted.bitPattern == sse3.bitPattern, "\(type) unweighted")
     }
 
     /// The C f16 rounding (the scale searches store through it) against Swift's Float16(x), on
@@ -200,7 +236,7 @@ import Testing
     static func kernelBytesOne(_ x: Float) -> UInt16 {
         var q = [UInt8](repeating: 0, count: 1), s = [UInt8](repeating: 0, count: 2), m = [UInt8](repeating: 0, count: 2)
         let status = [x].withUnsafeBufferPointer { xp in
-            plm_quantize_rows(Int32(PLM_Q8_ASYM), 32, xp.baseAddress!, nil, 0, 1, 1, &q, &s, &m, Int32(PLM_IMPL_PORTABLE))
+            plm_quantize_rows(Int32(PLM_Q8_ASYM), 32, xp.baseAddress!, nil, 0, 1, 1, &q, &s, &m, nil, Int32(PLM_IMPL_PORTABLE))
         }
         precondition(status == 0)
         return UInt16(m[0]) | UInt16(m[1]) << 8

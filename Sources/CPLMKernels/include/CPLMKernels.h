@@ -164,12 +164,13 @@ void plm_bf16_widen_ref(const void *w, int64_t count, float *out);
 /// element k of row r at weight[r·weight_row_stride + k]: stride 0 shares one row of weights
 /// (calibration's column importance), stride cols gives every element its own. int8 asymmetric
 /// is range-based and ignores them. Groups holding a NaN or ±Inf are stored as NaN markers
-/// (RowQuantizer.nonFiniteMarker). Returns 0, or −1 for an unknown kind or group size.
+/// (RowQuantizer.nonFiniteMarker). `sums`: NULL, or 3 doubles that receive the error sums of
+/// plm_quantization_error over these rows (computed group by group as they are stored, the same
+/// doubles). Returns 0, or −1 for an unknown kind or group size.
 int plm_quantize_rows(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
-                      int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins, int impl);
-/// The two implementations, for the tests.
+                      int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins, double *sums, int impl);
 void plm_quantize_rows_portable(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
-                                int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins);
+                                int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins, double *sums);
 
 /// Bytes per row of each part for plm_quantize_rows.
 void plm_quantized_row_bytes(int kind, int group, int64_t cols, int64_t *data, int64_t *scales, int64_t *mins);
