@@ -44,8 +44,8 @@ let package = Package(
         .target(name: "PLMCore", dependencies: ["CCrypto"]),
         // Readers: memory-mapped safetensors (single or sharded) and config.json.
         .target(name: "PLMCheckpoint", dependencies: ["PLMCore"]),
-        // Storage types and the reference (scalar) quantizers.
-        .target(name: "PLMQuant"),
+        // Storage types, the reference (Swift) quantizers and the fast path to their C twins.
+        .target(name: "PLMQuant", dependencies: ["CPLMKernels"]),
         // The .plm container: spec constants, streaming writer, validating mapped reader.
         .target(name: "PLMFormat", dependencies: ["PLMCore", "PLMQuant", "PLMCheckpoint", "CPLMKernels", "CZstd"]),
         // checkpoint folder → .plm: policy, plan, multi-threaded streaming conversion.

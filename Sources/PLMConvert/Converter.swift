@@ -135,68 +135,82 @@ public struct Converter {
             for (name, path) in folder.sideFiles {
                 let bytes = try FileSystem.readBytes(path)
                 try writer.addFile(name: name, contents: bytes)
-                sources.append(sourceRecord(name: name, file: try MappedFile(path: path)))
+                sources.append(Self.sourceRecord(name: name, file: try MappedFile(path: path)))
             }
         } catch { throw .output(error) }
-        for shard in folder.weights.shards {
-            sources.append(sourceRecord(name: FileSystem.fileName(shard.path), file: shard.file))
+        // The shards' SHA-256s (seconds of CPU for a 1B checkpoint) on their own thread while the
+        // tensors are quantized; awaited before the header is written.
+        let shardRecords = BackgroundResult(default: [JSONValue]()) {
+            folder.weights.shards.map { Self.sourceRecord(name: FileSystem.fileName($0.path), file: $0.file) }
         }
+        // Each tensor is written (and its parts hashed) on another thread while the next one is
+        // quantized; at most one tensor waits, so memory stays at two tensors' quantized size.
+        let output = WriteBehind()
+        defer { output.waitUntilIdle() }  // also on errors: no write outlives the run
 
         var errors: [(String, StorageType, Double)] = []
         // Every quantized tensor's error goes into the header with a fixed width, so a dry run
         // (which does not quantize) writes a header of exactly the same length.
         var errorEntries: [(String, JSONValue)] = []
-        var byComponent: [Component: (bytes: Int, parameters: Int)] = [:]
         var done = 0, calibrated = 0
+        var byComponent: [Component: (bytes: Int, parameters: Int)] = [:]
         for (i, t) in plan.tensors.enumerated() {
             let view: TensorView
             do { view = try folder.weights.view(t.name) } catch { throw .checkpoint(error) }
-            let parts: [(String, PartRecord)]
-            do {
-                if t.type.isQuantized {
-                    if dryRun && !plan.options.compress {
-                        errorEntries.append((t.name, .number(Self.format(0))))
-                        var reserved: [(String, PartRecord)] = []
-                        for spec in t.layout.parts { reserved.append((spec.name, try writer.reservePart(length: spec.bytes))) }
-                        parts = reserved
-                    } else {
-                        let importance = try plan.options.calibration.flatMap { c throws(ConversionError) in try c.checkedWeights(t.name, columns: t.layout.columns) }
-                        if importance != nil { calibrated += 1 }
-                        let q = try Self.quantize(view, layout: t.layout, threads: plan.options.threads, importance: importance,
-                                                  allowNonfinite: plan.options.allowNonfinite)
-                        errors.append((t.name, t.type, q.relativeRMSE))
-                        errorEntries.append((t.name, .number(Self.format(q.relativeRMSE))))
-                        var written: [(String, PartRecord)] = []
-                        for (spec, bytes) in zip(t.layout.parts, q.parts.buffers) {
-                            written.append((spec.name, try writer.writePart(bytes, compressLevel: plan.options.compress ? 3 : nil)))
-                        }
-                        parts = written
-                    }
-                } else if dryRun && !plan.options.compress {
-                    parts = [("data", try writer.reservePart(length: t.layout.dataBytes))]
-                } else if Self.sameEncoding(view.dtype, t.type) {
-                    try Self.checkFinite(view, allow: plan.options.allowNonfinite)
-                    parts = [("data", try writer.writePart(view.bytes, compressLevel: plan.options.compress ? 3 : nil))]
+            let level: Int32? = plan.options.compress ? 3 : nil
+            let payload: Payload
+            if t.type.isQuantized {
+                if dryRun && !plan.options.compress {
+                    errorEntries.append((t.name, .number(Self.format(0))))
+                    payload = .reserve(t.layout.parts.map(\.bytes))
                 } else {
-                    try Self.checkFinite(view, allow: plan.options.allowNonfinite)
-                    parts = [("data", try write(Self.narrow(view, to: t.type), writer))]
+                    let importance = try plan.options.calibration.flatMap { c throws(ConversionError) in try c.checkedWeights(t.name, columns: t.layout.columns) }
+                    if importance != nil { calibrated += 1 }
+                    let q = try Self.quantize(view, layout: t.layout, threads: plan.options.threads, importance: importance,
+                                              allowNonfinite: plan.options.allowNonfinite)
+                    errors.append((t.name, t.type, q.relativeRMSE))
+                    errorEntries.append((t.name, .number(Self.format(q.relativeRMSE))))
+                    payload = .quantized(q.parts)
                 }
-            } catch let e as FileAccessError {
-                throw .output(e)
-            } catch let e as ConversionError {
-                throw e
-            } catch {
-                throw .unsupportedTensor(name: t.name, detail: "\(error)")
+            } else if dryRun && !plan.options.compress {
+                payload = .reserve([t.layout.dataBytes])
+            } else if Self.sameEncoding(view.dtype, t.type) {
+                try Self.checkFinite(view, allow: plan.options.allowNonfinite)
+                payload = .mapped
+            } else {
+                try Self.checkFinite(view, allow: plan.options.allowNonfinite)
+                payload = .owned(try Self.narrow(view, to: t.type))
             }
-            view.file.dropPages(view.bytes)
-            writer.addTensor(name: t.name, shape: t.shape, type: t.type, parts: parts)
-            let c = Component.of(t.name)
-            let stored = parts.reduce(0) { $0 + $1.1.length }
-            byComponent[c] = ((byComponent[c]?.bytes ?? 0) + stored, (byComponent[c]?.parameters ?? 0) + t.info.elementCount)
+            let names = t.layout.parts.map(\.name)
+            let component = Component.of(t.name), parameters = t.info.elementCount
+            try output.submit { () throws(FileAccessError) in
+                var parts: [(String, PartRecord)] = []
+                switch payload {
+                case .reserve(let lengths):
+                    for (name, length) in zip(names, lengths) { parts.append((name, try writer.reservePart(length: length))) }
+                case .quantized(let q):
+                    for (name, bytes) in zip(names, q.buffers) { parts.append((name, try writer.writePart(bytes, compressLevel: level))) }
+                case .mapped:
+                    parts.append(("data", try writer.writePart(view.bytes, compressLevel: level)))
+                case .owned(let bytes):
+                    var result: Result<PartRecord, FileAccessError>!
+                    bytes.withUnsafeBytes { raw in
+                        do throws(FileAccessError) { result = .success(try writer.writePart(raw, compressLevel: level)) } catch { result = .failure(error) }
+                    }
+                    parts.append(("data", try result.get()))
+                }
+                view.file.dropPages(view.bytes)
+                writer.addTensor(name: t.name, shape: t.shape, type: t.type, parts: parts)
+                output.stored[component] = ((output.stored[component]?.bytes ?? 0) + parts.reduce(0) { $0 + $1.1.length },
+                                            (output.stored[component]?.parameters ?? 0) + parameters)
+            }
             done += t.info.byteCount
             progress(ConversionProgress(tensorsDone: i + 1, tensorCount: plan.tensors.count, sourceBytesDone: done,
                                         sourceBytes: plan.sourceBytes, seconds: elapsed(), current: t.name))
         }
+        try output.finish()
+        byComponent = output.stored
+        sources.append(contentsOf: shardRecords.value())
 
         var metadata = JSONObject([
             ("plmq_version", .string(producer)),
@@ -234,17 +248,8 @@ public struct Converter {
         return String(cString: p)
     }
 
-    private func sourceRecord(name: String, file: MappedFile) -> JSONValue {
+    private static func sourceRecord(name: String, file: MappedFile) -> JSONValue {
         .object(JSONObject([("name", .string(name)), ("bytes", .int(file.size)), ("sha256", .string(SHA256.hex(of: file)))]))
-    }
-
-    private func write(_ bytes: [UInt8], _ writer: PLMWriter) throws(FileAccessError) -> PartRecord {
-        var result: Result<PartRecord, FileAccessError>!
-        let level: Int32? = plan.options.compress ? 3 : nil
-        bytes.withUnsafeBytes { raw in
-            do throws(FileAccessError) { result = .success(try writer.writePart(raw, compressLevel: level)) } catch { result = .failure(error) }
-        }
-        return try result.get()
     }
 
     /// The row-major index of element `flat` of a tensor of `shape`.
@@ -322,18 +327,17 @@ public struct Converter {
         let failures = UnsafeMutableBufferPointer<ConversionError?>.allocate(capacity: chunks)
         failures.initialize(repeating: nil)
         defer { sums.deallocate(); failures.deallocate() }
-        let quantizer = RowQuantizer(layout: layout)
+        // The C scale searches (the same bytes as RowQuantizer, the reference the tests hold them to).
+        let quantizer = KernelQuantizer(layout: layout)
         let threads = max(1, threads)
         let columns = layout.columns
         // One weight per column or none (the converter checks the count against the tensor first).
         let importance = importance?.count == columns ? importance : nil
-        let omega = importance ?? [Float](repeating: 1, count: columns)
         // The buffers are disjoint per chunk, so workers never write the same bytes.
         let shared = WorkerShared((data, scales, mins, sums, failures))
         DispatchQueue.concurrentPerform(iterations: min(threads, chunks)) { worker in
             let (d, s, m, partial, failed) = shared.value
             var rowsIn = [Float](repeating: 0, count: rowsPerChunk * columns)
-            var rowsOut = rowsIn
             var chunk = worker
             while chunk < chunks {
                 let r0 = chunk * rowsPerChunk, n = min(rowsPerChunk, layout.rows - r0)
@@ -355,24 +359,19 @@ public struct Converter {
                     data: d.baseAddress! + r0 * layout.dataBytesPerRow,
                     scales: layout.scaleBytes > 0 ? s.baseAddress! + r0 * layout.scaleBytesPerRow : nil,
                     mins: layout.minBytes > 0 ? m.baseAddress! + r0 * layout.minBytesPerRow : nil)
+                // Sums per chunk in element order, then over chunks in order (below): the same
+                // doubles on any number of threads.
                 rowsIn.withUnsafeBufferPointer { w in
                     if let importance {
-                        importance.withUnsafeBufferPointer { quantizer.quantize(w.baseAddress!, rows: n, into: parts, importance: $0.baseAddress!) }
+                        importance.withUnsafeBufferPointer { omega in
+                            let e = quantizer.quantizeMeasuringError(w.baseAddress!, rows: n, into: parts, weights: .perColumn(omega.baseAddress!))
+                            partial[chunk] = (e.sse, e.norm, e.weighted)
+                        }
                     } else {
-                        quantizer.quantize(w.baseAddress!, rows: n, into: parts)
+                        let e = quantizer.quantizeMeasuringError(w.baseAddress!, rows: n, into: parts)
+                        partial[chunk] = (e.sse, e.norm, e.weighted)
                     }
                 }
-                rowsOut.withUnsafeMutableBufferPointer { quantizer.dequantize(parts, rows: n, into: $0.baseAddress!) }
-                var sse = 0.0, norm = 0.0, weighted = 0.0
-                for k in 0..<elements.count {
-                    let a = rowsIn[k], b = rowsOut[k]
-                    guard a.isFinite, b.isFinite else { continue }  // only with allowNonfinite
-                    let e = Double(a - b)
-                    sse += e * e
-                    weighted += Double(omega[k % columns]) * e * e
-                    norm += Double(a) * Double(a)
-                }
-                partial[chunk] = (sse, norm, weighted)
                 let bytes = view.bytes
                 let width = bytes.count / max(view.elementCount, 1)
                 view.file.dropPages(UnsafeRawBufferPointer(rebasing: bytes[(elements.lowerBound * width)..<(elements.upperBound * width)]))
@@ -420,6 +419,67 @@ public struct Converter {
         if digits >= 1_000_000 { digits /= 10; exponent += 1 }
         let e = abs(exponent)
         return "\(digits / 100_000).\(String(digits % 100_000).leftPadded(5))e\(exponent < 0 ? "-" : "+")\(e < 10 ? "0" : "")\(e)"
+    }
+}
+
+/// What one tensor hands to the writer thread.
+private enum Payload {
+    /// A dry run's part lengths.
+    case reserve([Int])
+    case quantized(QuantizedParts)
+    /// The source bytes as they are (same encoding).
+    case mapped
+    case owned([UInt8])
+}
+
+/// Writes tensors in order on one background thread, one waiting at most. The writer's state
+/// (and `stored`) is touched only by that thread until `finish` or `waitUntilIdle` returns.
+private final class WriteBehind: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "plmq.convert.write")
+    private let slot = DispatchSemaphore(value: 1)
+    private var failure: FileAccessError?
+    /// Stored bytes and parameters per component, kept by the jobs.
+    var stored: [Component: (bytes: Int, parameters: Int)] = [:]
+
+    /// Queues a job after the previous one has finished (so at most one waits); rethrows a
+    /// failed earlier job's error instead of queueing more.
+    func submit(_ job: @escaping () throws(FileAccessError) -> Void) throws(ConversionError) {
+        slot.wait()
+        if let failure { slot.signal(); throw .output(failure) }
+        let box = WorkerShared(job)
+        queue.async {
+            defer { self.slot.signal() }
+            do throws(FileAccessError) { try box.value() } catch { self.failure = error }
+        }
+    }
+
+    /// Waits for the queued jobs; throws the first failure.
+    func finish() throws(ConversionError) {
+        waitUntilIdle()
+        if let failure { throw .output(failure) }
+    }
+
+    func waitUntilIdle() { queue.sync {} }
+}
+
+/// A value computed on its own thread; `value()` waits for it.
+private final class BackgroundResult<Value>: @unchecked Sendable {
+    private var result: Value
+    private let done = DispatchSemaphore(value: 0)
+
+    init(default initial: Value, _ work: @escaping () -> Value) {
+        result = initial
+        let box = WorkerShared(work)
+        DispatchQueue(label: "plmq.convert.background").async {
+            self.result = box.value()
+            self.done.signal()
+        }
+    }
+
+    func value() -> Value {
+        done.wait()
+        done.signal()
+        return result
     }
 }
 

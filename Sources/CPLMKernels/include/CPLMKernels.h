@@ -176,6 +176,35 @@ void plm_bf16_gemv_ref(const void *w, int64_t cols, const float *x, float *y, in
 void plm_bf16_widen(const void *w, int64_t count, float *out, int impl);
 void plm_bf16_widen_ref(const void *w, int64_t count, float *out);
 
+/// Quantizes rows [0, rows) of x (row-major, `cols` floats per row) as `kind` with groups of
+/// `group` (8…256, a multiple of 8) into the three parts of a .plm tensor (Formats/PLM.md; each
+/// points at the first row's bytes, row sizes from plm_quantized_row_bytes; `mins` may be NULL
+/// for kinds without it). The same bytes as the Swift reference, RowQuantizer.quantize
+/// (Sources/PLMQuant), on every path: the scale searches in qsearch.c (portable, the C twin of
+/// the reference) and qsearch_avx2.c.
+/// `weight`: NULL (every element's squared error counts alike) or positive finite weights ω,
+/// element k of row r at weight[r·weight_row_stride + k]: stride 0 shares one row of weights
+/// (calibration's column importance), stride cols gives every element its own. int8 asymmetric
+/// is range-based and ignores them. Groups holding a NaN or ±Inf are stored as NaN markers
+/// (RowQuantizer.nonFiniteMarker). `sums`: NULL, or 3 doubles that receive the error sums of
+/// plm_quantization_error over these rows (computed group by group as they are stored, the same
+/// doubles). Returns 0, or −1 for an unknown kind or group size.
+int plm_quantize_rows(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
+                      int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins, double *sums, int impl);
+void plm_quantize_rows_portable(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
+                                int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins, double *sums);
+
+/// Bytes per row of each part for plm_quantize_rows.
+void plm_quantized_row_bytes(int kind, int group, int64_t cols, int64_t *data, int64_t *scales, int64_t *mins);
+
+/// The converter's error sums over rows quantized by plm_quantize_rows: sums[0] = Σ(w − ŵ)²,
+/// sums[1] = Σw², sums[2] = Σω(w − ŵ)² (ω as for plm_quantize_rows, 1 when NULL), in doubles,
+/// element by element in row-major order, skipping elements where w or ŵ is not finite. ŵ is
+/// RowQuantizer.dequantize's value. `scratch` holds cols floats. Returns 0, or −1 as above.
+int plm_quantization_error(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
+                           int64_t rows, int64_t cols, const uint8_t *data, const uint8_t *scales, const uint8_t *mins,
+                           float *scratch, double *sums);
+
 #ifdef __cplusplus
 }
 #endif

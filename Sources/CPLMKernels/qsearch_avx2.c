@@ -1,0 +1,292 @@
+// The quantizers' scale searches with AVX2: the same sums as the portable twin (qsearch.c) and
+// the Swift reference, lane for lane and in the same order, so the same bytes. Two layouts:
+// one candidate across the 8 lanes of a chunk (the reference's layout, for single candidates
+// and error evaluations), and 8 candidates across the lanes with the group's values broadcast
+// one at a time (the grids of 21–41 candidates: lane l of every reference accumulator becomes
+// one accumulator register, and the reference's final lane sum becomes 7 vector adds for 8
+// candidates at once, so the horizontal sums and the least-squares solutions cost 1/8).
+// Rounding uses vroundps (nearest even), which differs from the reference's 1.5·2^23 trick
+// only in the sign of a zero level; no sum, product or stored level can see that sign.
+#pragma STDC FP_CONTRACT OFF
+#pragma clang fp contract(off)
+#if defined(__x86_64__)
+#include "qsearch.h"
+#include <immintrin.h>
+
+#define AVX2 PLM_TARGET_AVX2
+#define QS(name) avx2_##name
+
+AVX2 static inline __m256 qv_round(__m256 x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+
+/// GroupSearch.levels: clamp to [lo, hi] keeping NaN (max/min return their second operand
+/// when either is NaN), then round.
+AVX2 static inline __m256 qv_levels(__m256 x, __m256 lo, __m256 hi) {
+    return qv_round(_mm256_min_ps(hi, _mm256_max_ps(lo, x)));
+}
+
+AVX2 static inline float qv_sum(__m256 v) {
+    float a[8] __attribute__((aligned(32)));
+    _mm256_store_ps(a, v);
+    return qs_sum8(a);
+}
+
+AVX2 static void avx2_sym_stats(const qs_group *g, float *vmax, float *sumWW) {
+    __m256 ww = _mm256_setzero_ps(), amax = _mm256_setzero_ps();
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    for (int c = 0; c < g->chunks; c++) {
+        __m256 x = _mm256_load_ps(g->v + 8 * c);
+        ww = _mm256_add_ps(ww, _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(g->w + 8 * c), x), x));
+        amax = _mm256_max_ps(amax, _mm256_and_ps(x, absmask));
+    }
+    *sumWW = qv_sum(ww);
+    // The reference keeps the first value of the largest magnitude (its sign is the scale's).
+    float a[8] __attribute__((aligned(32)));
+    _mm256_store_ps(a, amax);
+    float m = a[0];
+    for (int l = 1; l < 8; l++) m = a[l] > m ? a[l] : m;
+    float vm = 0;
+    if (m > 0) {
+        for (int j = 0; j < g->n; j++) if (fabsf(g->v[j]) == m) { vm = g->v[j]; break; }
+    }
+    *vmax = vm;
+}
+
+AVX2 static float avx2_abs_max(const qs_group *g) {
+    __m256 amax = _mm256_setzero_ps();
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    for (int c = 0; c < g->chunks; c++) amax = _mm256_max_ps(amax, _mm256_and_ps(_mm256_load_ps(g->v + 8 * c), absmask));
+    float a[8] __attribute__((aligned(32)));
+    _mm256_store_ps(a, amax);
+    float m = a[0];
+    for (int l = 1; l < 8; l++) m = a[l] > m ? a[l] : m;
+    return m;
+}
+
+AVX2 static void avx2_asym_stats(const qs_group *g, float *lo, float *hi, float *fn, float *sumW, float *sumWW) {
+    __m256 sw = _mm256_setzero_ps(), ww = _mm256_setzero_ps(), w1 = _mm256_setzero_ps();
+    __m256 vlo = _mm256_set1_ps(INFINITY), vhi = _mm256_set1_ps(-INFINITY);
+    int full = g->n / 8;
+    for (int c = 0; c < g->chunks; c++) {
+        __m256 x = _mm256_load_ps(g->v + 8 * c), om = _mm256_load_ps(g->w + 8 * c);
+        sw = _mm256_add_ps(sw, _mm256_mul_ps(om, x));
+        ww = _mm256_add_ps(ww, _mm256_mul_ps(_mm256_mul_ps(om, x), x));
+        w1 = _mm256_add_ps(w1, om);
+        if (c < full) { vlo = _mm256_min_ps(vlo, x); vhi = _mm256_max_ps(vhi, x); }
+    }
+    float a[8] __attribute__((aligned(32))), b[8] __attribute__((aligned(32)));
+    _mm256_store_ps(a, vlo);
+    _mm256_store_ps(b, vhi);
+    float l0 = a[0], h0 = b[0];
+    for (int l = 1; l < 8; l++) { l0 = a[l] < l0 ? a[l] : l0; h0 = b[l] > h0 ? b[l] : h0; }
+    for (int j = full * 8; j < g->n; j++) { float x = g->v[j]; l0 = x < l0 ? x : l0; h0 = x > h0 ? x : h0; }
+    // Values are exact; only which zero (±0) the reference's in-order fold keeps can differ.
+    if (l0 == 0 || h0 == 0) qs_minmax_seq(g, &l0, &h0);
+    *lo = l0;
+    *hi = h0;
+    *fn = qv_sum(w1);
+    *sumW = qv_sum(sw);
+    *sumWW = qv_sum(ww);
+}
+
+/// Σωq², Σωqw of one candidate, one chunk per vector (the reference's layout).
+AVX2 static void sym_moments1(const qs_group *g, float inv, __m256 vlo, __m256 vhi, float *sqq, float *sqw) {
+    __m256 vi = _mm256_set1_ps(inv), qq = _mm256_setzero_ps(), qw = _mm256_setzero_ps();
+    for (int c = 0; c < g->chunks; c++) {
+        __m256 x = _mm256_load_ps(g->v + 8 * c);
+        __m256 q = _mm256_mul_ps(qv_levels(_mm256_mul_ps(vi, x), vlo, vhi), _mm256_load_ps(g->m + 8 * c));
+        __m256 wq = _mm256_mul_ps(_mm256_load_ps(g->w + 8 * c), q);
+        qq = _mm256_add_ps(qq, _mm256_mul_ps(wq, q));
+        qw = _mm256_add_ps(qw, _mm256_mul_ps(wq, x));
+    }
+    *sqq = qv_sum(qq);
+    *sqw = qv_sum(qw);
+}
+
+/// Up to 8 candidates, one per lane. Lane l of the reference's accumulators sums elements
+/// l, l + 8, l + 16, … in that order; here that is one register per l, added up in l order.
+/// Past the group's end the reference's terms are ω·q·mask with mask 0: zero unless q is NaN or
+/// ±Inf, which they must still spread; they are computed the same way.
+AVX2 static void sym_moments8(const qs_group *g, const float *inv, __m256 vlo, __m256 vhi, float *sqq, float *sqw) {
+    __m256 vi = _mm256_loadu_ps(inv), zero = _mm256_setzero_ps();
+    __m256 tq = zero, tw = zero;
+    int n = g->n, uniform = g->uniform;
+    for (int l = 0; l < 8; l++) {
+        __m256 qq = zero, qw = zero;
+        for (int c = 0; c < g->chunks; c++) {
+            int j = 8 * c + l;
+            __m256 x = _mm256_broadcast_ss(g->v + j);
+            __m256 q = qv_levels(_mm256_mul_ps(vi, x), vlo, vhi);
+            __m256 wq;
+            if (j >= n) { q = _mm256_mul_ps(q, zero); wq = _mm256_mul_ps(zero, q); }
+            else wq = uniform ? q : _mm256_mul_ps(_mm256_broadcast_ss(g->w + j), q);
+            qq = _mm256_add_ps(qq, _mm256_mul_ps(wq, q));
+            qw = _mm256_add_ps(qw, _mm256_mul_ps(wq, x));
+        }
+        if (l == 0) { tq = qq; tw = qw; }
+        else { tq = _mm256_add_ps(tq, qq); tw = _mm256_add_ps(tw, qw); }
+    }
+    _mm256_storeu_ps(sqq, tq);
+    _mm256_storeu_ps(sqw, tw);
+}
+
+AVX2 static void avx2_sym_moments(const qs_group *g, const float *inv, int count, int lo, int hi, float *sqq, float *sqw) {
+    __m256 vlo = _mm256_set1_ps((float)lo), vhi = _mm256_set1_ps((float)hi);
+    int k = 0;
+    for (; k + 2 <= count; k += 8) sym_moments8(g, inv + k, vlo, vhi, sqq + k, sqw + k);
+    for (; k < count; k++) sym_moments1(g, inv[k], vlo, vhi, sqq + k, sqw + k);
+}
+
+/// Lane k of the result is the reference's lane sum of r[k] (lanes added in order), for 8
+/// vectors at once: an 8×8 transpose, then 7 vector adds.
+AVX2 static inline __m256 qv_sums8(const __m256 *r) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    __m256 c0 = _mm256_permute2f128_ps(u0, u4, 0x20), c1 = _mm256_permute2f128_ps(u1, u5, 0x20);
+    __m256 c2 = _mm256_permute2f128_ps(u2, u6, 0x20), c3 = _mm256_permute2f128_ps(u3, u7, 0x20);
+    __m256 c4 = _mm256_permute2f128_ps(u0, u4, 0x31), c5 = _mm256_permute2f128_ps(u1, u5, 0x31);
+    __m256 c6 = _mm256_permute2f128_ps(u2, u6, 0x31), c7 = _mm256_permute2f128_ps(u3, u7, 0x31);
+    __m256 sum = _mm256_add_ps(c0, c1);
+    sum = _mm256_add_ps(sum, c2);
+    sum = _mm256_add_ps(sum, c3);
+    sum = _mm256_add_ps(sum, c4);
+    sum = _mm256_add_ps(sum, c5);
+    sum = _mm256_add_ps(sum, c6);
+    return _mm256_add_ps(sum, c7);
+}
+
+AVX2 static void avx2_sym_errors(const qs_group *g, const float *scales, int count, int lo, int hi, float *err) {
+    __m256 vlo = _mm256_set1_ps((float)lo), vhi = _mm256_set1_ps((float)hi);
+    for (int k0 = 0; k0 < count; k0 += 8) {
+        __m256 e[8];
+        for (int k = 0; k < 8; k++) {
+            e[k] = _mm256_setzero_ps();
+            if (k0 + k >= count) continue;
+            float s = scales[k0 + k];
+            __m256 vs = _mm256_set1_ps(s), vi = _mm256_set1_ps(s == 0 ? 0 : 1 / s), acc = _mm256_setzero_ps();
+            for (int c = 0; c < g->chunks; c++) {
+                __m256 x = _mm256_load_ps(g->v + 8 * c);
+                __m256 d = _mm256_sub_ps(_mm256_mul_ps(vs, qv_levels(_mm256_mul_ps(x, vi), vlo, vhi)), x);
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(g->w + 8 * c), d), d));
+            }
+            e[k] = acc;
+        }
+        _mm256_storeu_ps(err + k0, qv_sums8(e));
+    }
+}
+
+AVX2 static void asym_moments1(const qs_group *g, float inv, float off, __m256 vtop, float *sq, float *sqq, float *sqw) {
+    __m256 vi = _mm256_set1_ps(inv), vo = _mm256_set1_ps(off), zero = _mm256_setzero_ps();
+    __m256 q1 = zero, qq = zero, qw = zero;
+    for (int c = 0; c < g->chunks; c++) {
+        __m256 x = _mm256_load_ps(g->v + 8 * c);
+        __m256 q = _mm256_mul_ps(qv_levels(_mm256_mul_ps(vi, _mm256_sub_ps(x, vo)), zero, vtop), _mm256_load_ps(g->m + 8 * c));
+        __m256 wq = _mm256_mul_ps(_mm256_load_ps(g->w + 8 * c), q);
+        q1 = _mm256_add_ps(q1, wq);
+        qq = _mm256_add_ps(qq, _mm256_mul_ps(wq, q));
+        qw = _mm256_add_ps(qw, _mm256_mul_ps(wq, x));
+    }
+    *sq = qv_sum(q1);
+    *sqq = qv_sum(qq);
+    *sqw = qv_sum(qw);
+}
+
+AVX2 static void asym_moments8(const qs_group *g, const float *inv, const float *off, __m256 vtop, float *sq, float *sqq, float *sqw) {
+    __m256 vi = _mm256_loadu_ps(inv), vo = _mm256_loadu_ps(off), zero = _mm256_setzero_ps();
+    __m256 t1 = zero, tq = zero, tw = zero;
+    int n = g->n, uniform = g->uniform;
+    for (int l = 0; l < 8; l++) {
+        __m256 q1 = zero, qq = zero, qw = zero;
+        for (int c = 0; c < g->chunks; c++) {
+            int j = 8 * c + l;
+            __m256 x = _mm256_broadcast_ss(g->v + j);
+            __m256 q = qv_levels(_mm256_mul_ps(vi, _mm256_sub_ps(x, vo)), zero, vtop);
+            __m256 wq;
+            if (j >= n) { q = _mm256_mul_ps(q, zero); wq = _mm256_mul_ps(zero, q); }
+            else wq = uniform ? q : _mm256_mul_ps(_mm256_broadcast_ss(g->w + j), q);
+            q1 = _mm256_add_ps(q1, wq);
+            qq = _mm256_add_ps(qq, _mm256_mul_ps(wq, q));
+            qw = _mm256_add_ps(qw, _mm256_mul_ps(wq, x));
+        }
+        if (l == 0) { t1 = q1; tq = qq; tw = qw; }
+        else { t1 = _mm256_add_ps(t1, q1); tq = _mm256_add_ps(tq, qq); tw = _mm256_add_ps(tw, qw); }
+    }
+    _mm256_storeu_ps(sq, t1);
+    _mm256_storeu_ps(sqq, tq);
+    _mm256_storeu_ps(sqw, tw);
+}
+
+AVX2 static void avx2_asym_moments(const qs_group *g, const float *inv, const float *off, int count, int top,
+                                   float *sq, float *sqq, float *sqw) {
+    __m256 vtop = _mm256_set1_ps((float)top);
+    int k = 0;
+    for (; k + 2 <= count; k += 8) asym_moments8(g, inv + k, off + k, vtop, sq + k, sqq + k, sqw + k);
+    for (; k < count; k++) asym_moments1(g, inv[k], off[k], vtop, sq + k, sqq + k, sqw + k);
+}
+
+/// qs_asym_solve1 for 8 candidates at once: the same operations lane by lane.
+AVX2 static void avx2_asym_solve(const float *sq, const float *sqq, const float *sqw, int count, float fn, float sumW, float sumWW,
+                                 int non_positive_min, float *s_out, float *m_out, float *sse_out, int *valid) {
+    const __m256 FN = _mm256_set1_ps(fn), SW = _mm256_set1_ps(sumW), SWW = _mm256_set1_ps(sumWW);
+    const __m256 two = _mm256_set1_ps(2), zero = _mm256_setzero_ps();
+    for (int k0 = 0; k0 < count; k0 += 8) {
+        __m256 SQ = _mm256_loadu_ps(sq + k0), SQQ = _mm256_loadu_ps(sqq + k0), SQW = _mm256_loadu_ps(sqw + k0);
+        __m256 det = _mm256_sub_ps(_mm256_mul_ps(FN, SQQ), _mm256_mul_ps(SQ, SQ));
+        __m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(FN, SQW), _mm256_mul_ps(SQ, SW)), det);
+        __m256 m = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(SQQ, SW), _mm256_mul_ps(SQ, SQW)), det);
+        if (non_positive_min) {
+            __m256 pos = _mm256_cmp_ps(m, zero, _CMP_GT_OQ);
+            m = _mm256_blendv_ps(m, zero, pos);
+            s = _mm256_blendv_ps(s, _mm256_div_ps(SQW, SQQ), pos);
+        }
+        __m256 ok = _mm256_and_ps(_mm256_cmp_ps(det, zero, _CMP_GT_OQ), _mm256_cmp_ps(s, zero, _CMP_GT_OQ));
+        __m256 ts = _mm256_mul_ps(two, s);
+        __m256 e = _mm256_mul_ps(_mm256_mul_ps(s, s), SQQ);
+        e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(ts, m), SQ));
+        e = _mm256_sub_ps(e, _mm256_mul_ps(ts, SQW));
+        e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(FN, m), m));
+        e = _mm256_sub_ps(e, _mm256_mul_ps(_mm256_mul_ps(two, m), SW));
+        e = _mm256_add_ps(e, SWW);
+        _mm256_storeu_ps(s_out + k0, s);
+        _mm256_storeu_ps(m_out + k0, m);
+        _mm256_storeu_ps(sse_out + k0, e);
+        int mask = _mm256_movemask_ps(ok);
+        for (int k = 0; k < 8; k++) valid[k0 + k] = (mask >> k) & 1;
+    }
+}
+
+AVX2 static void avx2_asym_errors(const qs_group *g, const float *scales, const float *mins, int count, int top, float *err) {
+    __m256 vtop = _mm256_set1_ps((float)top), zero = _mm256_setzero_ps();
+    for (int k0 = 0; k0 < count; k0 += 8) {
+        __m256 e[8];
+        for (int k = 0; k < 8; k++) {
+            e[k] = zero;
+            if (k0 + k >= count) continue;
+            float s = scales[k0 + k];
+            __m256 vs = _mm256_set1_ps(s), vm = _mm256_set1_ps(mins[k0 + k]), vi = _mm256_set1_ps(s > 0 ? 1 / s : 0), acc = zero;
+            for (int c = 0; c < g->chunks; c++) {
+                __m256 x = _mm256_load_ps(g->v + 8 * c);
+                __m256 q = qv_levels(_mm256_mul_ps(_mm256_sub_ps(x, vm), vi), zero, vtop);
+                __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(vs, q), vm), x), _mm256_load_ps(g->m + 8 * c));
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(g->w + 8 * c), d), d));
+            }
+            e[k] = acc;
+        }
+        _mm256_storeu_ps(err + k0, qv_sums8(e));
+    }
+}
+
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#include "qsearch_body.h"
+#pragma clang attribute pop
+
+void plm_quantize_rows_avx2(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
+                            int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins, double *sums) {
+    avx2_rows(kind, group, x, weight, weight_row_stride, rows, cols, data, scales, mins, sums);
+}
+#endif
