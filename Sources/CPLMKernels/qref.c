@@ -24,70 +24,52 @@ void plm_group_scale_min(const plm_qmatrix *w, int64_t r, int64_t g, float *scal
     }
 }
 
+/// One block of n ≤ 32 activations as levels in [−top, top] (absmax scale), padded with zeros to
+/// 32, with its scale and scale·Σlevels. A NaN or Inf input must not become finite
+/// levels (lrintf(NaN) is INT_MIN, which would clamp to −top): such a block gets a NaN
+/// scale and sum, so every dot product that reads it is NaN.
+static void block_levels(const float *v, int64_t n, int top, int32_t levels[32], float *scale, float *sum) {
+    float amax = 0;
+    int nonfinite = 0;
+    for (int64_t j = 0; j < n; j++) {
+        float a = fabsf(v[j]);
+        nonfinite |= !(a <= FLT_MAX);
+        if (a > amax) amax = a;
+    }
+    if (nonfinite) {
+        memset(levels, 0, 32 * sizeof(int32_t));
+        *scale = NAN;
+        *sum = NAN;
+        return;
+    }
+    const float inverse = amax > 0 ? (float)top / amax : 0.0f;
+    *scale = amax / (float)top;
+    int32_t total = 0;
+    for (int64_t j = 0; j < 32; j++) {
+        int level = j < n ? (int)lrintf(v[j] * inverse) : 0;
+        if (level > top) level = top;
+        if (level < -top) level = -top;
+        levels[j] = level;
+        total += level;
+    }
+    *sum = *scale * (float)total;
+}
+
 void plm_quantize_activations(const float *x, int64_t cols, int8_t *q, float *d, float *sum) {
-    int64_t blocks = plm_blocks(cols);
-    for (int64_t b = 0; b < blocks; b++) {
+    int32_t levels[32];
+    for (int64_t b = 0; b < plm_blocks(cols); b++) {
         int64_t n = cols - b * 32 < 32 ? cols - b * 32 : 32;
-        const float *v = x + b * 32;
-        float amax = 0;
-        int nonfinite = 0;
-        for (int64_t j = 0; j < n; j++) {
-            float a = fabsf(v[j]);
-            nonfinite |= !(a <= FLT_MAX);  // NaN or ±Inf
-            if (a > amax) amax = a;
-        }
-        if (nonfinite) {
-            // A NaN or Inf input must not become finite levels (lrintf(NaN) is INT_MIN, clamped
-            // to −127): a NaN block scale makes every dot product that reads this block NaN.
-            memset(q + b * 32, 0, 32);
-            d[b] = NAN;
-            sum[b] = NAN;
-            continue;
-        }
-        float scale = amax / 127.0f, inverse = amax > 0 ? 127.0f / amax : 0.0f;
-        int total = 0;
-        for (int64_t j = 0; j < 32; j++) {
-            int level = j < n ? (int)lrintf(v[j] * inverse) : 0;
-            if (level > 127) level = 127;
-            if (level < -127) level = -127;
-            q[b * 32 + j] = (int8_t)level;
-            total += level;
-        }
-        d[b] = scale;
-        sum[b] = scale * (float)total;
+        block_levels(x + b * 32, n, 127, levels, d + b, sum + b);
+        for (int j = 0; j < 32; j++) q[b * 32 + j] = (int8_t)levels[j];
     }
 }
 
 void plm_quantize_activations16(const float *x, int64_t cols, int16_t *q, float *d, float *sum) {
-    int64_t blocks = plm_blocks(cols);
-    for (int64_t b = 0; b < blocks; b++) {
+    int32_t levels[32];
+    for (int64_t b = 0; b < plm_blocks(cols); b++) {
         int64_t n = cols - b * 32 < 32 ? cols - b * 32 : 32;
-        const float *v = x + b * 32;
-        float amax = 0;
-        int nonfinite = 0;
-        for (int64_t j = 0; j < n; j++) {
-            float a = fabsf(v[j]);
-            nonfinite |= !(a <= FLT_MAX);
-            if (a > amax) amax = a;
-        }
-        if (nonfinite) {
-            // As for int8: a NaN block scale keeps NaN/Inf inputs from becoming finite levels.
-            memset(q + b * 32, 0, 32 * sizeof(int16_t));
-            d[b] = NAN;
-            sum[b] = NAN;
-            continue;
-        }
-        float scale = amax / 32767.0f, inverse = amax > 0 ? 32767.0f / amax : 0.0f;
-        int32_t total = 0;
-        for (int64_t j = 0; j < 32; j++) {
-            int level = j < n ? (int)lrintf(v[j] * inverse) : 0;
-            if (level > 32767) level = 32767;
-            if (level < -32767) level = -32767;
-            q[b * 32 + j] = (int16_t)level;
-            total += level;
-        }
-        d[b] = scale;
-        sum[b] = scale * (float)total;
+        block_levels(x + b * 32, n, 32767, levels, d + b, sum + b);
+        for (int j = 0; j < 32; j++) q[b * 32 + j] = (int16_t)levels[j];
     }
 }
 
