@@ -328,7 +328,8 @@ public struct Converter {
         failures.initialize(repeating: nil)
         defer { sums.deallocate(); failures.deallocate() }
         // The C scale searches (the same bytes as RowQuantizer, the reference the tests hold them to).
-        let quantizer = KernelQuantizer(layout: layout)
+        let quantizer: KernelQuantizer
+        do { quantizer = try KernelQuantizer(layout: layout) } catch { throw .unsupportedTensor(name: view.name, detail: error.description) }
         let threads = max(1, threads)
         let columns = layout.columns
         // One weight per column or none (the converter checks the count against the tensor first).

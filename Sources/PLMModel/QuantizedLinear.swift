@@ -37,14 +37,8 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         func pointer(_ name: String) -> UnsafeRawPointer? { parts[name]?.withBytes { $0.baseAddress } }
         rawPointers = [pointer("data"), pointer("scales"), pointer("mins")]
         let layout = t.layout
-        let kind: Int32
-        switch t.type {
-        case .int8(.symmetric, _): kind = Int32(PLM_Q8_SYM)
-        case .int8(.asymmetric, _): kind = Int32(PLM_Q8_ASYM)
-        case .int4(.symmetric, _, _): kind = Int32(PLM_Q4_SYM)
-        case .int4(.asymmetric, _, .f16): kind = Int32(PLM_Q4_ASYM_F16)
-        case .int4(.asymmetric, _, .k6): kind = Int32(PLM_Q4_ASYM_K6)
-        default: throw .tensorInvalid(file: file.path, tensor: t.name, detail: "not a quantized type")
+        guard let kind = t.type.kernelKind else {
+            throw .tensorInvalid(file: file.path, tensor: t.name, detail: "not a quantized type")
         }
         matrix = plm_qmatrix(kind: kind, group: Int32(t.type.groupSize!), rows: Int64(layout.rows), cols: Int64(layout.columns),
                              data: rawPointers[0]?.assumingMemoryBound(to: UInt8.self),

@@ -4,24 +4,30 @@ import CPLMKernels
 /// (Sources/CPLMKernels/qsearch.c, AVX2 in qsearch_avx2.c), writing the same bytes.
 /// `RowQuantizer` stays the reference the tests compare every path with.
 public struct KernelQuantizer: Sendable {
+    /// A layout the C searches do not take (checked once, when the quantizer is made).
+    public struct Unsupported: Error, CustomStringConvertible {
+        public let type: StorageType
+        public let columns: Int
+        public var description: String { "the C scale search takes no \(type) matrix with \(columns) columns" }
+    }
+
+    /// The C searches' own limits (qsearch.c returns −1 outside them), checked up front so no
+    /// call can fail later.
+    static let groupSizes = stride(from: 8, through: 256, by: 8)
+
     public let layout: StorageLayout
     /// The C dispatcher's code (`PLM_IMPL_*`); the best this CPU runs unless a test asks for less.
     public let implementation: Int32
     let kind: Int32
     let group: Int32
 
-    public init(layout: StorageLayout, implementation: Int32 = plm_best_impl()) {
-        precondition(layout.type.isQuantized, "KernelQuantizer handles int8/int4 types")
+    public init(layout: StorageLayout, implementation: Int32 = plm_best_impl()) throws(Unsupported) {
+        guard let kind = layout.type.kernelKind, let g = layout.type.groupSize, Self.groupSizes.contains(g), layout.columns >= 1,
+              layout.rows >= 0 else { throw Unsupported(type: layout.type, columns: layout.columns) }
         self.layout = layout
         self.implementation = implementation
-        group = Int32(layout.type.groupSize!)
-        switch layout.type {
-        case .int8(.symmetric, _): kind = Int32(PLM_Q8_SYM)
-        case .int8(.asymmetric, _): kind = Int32(PLM_Q8_ASYM)
-        case .int4(.symmetric, _, _): kind = Int32(PLM_Q4_SYM)
-        case .int4(.asymmetric, _, .f16): kind = Int32(PLM_Q4_ASYM_F16)
-        default: kind = Int32(PLM_Q4_ASYM_K6)
-        }
+        group = Int32(g)
+        self.kind = kind
     }
 
     /// Per-element weights of the squared error the searches minimise: none (all alike), one row
@@ -64,7 +70,7 @@ public struct KernelQuantizer: Sendable {
                                        parts.data.assumingMemoryBound(to: UInt8.self),
                                        parts.scales?.assumingMemoryBound(to: UInt8.self),
                                        parts.mins?.assumingMemoryBound(to: UInt8.self), sums, implementation)
-        precondition(status == 0, "plm_quantize_rows refused a layout StorageType allows")  // a bug, not input data
+        assert(status == 0, "plm_quantize_rows refused a layout init accepted")  // init checks its limits
     }
 
     /// The error sums of rows quantized by `quantize`: (Σ(w − ŵ)², Σw², Σω(w − ŵ)²), in
@@ -81,7 +87,22 @@ public struct KernelQuantizer: Sendable {
                                        parts.mins?.assumingMemoryBound(to: UInt8.self), scratch, d)
             }
         }
-        precondition(status == 0, "plm_quantization_error refused a layout StorageType allows")
+        assert(status == 0, "plm_quantization_error refused a layout init accepted")
         return sums
+    }
+}
+
+extension StorageType {
+    /// The C kernels' code for this type (`PLM_Q8_SYM` …, CPLMKernels.h), nil when not quantized:
+    /// the one mapping the converter, the engine and the tests use.
+    public var kernelKind: Int32? {
+        switch self {
+        case .int8(.symmetric, _): return Int32(PLM_Q8_SYM)
+        case .int8(.asymmetric, _): return Int32(PLM_Q8_ASYM)
+        case .int4(.symmetric, _, _): return Int32(PLM_Q4_SYM)
+        case .int4(.asymmetric, _, .f16): return Int32(PLM_Q4_ASYM_F16)
+        case .int4(.asymmetric, _, .k6): return Int32(PLM_Q4_ASYM_K6)
+        default: return nil
+        }
     }
 }

@@ -29,15 +29,7 @@ final class TestMatrix {
         dense = out
     }
 
-    var kind: Int32 {
-        switch layout.type {
-        case .int8(.symmetric, _): return Int32(PLM_Q8_SYM)
-        case .int8(.asymmetric, _): return Int32(PLM_Q8_ASYM)
-        case .int4(.symmetric, _, _): return Int32(PLM_Q4_SYM)
-        case .int4(.asymmetric, _, .f16): return Int32(PLM_Q4_ASYM_F16)
-        default: return Int32(PLM_Q4_ASYM_K6)
-        }
-    }
+    var kind: Int32 { layout.type.kernelKind ?? -1 }
 
     func withMatrix<R>(_ body: (inout plm_qmatrix) -> R) -> R {
         data.withUnsafeBytes { d in scales.withUnsafeBytes { s in mins.withUnsafeBytes { m in

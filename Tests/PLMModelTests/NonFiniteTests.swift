@@ -75,14 +75,7 @@ import PLMQuant
 
     func gemv(_ layout: StorageLayout, _ data: [UInt8], _ scales: [UInt8], _ mins: [UInt8], _ x: [Float], impl: Int) -> [Float] {
         let k = layout.columns, rows = layout.rows
-        let kind: Int32
-        switch layout.type {
-        case .int8(.symmetric, _): kind = Int32(PLM_Q8_SYM)
-        case .int8(.asymmetric, _): kind = Int32(PLM_Q8_ASYM)
-        case .int4(.symmetric, _, _): kind = Int32(PLM_Q4_SYM)
-        case .int4(.asymmetric, _, .f16): kind = Int32(PLM_Q4_ASYM_F16)
-        default: kind = Int32(PLM_Q4_ASYM_K6)
-        }
+        let kind = layout.type.kernelKind ?? -1
         let blocks = (k + 31) / 32
         var aq = [Int8](repeating: 0, count: blocks * 32), ad = [Float](repeating: 0, count: blocks), asum = ad
         plm_quantize_activations(x, Int64(k), &aq, &ad, &asum)

@@ -50,12 +50,12 @@ import Testing
     }
 
     /// Parts written by the C path.
-    static func kernelBytes(_ w: [Float], rows: Int, type: StorageType, impl: Int32, weights: [Float]?, perElement: Bool = false) -> [[UInt8]] {
+    static func kernelBytes(_ w: [Float], rows: Int, type: StorageType, impl: Int32, weights: [Float]?, perElement: Bool = false) throws -> [[UInt8]] {
         let layout = StorageLayout(shape: [rows, columns], type: type)
         var data = [UInt8](repeating: 0, count: layout.dataBytes)
         var scales = [UInt8](repeating: 0, count: layout.scaleBytes)
         var mins = [UInt8](repeating: 0, count: layout.minBytes)
-        let q = KernelQuantizer(layout: layout, implementation: impl)
+        let q = try KernelQuantizer(layout: layout, implementation: impl)
         w.withUnsafeBufferPointer { wp in
             data.withUnsafeMutableBytes { d in
                 scales.withUnsafeMutableBytes { s in
@@ -81,15 +81,15 @@ import Testing
     /// Every storage type and group size, every path, with and without importance weights: the
     /// same bytes as RowQuantizer on the adversarial rows.
     @Test(arguments: allQuantizedTypes)
-    func kernelPathsWriteTheReferenceBytes(_ type: StorageType) {
+    func kernelPathsWriteTheReferenceBytes(_ type: StorageType) throws {
         let rows = Self.adversarialRows(seed: 5)
         let w = rows.flatMap { $0 }
         let importance = sampleImportance(columns: Self.columns, seed: 9)
         let reference = Quantized(w, rows: rows.count, columns: Self.columns, type: type)
         let weighted = Quantized(w, rows: rows.count, columns: Self.columns, type: type, importance: importance)
         for impl in Self.implementations {
-            let plain = Self.kernelBytes(w, rows: rows.count, type: type, impl: impl, weights: nil)
-            let withImportance = Self.kernelBytes(w, rows: rows.count, type: type, impl: impl, weights: importance)
+            let plain = try Self.kernelBytes(w, rows: rows.count, type: type, impl: impl, weights: nil)
+            let withImportance = try Self.kernelBytes(w, rows: rows.count, type: type, impl: impl, weights: importance)
             for part in 0..<3 {
                 #expect(plain[part] == reference.bytes[part], "\(type) impl \(impl) part \(part): \(Self.firstDifference(plain[part], reference.bytes[part]))")
                 #expect(withImportance[part] == weighted.bytes[part], "\(type) impl \(impl) weighted part \(part): \(Self.firstDifference(withImportance[part], weighted.bytes[part]))")
@@ -100,7 +100,7 @@ import Testing
     /// Many random groups (random scales and lengths, with outliers) through every path.
     @Test(arguments: [StorageType.int4(.asymmetric, groupSize: 32, scales: .k6), .int4(.symmetric, groupSize: 32, scales: .f16),
                       .int4(.asymmetric, groupSize: 64, scales: .f16), .int8(.symmetric, groupSize: 32)])
-    func manyRandomGroupsMatchTheReference(_ type: StorageType) {
+    func manyRandomGroupsMatchTheReference(_ type: StorageType) throws {
         let rows = 40
         var w = sampleWeights(rows: rows, columns: Self.columns, seed: 23)
         for r in 0..<rows {
@@ -110,7 +110,7 @@ import Testing
         let importance = (0..<Self.columns).map { j in Float(exp(Double((j * 7919) % 23) / 4 - 3)) }  // 0.05…12
         let reference = Quantized(w, rows: rows, columns: Self.columns, type: type, importance: importance)
         for impl in Self.implementations {
-            let got = Self.kernelBytes(w, rows: rows, type: type, impl: impl, weights: importance)
+            let got = try Self.kernelBytes(w, rows: rows, type: type, impl: impl, weights: importance)
             #expect(got == reference.bytes, "\(type) impl \(impl)")
         }
     }
@@ -119,25 +119,25 @@ import Testing
     /// weights give exactly the per-column bytes, and the AVX2 path agrees with the portable one
     /// on weights that differ from row to row.
     @Test(arguments: allQuantizedTypes)
-    func perElementWeightsFollowTheSameSearch(_ type: StorageType) {
+    func perElementWeightsFollowTheSameSearch(_ type: StorageType) throws {
         let rows = 6
         let w = sampleWeights(rows: rows, columns: Self.columns, seed: 31)
         let importance = sampleImportance(columns: Self.columns, seed: 4)
         let tiled = (0..<rows).flatMap { _ in importance }
         let varying = w.map { $0 * $0 + 1e-4 }  // e.g. w² + σ²
         let portable = Int32(PLM_IMPL_PORTABLE)
-        let perColumn = Self.kernelBytes(w, rows: rows, type: type, impl: portable, weights: importance)
-        let varyingPortable = Self.kernelBytes(w, rows: rows, type: type, impl: portable, weights: varying, perElement: true)
+        let perColumn = try Self.kernelBytes(w, rows: rows, type: type, impl: portable, weights: importance)
+        let varyingPortable = try Self.kernelBytes(w, rows: rows, type: type, impl: portable, weights: varying, perElement: true)
         for impl in Self.implementations {
-            #expect(Self.kernelBytes(w, rows: rows, type: type, impl: impl, weights: tiled, perElement: true) == perColumn, "\(type) impl \(impl)")
-            #expect(Self.kernelBytes(w, rows: rows, type: type, impl: impl, weights: varying, perElement: true) == varyingPortable, "\(type) impl \(impl)")
+            #expect(try Self.kernelBytes(w, rows: rows, type: type, impl: impl, weights: tiled, perElement: true) == perColumn, "\(type) impl \(impl)")
+            #expect(try Self.kernelBytes(w, rows: rows, type: type, impl: impl, weights: varying, perElement: true) == varyingPortable, "\(type) impl \(impl)")
         }
     }
 
     /// The converter's error sums from C equal the reference's: RowQuantizer.dequantize, then
     /// doubles summed in element order over the finite pairs.
     @Test(arguments: allQuantizedTypes)
-    func errorSumsMatchTheReference(_ type: StorageType) {
+    func errorSumsMatchTheReference(_ type: StorageType) throws {
         let rows = Self.adversarialRows(seed: 8)
         let w = rows.flatMap { $0 }
         let importance = sampleImportance(columns: Self.columns, seed: 2)
@@ -154,7 +154,7 @@ import Testing
         }
         var d = q.data, s = q.scales, m = q.mins
         var scratch = [Float](repeating: 0, count: Self.columns)
-        let kq = KernelQuantizer(layout: q.layout)
+        let kq = try KernelQuantizer(layout: q.layout)
         let got = w.withUnsafeBufferPointer { wp in
             importance.withUnsafeBufferPointer { ip in
                 d.withUnsafeMutableBytes { dp in
@@ -175,13 +175,14 @@ import Testing
         #expect(got.weighted.bitPattern == weighted.bitPattern, "\(type)")
         // The sums the quantizer measures as it stores each group are the same doubles.
         for impl in Self.implementations {
+            let kernel = try KernelQuantizer(layout: q.layout, implementation: impl)
             var d2 = q.data, s2 = q.scales, m2 = q.mins
             let fused = w.withUnsafeBufferPointer { wp in
                 importance.withUnsafeBufferPointer { ip in
                     d2.withUnsafeMutableBytes { dp in
                         s2.withUnsafeMutableBytes { sp in
                             m2.withUnsafeMutableBytes { mp in
-                                KernelQuantizer(layout: q.layout, implementation: impl).quantizeMeasuringError(
+                                kernel.quantizeMeasuringError(
                                     wp.baseAddress!, rows: rows.count, into: .init(data: dp.baseAddress!, scales: sp.baseAddress, mins: mp.baseAddress),
                                     weights: .perColumn(ip.baseAddress!))
                             }
@@ -195,11 +196,12 @@ import Testing
         }
         let plain = Quantized(w, rows: rows.count, columns: Self.columns, type: type)
         var d3 = plain.data, s3 = plain.scales, m3 = plain.mins
+        let unweightedKernel = try KernelQuantizer(layout: q.layout)
         let unweighted = w.withUnsafeBufferPointer { wp in
             d3.withUnsafeMutableBytes { dp in
                 s3.withUnsafeMutableBytes { sp in
                     m3.withUnsafeMutableBytes { mp in
-                        KernelQuantizer(layout: q.layout).quantizeMeasuringError(
+                        unweightedKernel.quantizeMeasuringError(
                             wp.baseAddress!, rows: rows.count, into: .init(data: dp.baseAddress!, scales: sp.baseAddress, mins: mp.baseAddress))
                     }
                 }
@@ -209,6 +211,19 @@ import Testing
         var sse3 = 0.0
         for k in 0..<w.count where w[k].isFinite && r3[k].isFinite { let e = Double(w[k] - r3[k]); sse3 += e * e }
         #expect(unweighted.sse.bitPattern == sse3.bitPattern && unweighted.weighted.bitPattern == sse3.bitPattern, "\(type) unweighted")
+    }
+
+    /// Layouts the C searches do not take are a typed error when the quantizer is made (the
+    /// converter reports it for the tensor), never a trap inside a later call.
+    @Test func unsupportedLayoutsAreErrors() {
+        #expect(throws: KernelQuantizer.Unsupported.self) { try KernelQuantizer(layout: StorageLayout(shape: [4, 64], type: .bf16)) }
+        #expect(throws: KernelQuantizer.Unsupported.self) {
+            try KernelQuantizer(layout: StorageLayout(shape: [4, 0], type: .int8(.symmetric, groupSize: 32)))
+        }
+        #expect(throws: KernelQuantizer.Unsupported.self) {
+            try KernelQuantizer(layout: StorageLayout(shape: [4, 64], type: .int4(.symmetric, groupSize: 512, scales: .f16)))
+        }
+        #expect((try? KernelQuantizer(layout: StorageLayout(shape: [4, 64], type: .int8(.symmetric, groupSize: 32)))) != nil)
     }
 
     /// The C f16 rounding (the scale searches store through it) against Swift's Float16(x), on
