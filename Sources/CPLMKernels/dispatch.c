@@ -2,6 +2,7 @@
 // An implementation is used only when both the caller asks for it (impl) and the CPU has it;
 // the Swift layer refuses an explicit request the CPU cannot meet before it gets here.
 #include "qcommon.h"
+#include <stdlib.h>
 
 #if defined(__x86_64__)
 int plm_cpu_has_avx2(void) {
@@ -52,6 +53,7 @@ void plm_qgemv_f32(const plm_qmatrix *w, const float *x, float *y, int64_t r0, i
 
 void plm_qgemv16(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r0, int64_t r1, int impl) {
 #if defined(__x86_64__)
+    if (use_avx512(impl)) { plm_qgemv16_avx512(w, a, y, r0, r1); return; }
     if (use_avx2(impl)) { plm_qgemv16_avx2(w, a, y, r0, r1); return; }
 #endif
     plm_qgemv16_ref(w, a, y, r0, r1);
@@ -61,7 +63,8 @@ void plm_qgemm(const plm_qmatrix *w, const int8_t *q, const float *d, const floa
                int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1, int impl) {
 #if defined(__x86_64__)
     if (use_avx512(impl) && rows >= 4) {
-        plm_qgemm_avx512(w, q, d, sum, rows, y, ldy, r0, r1);
+        plm_tile_act a = { q, NULL, NULL, NULL, d, sum };
+        plm_qgemm_avx512(w, &a, rows, y, ldy, r0, r1);
         return;
     }
 #endif
@@ -69,6 +72,49 @@ void plm_qgemm(const plm_qmatrix *w, const int8_t *q, const float *d, const floa
     for (int64_t m = 0; m < rows; m++) {
         plm_qact a = { q + m * blocks * 32, d + m * blocks, sum + m * blocks, x + m * w->cols, w->cols };
         plm_qgemv(w, &a, y + m * ldy, r0, r1, impl);
+    }
+}
+
+#if defined(__x86_64__)
+/// Runs `gemm` over int16 activation rows split into bytes (heap: rows·K bytes twice, per call,
+/// next to the tile buffers the GEMMs allocate anyway). Returns 0 when out of memory.
+static int with_split16(const int16_t *q, const float *d, const float *sum, int64_t rows, int64_t blocks,
+                        void (*gemm)(const plm_tile_act *, void *), void *context) {
+    int8_t *hi = malloc((size_t)(rows * blocks * 32));
+    uint8_t *lo = malloc((size_t)(rows * blocks * 32));
+    int32_t *lo_sum = malloc((size_t)(rows * blocks) * sizeof(int32_t));
+    int ok = hi && lo && lo_sum;
+    if (ok) {
+        plm_split_rows16_avx512(q, rows, blocks, hi, lo, lo_sum);
+        plm_tile_act a = { NULL, hi, lo, lo_sum, d, sum };
+        gemm(&a, context);
+    }
+    free(hi); free(lo); free(lo_sum);
+    return ok;
+}
+
+typedef struct { const plm_qmatrix *w; int64_t rows; float *y; int64_t ldy, r0, r1; } gemm16_call;
+static void run_gemm16(const plm_tile_act *a, void *context) {
+    const gemm16_call *c = context;
+    plm_qgemm_avx512(c->w, a, c->rows, c->y, c->ldy, c->r0, c->r1);
+}
+typedef struct { const plm_q4k6_repacked *w; int64_t rows; float *y; int64_t ldy, tile0, tile1; } gemm16_repacked_call;
+static void run_gemm16_repacked(const plm_tile_act *a, void *context) {
+    const gemm16_repacked_call *c = context;
+    plm_qgemm_repacked_avx512(c->w, a, c->rows, c->y, c->ldy, c->tile0, c->tile1);
+}
+#endif
+
+void plm_qgemm16(const plm_qmatrix *w, const int16_t *q, const float *d, const float *sum, const float *x,
+                 int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1, int impl) {
+    const int64_t blocks = plm_blocks(w->cols);
+#if defined(__x86_64__)
+    gemm16_call call = { w, rows, y, ldy, r0, r1 };
+    if (use_avx512(impl) && rows >= 4 && with_split16(q, d, sum, rows, blocks, run_gemm16, &call)) return;
+#endif
+    for (int64_t m = 0; m < rows; m++) {
+        plm_qact16 a = { q + m * blocks * 32, d + m * blocks, sum + m * blocks, x + m * w->cols, w->cols };
+        plm_qgemv16(w, &a, y + m * ldy, r0, r1, impl);
     }
 }
 
@@ -82,13 +128,35 @@ void plm_qgemv_repacked(const plm_q4k6_repacked *w, const plm_qact *a, float *y,
 #endif
 }
 
+void plm_qgemv16_repacked(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1) {
+#if defined(__x86_64__)
+    if (plm_cpu_has_avx512()) plm_qgemv16_repacked_avx512(w, a, y, tile0, tile1);
+#else
+    (void)w; (void)a; (void)y; (void)tile0; (void)tile1;
+#endif
+}
+
 void plm_qgemm_repacked(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
                         int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1) {
 #if defined(__x86_64__)
-    if (plm_cpu_has_avx512()) plm_qgemm_repacked_avx512(w, q, d, sum, rows, y, ldy, tile0, tile1);
+    if (plm_cpu_has_avx512()) {
+        plm_tile_act a = { q, NULL, NULL, NULL, d, sum };
+        plm_qgemm_repacked_avx512(w, &a, rows, y, ldy, tile0, tile1);
+    }
 #else
     (void)w; (void)q; (void)d; (void)sum; (void)rows; (void)y; (void)ldy; (void)tile0; (void)tile1;
 #endif
+}
+
+int plm_qgemm16_repacked(const plm_q4k6_repacked *w, const int16_t *q, const float *d, const float *sum,
+                         int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1) {
+#if defined(__x86_64__)
+    gemm16_repacked_call call = { w, rows, y, ldy, tile0, tile1 };
+    if (plm_cpu_has_avx512()) return with_split16(q, d, sum, rows, plm_blocks(w->cols), run_gemm16_repacked, &call);
+#else
+    (void)w; (void)q; (void)d; (void)sum; (void)rows; (void)y; (void)ldy; (void)tile0; (void)tile1;
+#endif
+    return 0;
 }
 
 float plm_exp_shift_sum(float *x, int64_t n, float shift, int impl) {

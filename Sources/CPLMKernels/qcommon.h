@@ -1,6 +1,7 @@
 // Shared inline helpers and internal declarations of the kernels (not part of the public
 // header). Layering: qref.c (the reference) at the bottom calls nothing faster; each
-// instruction set's kernels (qavx2.c, qavx512.c, qgemm_avx512.c, qrepack.c, vecmath_avx512.c)
+// instruction set's kernels (qavx2.c, qavx512.c, qgemm_avx512.c, qint16_avx512.c, qrepack.c,
+// vecmath_avx512.c)
 // sit above it and may call it for tails; dispatch.c at the top picks one at run time.
 #ifndef PLM_QCOMMON_H
 #define PLM_QCOMMON_H
@@ -110,12 +111,29 @@ uint64_t plm_read_bytes_avx2(const void *data, size_t bytes);
 
 // AVX-512 (qavx512.c, qgemm_avx512.c, qrepack.c, vecmath_avx512.c).
 void plm_qgemv_avx512(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);
-void plm_qgemm_avx512(const plm_qmatrix *w, const int8_t *q, const float *d, const float *sum,
-                      int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1);
+/// Activation rows of the AVX-512 tile GEMMs (row m of each array at m·blocks·32 or m·blocks):
+/// int8 values q, or (q = NULL) int16 values split into bytes, hi = q16 >> 8 and lo = q16 & 255,
+/// with lo_sum = Σ lo per block for the int8 weight kinds' correction.
+typedef struct {
+    const int8_t *q;
+    const int8_t *hi;
+    const uint8_t *lo;
+    const int32_t *lo_sum;
+    const float *d;
+    const float *sum;
+} plm_tile_act;
+void plm_qgemm_avx512(const plm_qmatrix *w, const plm_tile_act *a, int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1);
 void plm_row_scales_avx512(const plm_qmatrix *w, int64_t r, int64_t groups, float *scales, float *mins);
 void plm_qgemv_repacked_avx512(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1);
-void plm_qgemm_repacked_avx512(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
-                               int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1);
+void plm_qgemm_repacked_avx512(const plm_q4k6_repacked *w, const plm_tile_act *a, int64_t rows, float *y, int64_t ldy,
+                               int64_t tile0, int64_t tile1);
 float plm_exp_shift_sum_avx512(float *x, int64_t n, float shift);
+// AVX-512 with int16 activations (qint16_avx512.c).
+void plm_qgemv16_avx512(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r0, int64_t r1);
+void plm_qgemv16_repacked_avx512(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1);
+void plm_split_activations16_avx512(const int16_t *q, int64_t n, int8_t *hi, uint8_t *lo);
+/// Splits `rows` rows of int16 activations (blocks·32 values each) for the tile GEMMs into
+/// `hi`, `lo` and `lo_sum` (Σ lo per block).
+void plm_split_rows16_avx512(const int16_t *q, int64_t rows, int64_t blocks, int8_t *hi, uint8_t *lo, int32_t *lo_sum);
 void plm_gelu_erf_avx512(float *x, int64_t n);
 #endif

@@ -4,6 +4,11 @@
 // then runs over the tile: broadcast 4 activation bytes, vpdpbusd into 16 row lanes. Scales
 // apply per weight row in vector lanes, so no horizontal reduction is needed.
 //
+// int16 activations run over the same tiles, split into bytes (q = 256·hi + lo, see
+// qint16_avx512.c): Σ L·q = 256·Σ L·hi + Σ lo·L, two vpdpbusd where int8 takes one. An int8
+// level L (0…255) is no signed byte, so for the int8 kinds the second half reads L − 128 and
+// adds back 128·Σ lo (per activation block, computed once at the split).
+//
 // Note: a short last weight group (K not a multiple of the group, e.g. 588) is handled here with
 // int8 activations like every other block; the GEMV path uses fp32 activations for it.
 #if defined(__x86_64__)
@@ -52,8 +57,10 @@ AVX512 static void unpack_row(const plm_qmatrix *w, int64_t r, uint8_t *out, int
 
 /// Every activation row over one prepared tile: `tile` holds [blocks·8][16 rows][4] levels,
 /// `scales`/`mins` [blocks][16]; writes y[m·ldy + i] for i < n.
-AVX512 static void tile_compute(const uint8_t *tile, const float *scales, const float *mins, const int8_t *q, const float *d,
-                                const float *sum, int64_t rows, int64_t blocks, int64_t padded, float *y, int64_t ldy, int64_t n) {
+AVX512 static void tile_compute8(const uint8_t *tile, const float *scales, const float *mins, const plm_tile_act *a,
+                                 int64_t rows, int64_t blocks, int64_t padded, float *y, int64_t ldy, int64_t n) {
+        const int8_t *q = a->q;
+        const float *d = a->d, *sum = a->sum;
         int64_t m = 0;
         for (; m + 4 <= rows; m += 4) {
             const int8_t *a0 = q + m * padded, *a1 = a0 + padded, *a2 = a1 + padded, *a3 = a2 + padded;
@@ -104,8 +111,57 @@ AVX512 static void tile_compute(const uint8_t *tile, const float *scales, const 
         }
     }
 
-AVX512 void plm_qgemm_avx512(const plm_qmatrix *w, const int8_t *q, const float *d, const float *sum,
-                             int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1) {
+
+/// Four rows' two byte halves against one column quad of the tile (see the file comment).
+#define SPLIT4(i, hp, lp) do { sh[i] = _mm512_dpbusd_epi32(sh[i], wv, BCAST4((hp) + o)); \
+                              sl[i] = _mm512_dpbusd_epi32(sl[i], BCAST4((lp) + o), ws); } while (0)
+
+/// tile_compute8 for int16 activations split into bytes; `int8w` for the int8 weight kinds.
+AVX512 __attribute__((always_inline)) static inline void tile_compute16(const uint8_t *tile, const float *scales, const float *mins, const plm_tile_act *a, const int int8w,
+                                  int64_t rows, int64_t blocks, int64_t padded, float *y, int64_t ldy, int64_t n) {
+    const __m512i flip = _mm512_set1_epi8(int8w ? (char)0x80 : 0);
+    const __mmask16 keep = (__mmask16)((1u << n) - 1);
+    int64_t m = 0;
+    for (; m < rows; m += 4) {
+        // Four rows at a time; a last group of fewer rows repeats its last row (not stored).
+        const int64_t live = rows - m < 4 ? rows - m : 4;
+        int64_t idx[4];
+        for (int i = 0; i < 4; i++) idx[i] = m + (i < live ? i : live - 1);
+        const int8_t *h[4];
+        const uint8_t *l[4];
+        for (int i = 0; i < 4; i++) { h[i] = a->hi + idx[i] * padded; l[i] = a->lo + idx[i] * padded; }
+        __m512 acc[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
+        for (int64_t b = 0; b < blocks; b++) {
+            __m512i sh[4] = { _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512() };
+            __m512i sl[4] = { sh[0], sh[0], sh[0], sh[0] };
+            const uint8_t *tb = tile + b * 8 * 64;
+            for (int c = 0; c < 8; c++) {
+                __m512i wv = _mm512_load_si512((const __m512i *)(tb + c * 64)), ws = _mm512_xor_si512(wv, flip);
+                const int64_t o = b * 32 + c * 4;
+                SPLIT4(0, h[0], l[0]); SPLIT4(1, h[1], l[1]); SPLIT4(2, h[2], l[2]); SPLIT4(3, h[3], l[3]);
+            }
+            __m512 sc = _mm512_load_ps(scales + b * TILE), mn = _mm512_load_ps(mins + b * TILE);
+            for (int i = 0; i < 4; i++) {
+                __m512i dot = _mm512_add_epi32(_mm512_slli_epi32(sh[i], 8), sl[i]);
+                if (int8w) dot = _mm512_add_epi32(dot, _mm512_set1_epi32(128 * a->lo_sum[idx[i] * blocks + b]));
+                const float dm = a->d[idx[i] * blocks + b], sm = a->sum[idx[i] * blocks + b];
+                acc[i] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sm), _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(sc, _mm512_set1_ps(dm)), acc[i]));
+            }
+        }
+        for (int i = 0; i < live; i++) _mm512_mask_storeu_ps(y + (m + i) * ldy, keep, acc[i]);
+    }
+}
+#undef SPLIT4
+
+/// Every activation row over one prepared tile, int8 or split int16 activations.
+AVX512 static void tile_compute(const uint8_t *tile, const float *scales, const float *mins, const plm_tile_act *a, const int int8w,
+                                int64_t rows, int64_t blocks, int64_t padded, float *y, int64_t ldy, int64_t n) {
+    if (a->q) tile_compute8(tile, scales, mins, a, rows, blocks, padded, y, ldy, n);
+    else if (int8w) tile_compute16(tile, scales, mins, a, 1, rows, blocks, padded, y, ldy, n);
+    else tile_compute16(tile, scales, mins, a, 0, rows, blocks, padded, y, ldy, n);
+}
+
+AVX512 void plm_qgemm_avx512(const plm_qmatrix *w, const plm_tile_act *a, int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1) {
     const int64_t blocks = plm_blocks(w->cols), padded = blocks * 32, groups = (w->cols + w->group - 1) / w->group;
     const int64_t per = w->group / 32;
     uint8_t *levels = aligned_alloc(64, (size_t)(TILE * padded));
@@ -129,15 +185,15 @@ AVX512 void plm_qgemm_avx512(const plm_qmatrix *w, const int8_t *q, const float 
         for (int64_t c = 0; c < padded / 4; c++) {
             _mm512_store_si512((__m512i *)(tile + c * 64), _mm512_i32gather_epi32(rowOffsets, (const void *)(levels + c * 4), 1));
         }
-        tile_compute(tile, scales, mins, q, d, sum, rows, blocks, padded, y + (t0 - r0), ldy, n);
+        tile_compute(tile, scales, mins, a, !plm_is_int4(w), rows, blocks, padded, y + (t0 - r0), ldy, n);
     }
     free(levels); free(tile); free(scales); free(mins); free(rowScales); free(rowMins);
 }
 #endif
 
 #if defined(__x86_64__)
-AVX512 void plm_qgemm_repacked_avx512(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
-                               int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1) {
+AVX512 void plm_qgemm_repacked_avx512(const plm_q4k6_repacked *w, const plm_tile_act *a, int64_t rows, float *y, int64_t ldy,
+                                      int64_t tile0, int64_t tile1) {
     const int64_t blocks = w->cols / 32, padded = w->cols, superblocks = w->cols / PLM_RP_SUPERBLOCK_COLUMNS;
     uint8_t *tile = aligned_alloc(64, (size_t)(TILE * padded));
     float *scales = aligned_alloc(64, (size_t)(blocks * TILE * 4)), *mins = aligned_alloc(64, (size_t)(blocks * TILE * 4));
@@ -160,7 +216,7 @@ AVX512 void plm_qgemm_repacked_avx512(const plm_q4k6_repacked *w, const int8_t *
             }
         }
         int64_t n = w->rows - t * TILE < TILE ? w->rows - t * TILE : TILE;
-        tile_compute(tile, scales, mins, q, d, sum, rows, blocks, padded, y + (t - tile0) * TILE, ldy, n);
+        tile_compute(tile, scales, mins, a, 0, rows, blocks, padded, y + (t - tile0) * TILE, ldy, n);
     }
     free(tile); free(scales); free(mins);
 }

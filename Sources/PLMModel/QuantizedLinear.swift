@@ -80,12 +80,12 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         case .int16: return .int16Gemv
         case .f32: return prefill ? .denseF32 : .f32Gemv
         case .auto:
-            // AVX-512 keeps its VNNI kernels over the repacked layout in both phases.
-            if options.implCode >= PLM_IMPL_AVX512 { return .int8 }
-            // Decode: int16 activations cost no more than int8 (vpmaddwd on widened levels) and
-            // are about fp32-exact; the fp32 GEMV dequantizes in registers and is compute-bound
-            // on AVX2 (Formats/PLM.md, Activations).
-            return prefill ? .denseF32 : .int16Gemv
+            // Decode: int16 activations cost about what int8 costs (vpdpwssd or split bytes on
+            // AVX-512, vpmaddwd on AVX2) and are about fp32-exact; the fp32 GEMV dequantizes in
+            // registers and is compute-bound (Formats/PLM.md, Activations).
+            if !prefill { return .int16Gemv }
+            // Prefill: AVX-512 keeps its VNNI int8 tile GEMM; elsewhere fp32 through sgemm.
+            return options.implCode >= PLM_IMPL_AVX512 ? .int8 : .denseF32
         }
     }
 
@@ -163,15 +163,31 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
                 for i in 0..<count { plm_dequantize_row(&matrix, Int64(r + i), out + i * j.k) }
             }
         } else if j.path == .int16Gemv {
-            // Tile by tile, every input row against the tile while it is in cache (a whole range
-            // per row would stream the weights from memory once per row).
-            for t in first..<last {
-                let t0 = t * Self.tileRows, t1 = min(j.n, t0 + Self.tileRows)
-                for m in 0..<j.rows {
-                    var act = plm_qact16(q: j.q16 + m * j.blocks * 32, d: j.d + m * j.blocks, sum: j.sums + m * j.blocks,
-                                         x: j.x + m * j.k, cols: Int64(j.k))
+            // The repacked layout (AVX-512) splits the activations once per call: decode passes
+            // the worker's whole range in one call.
+            let layout = j.impl >= PLM_IMPL_AVX512 ? repacked?.layout : nil
+            func gemv16(_ m: Int, tiles: Range<Int>) {
+                let t0 = tiles.lowerBound * Self.tileRows, t1 = min(j.n, tiles.upperBound * Self.tileRows)
+                var act = plm_qact16(q: j.q16 + m * j.blocks * 32, d: j.d + m * j.blocks, sum: j.sums + m * j.blocks,
+                                     x: j.x + m * j.k, cols: Int64(j.k))
+                if var layout {
+                    plm_qgemv16_repacked(&layout, &act, j.y + m * j.n + t0, Int64(tiles.lowerBound), Int64(tiles.upperBound))
+                } else {
                     plm_qgemv16(&matrix, &act, j.y + m * j.n + t0, Int64(t0), Int64(t1), j.impl)
                 }
+            }
+            if j.rows == 1 {
+                gemv16(0, tiles: first..<last)
+            } else if j.impl >= PLM_IMPL_AVX512, j.rows >= 4 {
+                // The AVX-512 tile GEMM over int16 activations split into bytes.
+                if var layout, plm_qgemm16_repacked(&layout, j.q16, j.d, j.sums, Int64(j.rows), j.y + r0, Int64(j.n), Int64(first), Int64(last)) == 1 {
+                    return
+                }
+                plm_qgemm16(&matrix, j.q16, j.d, j.sums, j.x, Int64(j.rows), j.y + r0, Int64(j.n), Int64(r0), Int64(r1), j.impl)
+            } else {
+                // Tile by tile, every input row against the tile while it is in cache (a whole
+                // range per row would stream the weights from memory once per row).
+                for t in first..<last { for m in 0..<j.rows { gemv16(m, tiles: t..<(t + 1)) } }
             }
         } else if j.path == .f32Gemv {
             // y[m, r0..<r1] is contiguous: written in place (a decode step allocates nothing).

@@ -45,6 +45,43 @@ struct Int16Activations {
     @Test(.enabled(if: CPU.hasAVX2, "this CPU has no AVX2"), arguments: kernelTypes)
     func avx2GemvMatchesTheExactProduct(_ type: StorageType) { check(type, impl: PLM_IMPL_AVX2) }
 
+    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512"), arguments: kernelTypes)
+    func avx512GemvMatchesTheExactProduct(_ type: StorageType) { check(type, impl: PLM_IMPL_AVX512) }
+
+    /// The AVX-512 decode kernel over the repacked int4 layout (activations split into high and
+    /// low bytes) gives the exact int16 product too, including activations at ±32767 where the
+    /// high byte is largest, and a partial last tile.
+    @Test(.enabled(if: CPU.hasAVX512, "the repacked layout is only built on AVX-512 machines"))
+    func repackedGemvMatchesTheExactProduct() {
+        for (rows, k) in [(37, 512), (16, 2048), (5, 256)] {
+            let w = TestMatrix(rows: rows, columns: k, type: .int4(.asymmetric, groupSize: 32, scales: .k6), seed: UInt64(3 * rows + k))
+            var x = gaussian(k, seed: UInt64(k), scale: 2)
+            x[3] = 40; x[70] = -40   // block maxima: levels +32767 and −32767
+            let a = Int16Activations(x)
+            #expect(a.q.contains(32767) && a.q.contains(-32767))
+            let xa = a.dequantized(k)
+            let tiles = (rows + 15) / 16
+            var bytes = [UInt8](repeating: 0, count: tiles * Int(plm_repacked_tile_bytes(Int64(k))))
+            var y = [Float](repeating: .nan, count: tiles * 16)
+            w.withMatrix { m in
+                bytes.withUnsafeMutableBytes { raw in
+                    var r = plm_q4k6_repacked(rows: Int64(rows), cols: Int64(k), tiles: Int64(tiles), tile_bytes: plm_repacked_tile_bytes(Int64(k)),
+                                              bytes: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                    #expect(plm_repack_q4k6(&m, &r, 0, Int64(tiles)) == 1)
+                    a.q.withUnsafeBufferPointer { qp in a.d.withUnsafeBufferPointer { dp in a.sum.withUnsafeBufferPointer { sp in x.withUnsafeBufferPointer { xp in
+                        var act = plm_qact16(q: qp.baseAddress, d: dp.baseAddress, sum: sp.baseAddress, x: xp.baseAddress, cols: Int64(k))
+                        plm_qgemv16_repacked(&r, &act, &y, 0, Int64(tiles))
+                    } } } }
+                }
+            }
+            for r in 0..<rows {
+                var exact = 0.0, norm = 0.0
+                for j in 0..<k { exact += Double(w.dense[r * k + j]) * Double(xa[j]); norm += abs(Double(w.dense[r * k + j]) * Double(xa[j])) }
+                #expect(abs(Double(y[r]) - exact) <= 2e-5 * norm + 1e-6, "rows \(rows) k \(k) row \(r): \(y[r]) vs \(exact)")
+            }
+        }
+    }
+
     /// Each output equals the exact dot product of the dequantized weights with the int16
     /// activations the kernel reads (a short last group in fp32, by design), and is within
     /// 1e-4 of the fp32-activation product: int16 rounding is far below int8's.
@@ -87,8 +124,74 @@ struct Int16Activations {
         }
     }
 
-    /// `auto` runs decode on int16 activations and prefill on fp32 without AVX-512, and the int8
-    /// VNNI kernels for both with it; the explicit choices apply at every row count.
+    @Test(arguments: kernelTypes)
+    func portableGemmMatchesTheExactProduct(_ type: StorageType) { checkGemm(type, impl: PLM_IMPL_PORTABLE) }
+
+    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512"), arguments: kernelTypes)
+    func avx512GemmMatchesTheExactProduct(_ type: StorageType) { checkGemm(type, impl: PLM_IMPL_AVX512) }
+
+    /// plm_qgemm16 (prefill with int16 activations) against the exact products: row counts that
+    /// exercise the 4-row loop and a last group of 1 or 2 rows, a partial weight tile, and K with
+    /// a short last group (the AVX-512 tile GEMM takes it quantized, the row-wise path in fp32).
+    /// Every block holds ±32767, the split's extreme bytes.
+    func checkGemm(_ type: StorageType, impl: Int) {
+        for (n, k, m) in [(37, 588, 6), (16, 256, 4), (5, 128 * 3, 9)] {
+            let w = TestMatrix(rows: n, columns: k, type: type, seed: UInt64(n + k + 1))
+            let xs = (0..<m).map { gaussian(k, seed: UInt64(300 + $0), scale: 1) }
+            let acts = xs.map { Int16Activations($0) }
+            let q = acts.flatMap(\.q), d = acts.flatMap(\.d), sums = acts.flatMap(\.sum), x = xs.flatMap { $0 }
+            var y = [Float](repeating: .nan, count: m * n + 1)
+            w.withMatrix { mat in plm_qgemm16(&mat, q, d, sums, x, Int64(m), &y, Int64(n), 0, Int64(n), Int32(impl)) }
+            #expect(y[m * n].isNaN)
+            let tailStart = impl == PLM_IMPL_AVX512 ? k : (k / type.groupSize!) * type.groupSize!
+            for row in 0..<m {
+                let xa = acts[row].dequantized(k)
+                for r in 0..<n {
+                    var exact = 0.0, norm = 0.0
+                    for j in 0..<k {
+                        let wj = Double(w.dense[r * k + j]), a = Double(j < tailStart ? xa[j] : xs[row][j])
+                        exact += wj * a
+                        norm += abs(wj * a)
+                    }
+                    #expect(abs(Double(y[row * n + r]) - exact) <= 2e-5 * norm + 1e-6, "\(type) impl \(impl) n \(n) k \(k) m \(row) r \(r): \(y[row * n + r]) vs \(exact)")
+                }
+            }
+        }
+    }
+
+    /// The int16 tile GEMM over the repacked int4 layout equals the exact products.
+    @Test(.enabled(if: CPU.hasAVX512, "the repacked layout is only built on AVX-512 machines"))
+    func repackedGemmMatchesTheExactProduct() {
+        let (rows, k, m) = (21, 512, 7)
+        let w = TestMatrix(rows: rows, columns: k, type: .int4(.asymmetric, groupSize: 32, scales: .k6), seed: 12)
+        let xs = (0..<m).map { gaussian(k, seed: UInt64(400 + $0), scale: 3) }
+        let acts = xs.map { Int16Activations($0) }
+        let q = acts.flatMap(\.q), d = acts.flatMap(\.d), sums = acts.flatMap(\.sum)
+        let tiles = (rows + 15) / 16
+        var bytes = [UInt8](repeating: 0, count: tiles * Int(plm_repacked_tile_bytes(Int64(k))))
+        var y = [Float](repeating: .nan, count: m * rows)
+        var ran: Int32 = 0
+        w.withMatrix { mat in
+            bytes.withUnsafeMutableBytes { raw in
+                var r = plm_q4k6_repacked(rows: Int64(rows), cols: Int64(k), tiles: Int64(tiles), tile_bytes: plm_repacked_tile_bytes(Int64(k)),
+                                          bytes: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                _ = plm_repack_q4k6(&mat, &r, 0, Int64(tiles))
+                ran = plm_qgemm16_repacked(&r, q, d, sums, Int64(m), &y, Int64(rows), 0, Int64(tiles))
+            }
+        }
+        #expect(ran == 1)
+        for row in 0..<m {
+            let xa = acts[row].dequantized(k)
+            for r in 0..<rows {
+                var exact = 0.0, norm = 0.0
+                for j in 0..<k { exact += Double(w.dense[r * k + j]) * Double(xa[j]); norm += abs(Double(w.dense[r * k + j]) * Double(xa[j])) }
+                #expect(abs(Double(y[row * rows + r]) - exact) <= 2e-5 * norm + 1e-6, "m \(row) r \(r)")
+            }
+        }
+    }
+
+    /// `auto` runs decode on int16 activations everywhere, and prefill on fp32 without AVX-512 and
+    /// on the int8 VNNI tile GEMM with it; the explicit choices apply at every row count.
     @Test func autoChoosesPerPhase() {
         let avx2 = EngineOptions(threads: 1, kernel: .avx2)
         #expect(QuantizedLinear.path(rows: 1, options: avx2) == .int16Gemv)
@@ -100,7 +203,7 @@ struct Int16Activations {
         #expect(QuantizedLinear.path(rows: 512, options: a16) == .int16Gemv)
         if CPU.hasAVX512 {
             let avx512 = EngineOptions(threads: 1, kernel: .avx512)
-            #expect(QuantizedLinear.path(rows: 1, options: avx512) == .int8)
+            #expect(QuantizedLinear.path(rows: 1, options: avx512) == .int16Gemv)
             #expect(QuantizedLinear.path(rows: 512, options: avx512) == .int8)
         }
     }

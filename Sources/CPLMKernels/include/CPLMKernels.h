@@ -98,9 +98,16 @@ typedef struct {
 /// Quantizes one activation row to int16: blocks(cols) blocks; q holds blocks·32 values.
 void plm_quantize_activations16(const float *x, int64_t cols, int16_t *q, float *d, float *sum);
 
-/// y[r − r0] = W[r,:] · a for r in [r0, r1), with int16 activations (W4A16 / W8A16). AVX-512
-/// machines run the AVX2 kernel (no AVX-512 twin yet).
+/// y[r − r0] = W[r,:] · a for r in [r0, r1), with int16 activations (W4A16 / W8A16): vpdpwssd
+/// on AVX-512 (VNNI), vpmaddwd on AVX2.
 void plm_qgemv16(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r0, int64_t r1, int impl);
+
+/// plm_qgemm with int16 activation rows (blocks(cols)·32 values per row, d and sum per block):
+/// the AVX-512 tile GEMM over activations split into bytes when `impl` allows and rows ≥ 4,
+/// else one plm_qgemv16 per row. Like plm_qgemm's tile GEMM, a short last weight group is
+/// computed from the quantized activations too (plm_qgemv16 uses fp32 there).
+void plm_qgemm16(const plm_qmatrix *w, const int16_t *q, const float *d, const float *sum, const float *x,
+                 int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1, int impl);
 
 /// The reference definition of plm_qgemv16 (plain C).
 void plm_qgemv16_ref(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r0, int64_t r1);
@@ -132,10 +139,19 @@ int64_t plm_repacked_tile_bytes(int64_t cols);
 /// y[r − 16·tile0] = W[r,:] · a for the rows of tiles [tile0, tile1) (AVX-512 VNNI only).
 void plm_qgemv_repacked(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1);
 
+/// The same with int16 activations (the decode default), split into high and low bytes so that
+/// both halves run on vpdpbusd; same values as plm_qgemv16 on the original (AVX-512 VNNI only).
+void plm_qgemv16_repacked(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1);
+
 /// The tile GEMM over the repacked layout (same results as plm_qgemm on the original), so a
 /// repacked matrix's mapped pages need not stay resident. Rows of tiles [tile0, tile1).
 void plm_qgemm_repacked(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
                         int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1);
+
+/// The same with int16 activation rows (AVX-512 VNNI only). Returns 0 (y untouched) when it
+/// could not run: no AVX-512, or no memory for the split activations.
+int plm_qgemm16_repacked(const plm_q4k6_repacked *w, const int16_t *q, const float *d, const float *sum,
+                         int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1);
 
 /// A persistent pool of worker threads (created once, on first use). plm_pool_run calls
 /// task(context, i) for i in [0, workers): i = 0 on the calling thread, the others on pool
