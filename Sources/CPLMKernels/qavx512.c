@@ -103,6 +103,7 @@ AVX512 __attribute__((always_inline)) static inline void gemv_body(const plm_qma
             minAcc = _mm256_fmadd_ps(mv, _mm256_loadu_ps(a->sum + u * 8), minAcc);
             __m512 c = _mm512_castps256_ps512(_mm256_mul_ps(sv, dx));
             const int8_t *act = a->q + first;
+            plm_prefetch_ahead(row + (int4 ? first / 2 : first), int4 ? 128 : 256);
             __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unit_levels(int4, g, row, first, 0, pair, mask, flip), _mm512_loadu_si512((const void *)act));
             __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unit_levels(int4, g, row, first, 1, pair, mask, flip), _mm512_loadu_si512((const void *)(act + 64)));
             __m512i d2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unit_levels(int4, g, row, first, 2, pair, mask, flip), _mm512_loadu_si512((const void *)(act + 128)));

@@ -92,6 +92,23 @@ PLM_TARGET_AVX2 static inline float plm_hsum8(__m256 v) {
 }
 #endif
 
+/// Bytes ahead of the current repacked block that the decode kernels prefetch (PLM_PREFETCH at
+/// build time to experiment).
+#ifndef PLM_PREFETCH
+#define PLM_PREFETCH 2048
+#endif
+/// Asks for the cache lines of one repacked block PLM_PREFETCH bytes ahead of `p`: the weights
+/// stream from memory once per token, and the hardware prefetcher alone left a single core's
+/// decode GEMV at about 60 % of its read bandwidth.
+static inline void plm_prefetch_block(const uint8_t *p) {
+    for (int o = 0; o < PLM_RP_BLOCK_BYTES; o += 64) __builtin_prefetch(p + PLM_PREFETCH + o, 0, 3);
+}
+
+/// The same for `bytes` (a multiple of 64) of a row-major level stream at p.
+static inline void plm_prefetch_ahead(const uint8_t *p, int bytes) {
+    for (int o = 0; o < bytes; o += 64) __builtin_prefetch(p + PLM_PREFETCH + o, 0, 3);
+}
+
 int plm_cpu_has_avx2(void);
 int plm_cpu_has_avx512(void);
 

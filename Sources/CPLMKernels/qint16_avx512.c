@@ -68,6 +68,8 @@ AVX512 __attribute__((always_inline)) static inline void gemv16_body(const plm_q
             __m256 shift = int4 ? mv : _mm256_fmadd_ps(sv, _mm256_set1_ps(128.0f), mv);
             shiftAcc = _mm256_fmadd_ps(shift, _mm256_loadu_ps(asum + u * 8), shiftAcc);
             _mm256_storeu_ps(coef, _mm256_mul_ps(sv, _mm256_loadu_ps(ad + u * 8)));
+            // A unit is 256 columns: 256 level bytes for int8, 128 for int4.
+            plm_prefetch_ahead(row + (int4 ? u * 128 : u * 256), int4 ? 128 : 256);
             for (int i = 0; i < 8; i += 2) {
                 const int64_t b = u * 8 + i;
                 __m512i d0 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), block_levels16(row, b, int4, g, flip), _mm512_loadu_si512((const void *)(aq + b * 32)));
@@ -150,6 +152,7 @@ AVX512 void plm_qgemv16_repacked_avx512(const plm_q4k6_repacked *w, const plm_qa
                 __m512i dot = _mm512_add_epi32(_mm512_slli_epi32(_mm512_add_epi32(sh0, sh1), 8), _mm512_add_epi32(sl0, sl1));
                 acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(sv, _mm512_set1_ps(a->d[b])), acc);
                 macc = _mm512_fmadd_ps(mv, _mm512_set1_ps(a->sum[b]), macc);
+                plm_prefetch_block(p);
                 p += PLM_RP_BLOCK_BYTES;
             }
         }

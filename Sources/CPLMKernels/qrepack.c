@@ -75,6 +75,7 @@ AVX512 void plm_qgemv_repacked_avx512(const plm_q4k6_repacked *w, const plm_qact
                 }
                 acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(sv, _mm512_set1_ps(a->d[b])), acc);
                 macc = _mm512_fmadd_ps(mv, _mm512_set1_ps(a->sum[b]), macc);
+                plm_prefetch_block(p);
                 p += PLM_RP_BLOCK_BYTES;
             }
         }

@@ -163,31 +163,31 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
                 for i in 0..<count { plm_dequantize_row(&matrix, Int64(r + i), out + i * j.k) }
             }
         } else if j.path == .int16Gemv {
-            // The repacked layout (AVX-512) splits the activations once per call: decode passes
-            // the worker's whole range in one call.
             let layout = j.impl >= PLM_IMPL_AVX512 ? repacked?.layout : nil
-            func gemv16(_ m: Int, tiles: Range<Int>) {
-                let t0 = tiles.lowerBound * Self.tileRows, t1 = min(j.n, tiles.upperBound * Self.tileRows)
-                var act = plm_qact16(q: j.q16 + m * j.blocks * 32, d: j.d + m * j.blocks, sum: j.sums + m * j.blocks,
-                                     x: j.x + m * j.k, cols: Int64(j.k))
-                if var layout {
-                    plm_qgemv16_repacked(&layout, &act, j.y + m * j.n + t0, Int64(tiles.lowerBound), Int64(tiles.upperBound))
-                } else {
-                    plm_qgemv16(&matrix, &act, j.y + m * j.n + t0, Int64(t0), Int64(t1), j.impl)
-                }
-            }
-            if j.rows == 1 {
-                gemv16(0, tiles: first..<last)
-            } else if j.impl >= PLM_IMPL_AVX512, j.rows >= 4 {
+            if j.rows >= 4, j.impl >= PLM_IMPL_AVX512 {
                 // The AVX-512 tile GEMM over int16 activations split into bytes.
                 if var layout, plm_qgemm16_repacked(&layout, j.q16, j.d, j.sums, Int64(j.rows), j.y + r0, Int64(j.n), Int64(first), Int64(last)) == 1 {
                     return
                 }
                 plm_qgemm16(&matrix, j.q16, j.d, j.sums, j.x, Int64(j.rows), j.y + r0, Int64(j.n), Int64(r0), Int64(r1), j.impl)
-            } else {
-                // Tile by tile, every input row against the tile while it is in cache (a whole
-                // range per row would stream the weights from memory once per row).
-                for t in first..<last { for m in 0..<j.rows { gemv16(m, tiles: t..<(t + 1)) } }
+                return
+            }
+            // Decode passes the worker's whole range in one call (the repacked kernel splits the
+            // activations once per call); a few rows go tile by tile, every row against the
+            // tile while it is in cache.
+            let step = j.rows == 1 ? max(1, last - first) : 1
+            for t in stride(from: first, to: last, by: step) {
+                let tEnd = min(last, t + step)
+                let t0 = t * Self.tileRows, t1 = min(j.n, tEnd * Self.tileRows)
+                for m in 0..<j.rows {
+                    var act = plm_qact16(q: j.q16 + m * j.blocks * 32, d: j.d + m * j.blocks, sum: j.sums + m * j.blocks,
+                                         x: j.x + m * j.k, cols: Int64(j.k))
+                    if var layout {
+                        plm_qgemv16_repacked(&layout, &act, j.y + m * j.n + t0, Int64(t), Int64(tEnd))
+                    } else {
+                        plm_qgemv16(&matrix, &act, j.y + m * j.n + t0, Int64(t0), Int64(t1), j.impl)
+                    }
+                }
             }
         } else if j.path == .f32Gemv {
             // y[m, r0..<r1] is contiguous: written in place (a decode step allocates nothing).

@@ -1,4 +1,7 @@
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 import PLMCore
 import PLMCheckpoint
 import PLMTestSupport
@@ -56,5 +59,18 @@ import Testing
         #expect(throws: EngineError.self) {
             try PerceptionLM.load(Fixtures.model("tiny-fp32-mha-tied"), options: EngineOptions(threads: 0))
         }
+    }
+}
+
+@Suite struct OpenBLASCoreTests {
+    /// Debian 12's OpenBLAS falls back to its Prescott (SSE3) kernels on CPUs newer than itself
+    /// (sgemm 5× slower on an Emerald Rapids core); BLAS re-selects the family that matches the
+    /// CPU unless the user chose one with OPENBLAS_CORETYPE.
+    @Test func openBLASDoesNotRunItsSSE3FallbackOnAVXMachines() {
+        BLAS.useSingleThreadedKernels()
+        if CPU.hasAVX2, getenv("OPENBLAS_CORETYPE") == nil {
+            #expect(BLAS.coreName != "Prescott", "OpenBLAS core \(BLAS.coreName) on a CPU with AVX2")
+        }
+        #expect(!BLAS.coreName.isEmpty)
     }
 }
