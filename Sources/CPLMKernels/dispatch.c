@@ -173,6 +173,29 @@ void plm_gelu_erf(float *x, int64_t n, int impl) {
     plm_gelu_erf_ref(x, n);
 }
 
+// The activation quantizers and the maximum have no `impl` argument (every caller wants the
+// fastest; the tests call the _ref twins directly).
+void plm_quantize_activations(const float *x, int64_t cols, int8_t *q, float *d, float *sum) {
+#if defined(__x86_64__)
+    if (plm_cpu_has_avx512()) { plm_quantize_activations_avx512(x, cols, q, d, sum); return; }
+#endif
+    plm_quantize_activations_ref(x, cols, q, d, sum);
+}
+
+void plm_quantize_activations16(const float *x, int64_t cols, int16_t *q, float *d, float *sum) {
+#if defined(__x86_64__)
+    if (plm_cpu_has_avx512()) { plm_quantize_activations16_avx512(x, cols, q, d, sum); return; }
+#endif
+    plm_quantize_activations16_ref(x, cols, q, d, sum);
+}
+
+float plm_max(const float *x, int64_t n) {
+#if defined(__x86_64__)
+    if (plm_cpu_has_avx512()) return plm_max_avx512(x, n);
+#endif
+    return plm_max_ref(x, n);
+}
+
 uint64_t plm_read_bytes(const void *data, size_t bytes) {
 #if defined(__x86_64__)
     if (plm_cpu_has_avx2()) return plm_read_bytes_avx2(data, bytes);

@@ -153,4 +153,7 @@ void plm_split_activations16_avx512(const int16_t *q, int64_t n, int8_t *hi, uin
 /// `hi`, `lo` and `lo_sum` (Σ lo per block).
 void plm_split_rows16_avx512(const int16_t *q, int64_t rows, int64_t blocks, int8_t *hi, uint8_t *lo, int32_t *lo_sum);
 void plm_gelu_erf_avx512(float *x, int64_t n);
+void plm_quantize_activations_avx512(const float *x, int64_t cols, int8_t *q, float *d, float *sum);
+void plm_quantize_activations16_avx512(const float *x, int64_t cols, int16_t *q, float *d, float *sum);
+float plm_max_avx512(const float *x, int64_t n);
 #endif

@@ -42,6 +42,18 @@ AVX512 __attribute__((always_inline)) static inline __m512i block_levels16(const
     return _mm512_cvtepu8_epi16(_mm256_and_si256(v, _mm256_set1_epi8(0x0F)));
 }
 
+/// Σ v·q per 4 values (16 int32 lanes) of 64 int8 levels `raw` against split activations:
+/// v is the signed level (SYM stores v; ASYM stores L = v + 128, read as v = L ^ 0x80) and
+/// u = v + 128 its unsigned twin, so Σ v·q = 256·Σ u·hi + Σ lo·v − 32768·Σ hi. The last term is
+/// per block and added in floating point by the caller (corr). |256·Σ u·hi| < 2^25 per lane.
+AVX512 __attribute__((always_inline)) static inline __m512i split_unit(__m512i raw, const int8_t *hi, const uint8_t *lo, const int asym) {
+    const __m512i top = _mm512_set1_epi8((char)0x80);
+    __m512i v = asym ? _mm512_xor_si512(raw, top) : raw, u = asym ? raw : _mm512_xor_si512(raw, top);
+    __m512i suh = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512((const void *)hi));
+    __m512i svl = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512((const void *)lo), v);
+    return _mm512_add_epi32(_mm512_slli_epi32(suh, 8), svl);
+}
+
 AVX512 __attribute__((always_inline)) static inline void gemv16_body(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r0, int64_t r1,
                                                                  const int int4, const int64_t g) {
     const int64_t full = w->cols / g, groups = (w->cols + g - 1) / g, per = g / 32;
@@ -54,6 +66,21 @@ AVX512 __attribute__((always_inline)) static inline void gemv16_body(const plm_q
                          : g == 64 ? _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3) : _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     // On the stack: decode must not allocate per token (groups ≤ K/32, a few KiB at most).
     float scales[groups + 8], mins[groups + 8];
+    // int8 weights over whole units take the split activations (see split_unit): bytes and, per
+    // block, the float correction −32768·d·Σ hi, once per call.
+    const int64_t splitColumns = int4 ? 32 : units * 256;
+    int8_t hi[splitColumns];
+    uint8_t lo[splitColumns];
+    float corr[int4 ? 8 : units * 8 + 8];
+    if (!int4 && units > 0) {
+        plm_split_activations16_avx512(aq, splitColumns, hi, lo);
+        for (int64_t b = 0; b < units * 8; b++) {
+            int32_t total = 0;
+            for (int j = 0; j < 32; j++) total += hi[b * 32 + j];
+            corr[b] = -32768.0f * ad[b] * (float)total;
+        }
+    }
+    const __m512i pair = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + r * w->data_row_bytes;
         plm_row_scales_avx512(w, r, groups, scales, mins);
@@ -67,9 +94,23 @@ AVX512 __attribute__((always_inline)) static inline void gemv16_body(const plm_q
             // plm_level_shift: int8 kinds read v = L − 128, so their shift is m + 128·s.
             __m256 shift = int4 ? mv : _mm256_fmadd_ps(sv, _mm256_set1_ps(128.0f), mv);
             shiftAcc = _mm256_fmadd_ps(shift, _mm256_loadu_ps(asum + u * 8), shiftAcc);
-            _mm256_storeu_ps(coef, _mm256_mul_ps(sv, _mm256_loadu_ps(ad + u * 8)));
             // A unit is 256 columns: 256 level bytes for int8, 128 for int4.
             plm_prefetch_ahead(row + (int4 ? u * 128 : u * 256), int4 ? 128 : 256);
+            if (!int4) {
+                // int8 levels, 64 per vpdpbusd pair (see split_unit); lanes 0–7 hold block 2i,
+                // lanes 8–15 block 2i + 1.
+                shiftAcc = _mm256_fmadd_ps(sv, _mm256_loadu_ps(corr + u * 8), shiftAcc);
+                __m512 c = _mm512_castps256_ps512(_mm256_mul_ps(sv, _mm256_loadu_ps(ad + u * 8)));
+                for (int i = 0; i < 4; i++) {
+                    const int64_t o = u * 256 + 64 * i;
+                    __m512i dot = split_unit(_mm512_loadu_si512((const void *)(row + o)), hi + o, lo + o, flip);
+                    __m512 scale = _mm512_permutexvar_ps(_mm512_add_epi32(pair, _mm512_set1_epi32(2 * i)), c);
+                    if (i & 1) acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc1);
+                    else acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc0);
+                }
+                continue;
+            }
+            _mm256_storeu_ps(coef, _mm256_mul_ps(sv, _mm256_loadu_ps(ad + u * 8)));
             for (int i = 0; i < 8; i += 2) {
                 const int64_t b = u * 8 + i;
                 __m512i d0 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), block_levels16(row, b, int4, g, flip), _mm512_loadu_si512((const void *)(aq + b * 32)));

@@ -42,11 +42,14 @@ static void block_levels(const float *v, int64_t n, int top, int32_t levels[32],
         *sum = NAN;
         return;
     }
-    const float inverse = amax > 0 ? (float)top / amax : 0.0f;
+    // A block of subnormal values would overflow top/amax to infinity; scaling both by 2^64
+    // (exact) keeps it finite and leaves every other block's arithmetic unchanged.
+    const float boost = amax < 0x1p-60f ? 0x1p64f : 1.0f;
+    const float inverse = amax > 0 ? (float)top / (amax * boost) : 0.0f;
     *scale = amax / (float)top;
     int32_t total = 0;
     for (int64_t j = 0; j < 32; j++) {
-        int level = j < n ? (int)lrintf(v[j] * inverse) : 0;
+        int level = j < n ? (int)lrintf((v[j] * boost) * inverse) : 0;
         if (level > top) level = top;
         if (level < -top) level = -top;
         levels[j] = level;
@@ -55,7 +58,7 @@ static void block_levels(const float *v, int64_t n, int top, int32_t levels[32],
     *sum = *scale * (float)total;
 }
 
-void plm_quantize_activations(const float *x, int64_t cols, int8_t *q, float *d, float *sum) {
+void plm_quantize_activations_ref(const float *x, int64_t cols, int8_t *q, float *d, float *sum) {
     int32_t levels[32];
     for (int64_t b = 0; b < plm_blocks(cols); b++) {
         int64_t n = cols - b * 32 < 32 ? cols - b * 32 : 32;
@@ -64,7 +67,7 @@ void plm_quantize_activations(const float *x, int64_t cols, int8_t *q, float *d,
     }
 }
 
-void plm_quantize_activations16(const float *x, int64_t cols, int16_t *q, float *d, float *sum) {
+void plm_quantize_activations16_ref(const float *x, int64_t cols, int16_t *q, float *d, float *sum) {
     int32_t levels[32];
     for (int64_t b = 0; b < plm_blocks(cols); b++) {
         int64_t n = cols - b * 32 < 32 ? cols - b * 32 : 32;
@@ -167,7 +170,7 @@ void plm_gelu_erf_ref(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
-float plm_max(const float *x, int64_t n) {
+float plm_max_ref(const float *x, int64_t n) {
     float m = x[0];
     for (int64_t i = 1; i < n; i++) if (x[i] > m) m = x[i];
     return m;

@@ -1,6 +1,7 @@
-// AVX-512 elementwise maths: exp for the attention softmax, erf for GELU. Their references are
-// the libm loops in qref.c.
+// AVX-512 elementwise maths: exp for the attention softmax, erf for GELU, the maximum of a row,
+// and the per-block activation quantizers. Their references are the loops in qref.c.
 #include "qcommon.h"
+#include <float.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -64,4 +65,69 @@ AVX512 void plm_gelu_erf_avx512(float *x, int64_t n) {
     }
 }
 
+
+/// Quantizes one block of n ≤ 32 values as block_levels (qref.c) does, bit for bit: absmax over
+/// the block, NaN/±Inf poison it, scale = absmax/top, levels rint(v·(top/absmax)) clamped.
+/// Returns the levels as 32 int32 (two vectors, zero beyond n).
+AVX512 static inline void block_levels512(const float *v, int64_t n, int top, __m512i *lo, __m512i *hi, float *scale, float *sum) {
+    const __mmask16 m0 = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
+    const __mmask16 m1 = n >= 32 ? 0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+    __m512 a = _mm512_maskz_loadu_ps(m0, v), b = _mm512_maskz_loadu_ps(m1, v + 16);
+    __m512 aa = _mm512_abs_ps(a), ab = _mm512_abs_ps(b);
+    const __m512 big = _mm512_set1_ps(FLT_MAX);
+    // Finite lanes compare ≤ FLT_MAX; NaN and ±Inf do not (masked-off lanes hold 0).
+    if ((__mmask16)_mm512_cmp_ps_mask(aa, big, _CMP_LE_OQ) != 0xFFFF || (__mmask16)_mm512_cmp_ps_mask(ab, big, _CMP_LE_OQ) != 0xFFFF) {
+        *lo = *hi = _mm512_setzero_si512();
+        *scale = NAN;
+        *sum = NAN;
+        return;
+    }
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(aa, ab));
+    // As in block_levels: subnormal blocks are scaled by 2^64 so that top/amax stays finite.
+    const float boost = amax < 0x1p-60f ? 0x1p64f : 1.0f;
+    const float inverse = amax > 0 ? (float)top / (amax * boost) : 0.0f;
+    *scale = amax / (float)top;
+    const __m512 inv = _mm512_set1_ps(inverse), vboost = _mm512_set1_ps(boost);
+    a = _mm512_mul_ps(a, vboost);
+    b = _mm512_mul_ps(b, vboost);
+    const __m512i vtop = _mm512_set1_epi32(top), vbottom = _mm512_set1_epi32(-top);
+    // cvtps rounds to nearest even, as lrintf does in the default rounding mode.
+    *lo = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(a, inv)), vtop), vbottom);
+    *hi = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(b, inv)), vtop), vbottom);
+    *sum = *scale * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(*lo, *hi));
+}
+
+AVX512 void plm_quantize_activations_avx512(const float *x, int64_t cols, int8_t *q, float *d, float *sum) {
+    for (int64_t b = 0; b < plm_blocks(cols); b++) {
+        const int64_t n = cols - b * 32 < 32 ? cols - b * 32 : 32;
+        __m512i lo, hi;
+        block_levels512(x + b * 32, n, 127, &lo, &hi, d + b, sum + b);
+        _mm_storeu_si128((__m128i *)(q + b * 32), _mm512_cvtepi32_epi8(lo));
+        _mm_storeu_si128((__m128i *)(q + b * 32 + 16), _mm512_cvtepi32_epi8(hi));
+    }
+}
+
+AVX512 void plm_quantize_activations16_avx512(const float *x, int64_t cols, int16_t *q, float *d, float *sum) {
+    for (int64_t b = 0; b < plm_blocks(cols); b++) {
+        const int64_t n = cols - b * 32 < 32 ? cols - b * 32 : 32;
+        __m512i lo, hi;
+        block_levels512(x + b * 32, n, 32767, &lo, &hi, d + b, sum + b);
+        _mm256_storeu_si256((__m256i *)(q + b * 32), _mm512_cvtepi32_epi16(lo));
+        _mm256_storeu_si256((__m256i *)(q + b * 32 + 16), _mm512_cvtepi32_epi16(hi));
+    }
+}
+
+AVX512 float plm_max_avx512(const float *x, int64_t n) {
+    __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
+        m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + 16));
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        m0 = _mm512_mask_max_ps(m0, k, m0, _mm512_maskz_loadu_ps(k, x + i));
+    }
+    return _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+}
 #endif

@@ -42,16 +42,18 @@ public enum KernelImplementation: String, CaseIterable, Sendable, Hashable {
 /// activations (integer dot products, error ~1e-5 relative), prefill without AVX-512 runs fp32
 /// (dequantized blocks + sgemm).
 public enum ActivationPrecision: String, CaseIterable, Sendable, Hashable {
-    /// Per phase, the most accurate choice that is not slower. Decode (fewer than
-    /// `QuantizedLinear.denseFallbackRows` rows): int16 per block of 32; prefill: fp32 through
-    /// dequantized blocks and sgemm. AVX-512 machines keep int8 for both (their VNNI kernels
-    /// over the repacked layout; the int16 kernel has no AVX-512 twin yet).
+    /// Per phase, the most accurate choice that costs little speed. Decode (fewer than
+    /// `QuantizedLinear.denseFallbackRows` rows): int16 per block of 32 on every CPU (5–20 % of
+    /// the GEMV time against int8 on AVX-512, less on AVX2). Prefill: fp32 through dequantized
+    /// blocks and sgemm without AVX-512; with it the int8 VNNI tile GEMM, because int16 there
+    /// needs two vpdpbusd per product and ran PLM-1B prefill at 0.62× the int8 speed.
     case auto
     /// Quantized to int8 per block of 32 at every row count (integer dot products; on CPUs
     /// without AVX-512 prefill is slower than `auto`): W·A8 everywhere, for comparisons.
     case int8
-    /// Quantized to int16 per block of 32 at every row count (prefill row by row: slow, for
-    /// measuring what decode computes).
+    /// Quantized to int16 per block of 32 at every row count: fp32-exact to about 1e-5 relative
+    /// everywhere. Prefill runs the split-byte tile GEMM on AVX-512 (0.62× int8's speed) and row
+    /// by row elsewhere (slow: for measuring what decode computes).
     case int16
     /// fp32 at every row count (on AVX-512 machines prefill is slower than `auto`).
     case f32

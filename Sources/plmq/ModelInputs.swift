@@ -46,7 +46,7 @@ struct ComputeOptions: ParsableArguments {
     @Option(help: "Kernels: auto, avx512, avx2 or portable. An explicit choice this CPU cannot run is an error.")
     var kernel: KernelImplementation = .auto
 
-    @Option(help: "Activations of quantized matmuls: auto (per phase: int16 for decode, fp32 sgemm for prefill; int8 VNNI for both on AVX-512), int8, int16 or f32 (the same at every row count).")
+    @Option(help: "Activations of quantized matmuls: auto (per phase: int16 for decode; for prefill fp32 sgemm, or the int8 VNNI tile GEMM on AVX-512), int8, int16 or f32 (the same at every row count).")
     var activations: ActivationPrecision = .auto
 
     @Flag(name: .customLong("no-verify"),

@@ -187,6 +187,48 @@ struct QuantizedActivations {
 }
 
 @Suite struct VectorMathTests {
+    /// The dispatched activation quantizers (AVX-512 where the CPU has it) give the reference's
+    /// bytes, scales and sums exactly: every length class, zero, NaN, ±Inf, huge and subnormal
+    /// blocks, and values halfway between levels (rounding to even).
+    @Test func activationQuantizersMatchTheReferenceBitForBit() {
+        var cases: [[Float]] = [1, 31, 32, 33, 100, 588, 2048].map { gaussian($0, seed: UInt64($0), scale: 3) }
+        var special = gaussian(256, seed: 9, scale: 1)
+        for j in 32..<64 { special[j] = 0 }
+        special[70] = .nan; special[100] = .infinity; special[140] = -.infinity
+        for j in 160..<192 { special[j] = Float(j) * 1e30 }
+        for j in 192..<224 { special[j] = Float(j - 191) * 1e-44 }
+        for j in 224..<256 { special[j] = Float(j - 224) - 15.5 }   // .5 steps: ties at scale 1
+        cases.append(special)
+        for x in cases {
+            let blocks = (x.count + 31) / 32
+            var q = [Int8](repeating: 1, count: blocks * 32), qr = q
+            var d = [Float](repeating: 1, count: blocks), dr = d, s = d, sr = d
+            plm_quantize_activations(x, Int64(x.count), &q, &d, &s)
+            plm_quantize_activations_ref(x, Int64(x.count), &qr, &dr, &sr)
+            #expect(q == qr, "int8 levels, \(x.count) values")
+            #expect(d.map(\.bitPattern) == dr.map(\.bitPattern) && s.map(\.bitPattern) == sr.map(\.bitPattern), "int8 scales, \(x.count) values")
+            var q16 = [Int16](repeating: 1, count: blocks * 32), q16r = q16
+            plm_quantize_activations16(x, Int64(x.count), &q16, &d, &s)
+            plm_quantize_activations16_ref(x, Int64(x.count), &q16r, &dr, &sr)
+            #expect(q16 == q16r, "int16 levels, \(x.count) values")
+            if x.count == 256 {
+                // The subnormal block is quantized like any other (its largest value at ±32767).
+                #expect(q16r[223] == 32767)
+            }
+            #expect(d.map(\.bitPattern) == dr.map(\.bitPattern) && s.map(\.bitPattern) == sr.map(\.bitPattern), "int16 scales, \(x.count) values")
+        }
+    }
+
+    /// The dispatched maximum equals the reference loop on every length around the vector widths.
+    @Test func maximumMatchesTheReference() {
+        for n in [1, 2, 15, 16, 17, 31, 32, 33, 100, 1025] {
+            let x = gaussian(n, seed: UInt64(n + 3), scale: 5)
+            #expect(plm_max(x, Int64(n)) == plm_max_ref(x, Int64(n)), "n = \(n)")
+            let negative = [Float](repeating: -.infinity, count: n)
+            #expect(plm_max(negative, Int64(n)) == -.infinity)
+        }
+    }
+
     @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512")) func vectorisedExpMatchesLibm() {
         let values = (0..<1000).map { Float($0) * -0.087 + 3 } + [-87, -100, 0, 0.5]
         for n in [1, 15, 16, 17, values.count] {

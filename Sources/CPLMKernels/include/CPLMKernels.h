@@ -73,6 +73,8 @@ int plm_best_impl(void);
 
 /// Quantizes one activation row: blocks(cols) = ceil(cols/32) blocks; q holds blocks·32 bytes.
 void plm_quantize_activations(const float *x, int64_t cols, int8_t *q, float *d, float *sum);
+/// The reference definition (plain C): the AVX-512 quantizer gives the same bytes.
+void plm_quantize_activations_ref(const float *x, int64_t cols, int8_t *q, float *d, float *sum);
 
 /// y[r − r0] = W[r,:] · a for r in [r0, r1), with int8 activations (W4A8 / W8A8).
 void plm_qgemv(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1, int impl);
@@ -97,6 +99,7 @@ typedef struct {
 
 /// Quantizes one activation row to int16: blocks(cols) blocks; q holds blocks·32 values.
 void plm_quantize_activations16(const float *x, int64_t cols, int16_t *q, float *d, float *sum);
+void plm_quantize_activations16_ref(const float *x, int64_t cols, int16_t *q, float *d, float *sum);
 
 /// y[r − r0] = W[r,:] · a for r in [r0, r1), with int16 activations (W4A16 / W8A16): vpdpwssd
 /// on AVX-512 (VNNI), vpmaddwd on AVX2.
@@ -114,7 +117,8 @@ void plm_qgemv16_ref(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_
 
 /// The same with fp32 activations: dequantized weights times x, no activation rounding (the
 /// decode default; bandwidth-bound, so about as fast as the int8 path). The weights are
-/// dequantized in registers. AVX-512 machines run the AVX2 kernel for it (no AVX-512 twin yet).
+/// dequantized in registers. AVX-512 machines run the AVX2 kernel for it (no AVX-512 twin: the
+/// int16 kernels are as exact and faster).
 void plm_qgemv_f32(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1, int impl);
 
 /// The reference definition of plm_qgemv_f32 (plain C), which the SIMD kernel is tested against.
@@ -167,6 +171,9 @@ float plm_exp_shift_sum(float *x, int64_t n, float shift, int impl);
 
 /// The largest of n values (n ≥ 1).
 float plm_max(const float *x, int64_t n);
+/// The reference loop. The AVX-512 twin returns the same value when no x is NaN (with a NaN the
+/// two may differ; the softmax that uses it is NaN either way).
+float plm_max_ref(const float *x, int64_t n);
 
 /// x = 0.5·x·(1 + erf(x/√2)) in place (exact-erf GELU). Portable path: libm erff.
 void plm_gelu_erf(float *x, int64_t n, int impl);
