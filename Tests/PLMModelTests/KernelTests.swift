@@ -155,6 +155,48 @@ struct QuantizedActivations {
     @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512"), arguments: kernelTypes)
     func avx512GemmMatchesTheReference(_ type: StorageType) { checkGemm(type, impl: PLM_IMPL_AVX512) }
 
+    /// Enough activation rows that the AVX-512 tile GEMMs take them in several passes (about 512
+    /// KiB of activations each; the last pass shorter): int8 and split int16 activations, over
+    /// the file layout (int8 weights) and the repacked int4 layout.
+    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512"))
+    func manyRowsRunInPassesThatFitTheCache() {
+        let (n, k, m) = (20, 4096, 200)
+        let xs = (0..<m).map { gaussian(k, seed: UInt64(500 + $0), scale: 1) }
+        let a8 = xs.map { QuantizedActivations($0) }, a16 = xs.map { Int16Activations($0) }
+        let x = xs.flatMap { $0 }
+        for type in [StorageType.int8(.symmetric, groupSize: 32), .int4(.asymmetric, groupSize: 32, scales: .k6)] {
+            let w = TestMatrix(rows: n, columns: k, type: type, seed: 77)
+            var y8 = [Float](repeating: .nan, count: m * n), y16 = y8
+            w.withMatrix { mat in
+                plm_qgemm(&mat, a8.flatMap(\.q), a8.flatMap(\.d), a8.flatMap(\.sum), x, Int64(m), &y8, Int64(n), 0, Int64(n), Int32(PLM_IMPL_AVX512))
+                if type.description.hasPrefix("int4") {
+                    let tiles = (n + 15) / 16
+                    var bytes = [UInt8](repeating: 0, count: tiles * Int(plm_repacked_tile_bytes(Int64(k))))
+                    bytes.withUnsafeMutableBytes { raw in
+                        var r = plm_q4k6_repacked(rows: Int64(n), cols: Int64(k), tiles: Int64(tiles), tile_bytes: plm_repacked_tile_bytes(Int64(k)),
+                                                  bytes: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                        _ = plm_repack_q4k6(&mat, &r, 0, Int64(tiles))
+                        #expect(plm_qgemm16_repacked(&r, a16.flatMap(\.q), a16.flatMap(\.d), a16.flatMap(\.sum), Int64(m), &y16, Int64(n), 0, Int64(tiles)) == 1)
+                    }
+                } else {
+                    plm_qgemm16(&mat, a16.flatMap(\.q), a16.flatMap(\.d), a16.flatMap(\.sum), x, Int64(m), &y16, Int64(n), 0, Int64(n), Int32(PLM_IMPL_AVX512))
+                }
+            }
+            for row in stride(from: 0, to: m, by: 7) + [m - 1] {
+                let d8 = a8[row].dequantized(k), d16 = a16[row].dequantized(k)
+                for r in 0..<n {
+                    var e8 = 0.0, e16 = 0.0, norm = 0.0
+                    for j in 0..<k {
+                        let wj = Double(w.dense[r * k + j])
+                        e8 += wj * Double(d8[j]); e16 += wj * Double(d16[j]); norm += abs(wj * Double(xs[row][j]))
+                    }
+                    #expect(abs(Double(y8[row * n + r]) - e8) <= 2e-5 * norm + 1e-6, "\(type) int8 m \(row) r \(r)")
+                    #expect(abs(Double(y16[row * n + r]) - e16) <= 2e-5 * norm + 1e-6, "\(type) int16 m \(row) r \(r)")
+                }
+            }
+        }
+    }
+
     /// The AVX-512 tile GEMM quantizes a short last group's activations too; the row-wise paths
     /// take it in fp32.
     func checkGemm(_ type: StorageType, impl: Int) {
