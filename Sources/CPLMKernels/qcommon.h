@@ -90,6 +90,12 @@ PLM_TARGET_AVX2 static inline float plm_hsum8(__m256 v) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+
+/// The 16 rows' scales (index · d) and minimums (index · −dmin) of one repacked block
+/// (plm_layout.h), from its super-block's d and −dmin.
+PLM_TARGET_AVX512 static inline __m512 plm_rp_indices(const uint8_t *block, int field, __m512 factor) {
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(block + field)))), factor);
+}
 #endif
 
 /// Bytes ahead of the current repacked block that the decode kernels prefetch (PLM_PREFETCH at

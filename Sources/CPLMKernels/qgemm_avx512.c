@@ -241,8 +241,8 @@ AVX512 void plm_qgemm_repacked_avx512(const plm_q4k6_repacked *w, const plm_tile
                 p += PLM_RP_HEADER_BYTES;
                 for (int j = 0; j < 8; j++) {
                     const int64_t b = sb * 8 + j;
-                    _mm512_store_ps(scales + b * TILE, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + PLM_RP_BLOCK_SCALE_INDICES)))), dv));
-                    _mm512_store_ps(mins + b * TILE, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + PLM_RP_BLOCK_MIN_INDICES)))), dneg));
+                    _mm512_store_ps(scales + b * TILE, plm_rp_indices(p, PLM_RP_BLOCK_SCALE_INDICES, dv));
+                    _mm512_store_ps(mins + b * TILE, plm_rp_indices(p, PLM_RP_BLOCK_MIN_INDICES, dneg));
                     for (int c = 0; c < 4; c++) {
                         __m512i z = _mm512_loadu_si512((const void *)(p + PLM_RP_BLOCK_NIBBLES + c * PLM_RP_NIBBLES_PER_8_COLUMNS));
                         _mm512_store_si512((__m512i *)(tile + (b * 8 + 2 * c) * 64), _mm512_and_si512(z, mask));

@@ -63,8 +63,7 @@ AVX512 void plm_qgemv_repacked_avx512(const plm_q4k6_repacked *w, const plm_qact
             p += PLM_RP_HEADER_BYTES;
             for (int j = 0; j < 8; j++) {
                 const int64_t b = sb * 8 + j;
-                __m512 sv = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + PLM_RP_BLOCK_SCALE_INDICES)))), d);
-                __m512 mv = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + PLM_RP_BLOCK_MIN_INDICES)))), dneg);
+                __m512 sv = plm_rp_indices(p, PLM_RP_BLOCK_SCALE_INDICES, d), mv = plm_rp_indices(p, PLM_RP_BLOCK_MIN_INDICES, dneg);
                 const uint8_t *nib = p + PLM_RP_BLOCK_NIBBLES;
                 const int8_t *act = a->q + b * 32;
                 __m512i s0 = _mm512_setzero_si512(), s1 = s0;

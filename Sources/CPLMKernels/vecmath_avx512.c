@@ -97,24 +97,28 @@ AVX512 static inline void block_levels512(const float *v, int64_t n, int top, __
     *sum = *scale * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(*lo, *hi));
 }
 
-AVX512 void plm_quantize_activations_avx512(const float *x, int64_t cols, int8_t *q, float *d, float *sum) {
+/// Both activation quantizers: int8 (top 127) into q8, or int16 (top 32767) into q16.
+AVX512 static void quantize_blocks(const float *x, int64_t cols, int top, int8_t *q8, int16_t *q16, float *d, float *sum) {
     for (int64_t b = 0; b < plm_blocks(cols); b++) {
         const int64_t n = cols - b * 32 < 32 ? cols - b * 32 : 32;
         __m512i lo, hi;
-        block_levels512(x + b * 32, n, 127, &lo, &hi, d + b, sum + b);
-        _mm_storeu_si128((__m128i *)(q + b * 32), _mm512_cvtepi32_epi8(lo));
-        _mm_storeu_si128((__m128i *)(q + b * 32 + 16), _mm512_cvtepi32_epi8(hi));
+        block_levels512(x + b * 32, n, top, &lo, &hi, d + b, sum + b);
+        if (q8) {
+            _mm_storeu_si128((__m128i *)(q8 + b * 32), _mm512_cvtepi32_epi8(lo));
+            _mm_storeu_si128((__m128i *)(q8 + b * 32 + 16), _mm512_cvtepi32_epi8(hi));
+        } else {
+            _mm256_storeu_si256((__m256i *)(q16 + b * 32), _mm512_cvtepi32_epi16(lo));
+            _mm256_storeu_si256((__m256i *)(q16 + b * 32 + 16), _mm512_cvtepi32_epi16(hi));
+        }
     }
 }
 
+AVX512 void plm_quantize_activations_avx512(const float *x, int64_t cols, int8_t *q, float *d, float *sum) {
+    quantize_blocks(x, cols, 127, q, NULL, d, sum);
+}
+
 AVX512 void plm_quantize_activations16_avx512(const float *x, int64_t cols, int16_t *q, float *d, float *sum) {
-    for (int64_t b = 0; b < plm_blocks(cols); b++) {
-        const int64_t n = cols - b * 32 < 32 ? cols - b * 32 : 32;
-        __m512i lo, hi;
-        block_levels512(x + b * 32, n, 32767, &lo, &hi, d + b, sum + b);
-        _mm256_storeu_si256((__m256i *)(q + b * 32), _mm512_cvtepi32_epi16(lo));
-        _mm256_storeu_si256((__m256i *)(q + b * 32 + 16), _mm512_cvtepi32_epi16(hi));
-    }
+    quantize_blocks(x, cols, 32767, NULL, q, d, sum);
 }
 
 AVX512 float plm_max_avx512(const float *x, int64_t n) {

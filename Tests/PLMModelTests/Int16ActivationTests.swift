@@ -60,19 +60,12 @@ struct Int16Activations {
             let a = Int16Activations(x)
             #expect(a.q.contains(32767) && a.q.contains(-32767))
             let xa = a.dequantized(k)
-            let tiles = (rows + 15) / 16
-            var bytes = [UInt8](repeating: 0, count: tiles * Int(plm_repacked_tile_bytes(Int64(k))))
-            var y = [Float](repeating: .nan, count: tiles * 16)
-            w.withMatrix { m in
-                bytes.withUnsafeMutableBytes { raw in
-                    var r = plm_q4k6_repacked(rows: Int64(rows), cols: Int64(k), tiles: Int64(tiles), tile_bytes: plm_repacked_tile_bytes(Int64(k)),
-                                              bytes: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
-                    #expect(plm_repack_q4k6(&m, &r, 0, Int64(tiles)) == 1)
-                    a.q.withUnsafeBufferPointer { qp in a.d.withUnsafeBufferPointer { dp in a.sum.withUnsafeBufferPointer { sp in x.withUnsafeBufferPointer { xp in
-                        var act = plm_qact16(q: qp.baseAddress, d: dp.baseAddress, sum: sp.baseAddress, x: xp.baseAddress, cols: Int64(k))
-                        plm_qgemv16_repacked(&r, &act, &y, 0, Int64(tiles))
-                    } } } }
-                }
+            var y = [Float](repeating: .nan, count: (rows + 15) / 16 * 16)
+            w.withRepacked { r in
+                a.q.withUnsafeBufferPointer { qp in a.d.withUnsafeBufferPointer { dp in a.sum.withUnsafeBufferPointer { sp in x.withUnsafeBufferPointer { xp in
+                    var act = plm_qact16(q: qp.baseAddress, d: dp.baseAddress, sum: sp.baseAddress, x: xp.baseAddress, cols: Int64(k))
+                    plm_qgemv16_repacked(&r, &act, &y, 0, r.tiles)
+                } } } }
             }
             for r in 0..<rows {
                 var exact = 0.0, norm = 0.0
@@ -167,18 +160,8 @@ struct Int16Activations {
         let xs = (0..<m).map { gaussian(k, seed: UInt64(400 + $0), scale: 3) }
         let acts = xs.map { Int16Activations($0) }
         let q = acts.flatMap(\.q), d = acts.flatMap(\.d), sums = acts.flatMap(\.sum)
-        let tiles = (rows + 15) / 16
-        var bytes = [UInt8](repeating: 0, count: tiles * Int(plm_repacked_tile_bytes(Int64(k))))
         var y = [Float](repeating: .nan, count: m * rows)
-        var ran: Int32 = 0
-        w.withMatrix { mat in
-            bytes.withUnsafeMutableBytes { raw in
-                var r = plm_q4k6_repacked(rows: Int64(rows), cols: Int64(k), tiles: Int64(tiles), tile_bytes: plm_repacked_tile_bytes(Int64(k)),
-                                          bytes: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
-                _ = plm_repack_q4k6(&mat, &r, 0, Int64(tiles))
-                ran = plm_qgemm16_repacked(&r, q, d, sums, Int64(m), &y, Int64(rows), 0, Int64(tiles))
-            }
-        }
+        let ran = w.withRepacked { plm_qgemm16_repacked(&$0, q, d, sums, Int64(m), &y, Int64(rows), 0, $0.tiles) }
         #expect(ran == 1)
         for row in 0..<m {
             let xa = acts[row].dequantized(k)

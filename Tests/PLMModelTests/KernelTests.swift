@@ -40,6 +40,20 @@ final class TestMatrix {
             return body(&matrix)
         } } }
     }
+
+    /// The matrix repacked into the AVX-512 decode layout (int4 k6 g32 only), for `body`.
+    func withRepacked<R>(_ body: (inout plm_q4k6_repacked) -> R) -> R {
+        let rows = layout.rows, k = layout.columns, tiles = (rows + 15) / 16, tileBytes = plm_repacked_tile_bytes(Int64(k))
+        var bytes = [UInt8](repeating: 0, count: tiles * Int(tileBytes))
+        return withMatrix { m in
+            bytes.withUnsafeMutableBytes { raw in
+                var r = plm_q4k6_repacked(rows: Int64(rows), cols: Int64(k), tiles: Int64(tiles), tile_bytes: tileBytes,
+                                          bytes: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                #expect(plm_repack_q4k6(&m, &r, 0, Int64(tiles)) == 1)
+                return body(&r)
+            }
+        }
+    }
 }
 
 struct QuantizedActivations {
@@ -170,14 +184,7 @@ struct QuantizedActivations {
             w.withMatrix { mat in
                 plm_qgemm(&mat, a8.flatMap(\.q), a8.flatMap(\.d), a8.flatMap(\.sum), x, Int64(m), &y8, Int64(n), 0, Int64(n), Int32(PLM_IMPL_AVX512))
                 if type.description.hasPrefix("int4") {
-                    let tiles = (n + 15) / 16
-                    var bytes = [UInt8](repeating: 0, count: tiles * Int(plm_repacked_tile_bytes(Int64(k))))
-                    bytes.withUnsafeMutableBytes { raw in
-                        var r = plm_q4k6_repacked(rows: Int64(n), cols: Int64(k), tiles: Int64(tiles), tile_bytes: plm_repacked_tile_bytes(Int64(k)),
-                                                  bytes: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
-                        _ = plm_repack_q4k6(&mat, &r, 0, Int64(tiles))
-                        #expect(plm_qgemm16_repacked(&r, a16.flatMap(\.q), a16.flatMap(\.d), a16.flatMap(\.sum), Int64(m), &y16, Int64(n), 0, Int64(tiles)) == 1)
-                    }
+                    #expect(w.withRepacked { plm_qgemm16_repacked(&$0, a16.flatMap(\.q), a16.flatMap(\.d), a16.flatMap(\.sum), Int64(m), &y16, Int64(n), 0, $0.tiles) } == 1)
                 } else {
                     plm_qgemm16(&mat, a16.flatMap(\.q), a16.flatMap(\.d), a16.flatMap(\.sum), x, Int64(m), &y16, Int64(n), 0, Int64(n), Int32(PLM_IMPL_AVX512))
                 }
@@ -301,19 +308,12 @@ struct QuantizedActivations {
             let x = gaussian(k, seed: 7, scale: 1)
             let a = QuantizedActivations(x)
             let xa = a.dequantized(k)
-            let tiles = (rows + 15) / 16
-            var bytes = [UInt8](repeating: 0, count: tiles * Int(plm_repacked_tile_bytes(Int64(k))))
-            var y = [Float](repeating: .nan, count: tiles * 16)
-            w.withMatrix { m in
-                bytes.withUnsafeMutableBytes { raw in
-                    var r = plm_q4k6_repacked(rows: Int64(rows), cols: Int64(k), tiles: Int64(tiles), tile_bytes: plm_repacked_tile_bytes(Int64(k)),
-                                              bytes: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
-                    #expect(plm_repack_q4k6(&m, &r, 0, Int64(tiles)) == 1)
-                    a.q.withUnsafeBufferPointer { qp in a.d.withUnsafeBufferPointer { dp in a.sum.withUnsafeBufferPointer { sp in x.withUnsafeBufferPointer { xp in
-                        var act = plm_qact(q: qp.baseAddress, d: dp.baseAddress, sum: sp.baseAddress, x: xp.baseAddress, cols: Int64(k))
-                        plm_qgemv_repacked(&r, &act, &y, 0, Int64(tiles))
-                    } } } }
-                }
+            var y = [Float](repeating: .nan, count: (rows + 15) / 16 * 16)
+            w.withRepacked { r in
+                a.q.withUnsafeBufferPointer { qp in a.d.withUnsafeBufferPointer { dp in a.sum.withUnsafeBufferPointer { sp in x.withUnsafeBufferPointer { xp in
+                    var act = plm_qact(q: qp.baseAddress, d: dp.baseAddress, sum: sp.baseAddress, x: xp.baseAddress, cols: Int64(k))
+                    plm_qgemv_repacked(&r, &act, &y, 0, r.tiles)
+                } } } }
             }
             for r in 0..<rows {
                 var exact = 0.0, norm = 0.0
@@ -331,17 +331,8 @@ struct QuantizedActivations {
         let xs = (0..<m).map { gaussian(k, seed: UInt64(200 + $0), scale: 1) }
         let acts = xs.map { QuantizedActivations($0) }
         let q = acts.flatMap(\.q), d = acts.flatMap(\.d), sums = acts.flatMap(\.sum)
-        let tiles = (rows + 15) / 16
-        var bytes = [UInt8](repeating: 0, count: tiles * Int(plm_repacked_tile_bytes(Int64(k))))
         var y = [Float](repeating: .nan, count: m * rows)
-        w.withMatrix { mat in
-            bytes.withUnsafeMutableBytes { raw in
-                var r = plm_q4k6_repacked(rows: Int64(rows), cols: Int64(k), tiles: Int64(tiles), tile_bytes: plm_repacked_tile_bytes(Int64(k)),
-                                          bytes: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
-                _ = plm_repack_q4k6(&mat, &r, 0, Int64(tiles))
-                plm_qgemm_repacked(&r, q, d, sums, Int64(m), &y, Int64(rows), 0, Int64(tiles))
-            }
-        }
+        w.withRepacked { plm_qgemm_repacked(&$0, q, d, sums, Int64(m), &y, Int64(rows), 0, $0.tiles) }
         for row in 0..<m {
             let xa = acts[row].dequantized(k)
             for r in 0..<rows {
