@@ -2,6 +2,7 @@
 // An implementation is used only when both the caller asks for it (impl) and the CPU has it;
 // the Swift layer refuses an explicit request the CPU cannot meet before it gets here.
 #include "qcommon.h"
+#include <time.h>
 #include <stdlib.h>
 
 #if defined(__x86_64__)
@@ -194,6 +195,21 @@ float plm_max(const float *x, int64_t n) {
     if (plm_cpu_has_avx512()) return plm_max_avx512(x, n);
 #endif
     return plm_max_ref(x, n);
+}
+
+double plm_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+double plm_int8_dot_peak(int64_t iterations, int impl) {
+#if defined(__x86_64__)
+    if (use_avx512(impl)) return plm_int8_dot_peak_avx512(iterations);
+    if (use_avx2(impl)) return plm_int8_dot_peak_avx2(iterations);
+#endif
+    (void)iterations; (void)impl;
+    return 0;
 }
 
 uint64_t plm_read_bytes(const void *data, size_t bytes) {

@@ -131,6 +131,7 @@ void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r
 void plm_qgemv_f32_avx2(const plm_qmatrix *w, const float *x, float *y, int64_t r0, int64_t r1);
 void plm_qgemv16_avx2(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r0, int64_t r1);
 uint64_t plm_read_bytes_avx2(const void *data, size_t bytes);
+double plm_int8_dot_peak_avx2(int64_t iterations);
 
 // AVX-512 (qavx512.c, qgemm_avx512.c, qrepack.c, vecmath_avx512.c).
 void plm_qgemv_avx512(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);
@@ -162,4 +163,6 @@ void plm_gelu_erf_avx512(float *x, int64_t n);
 void plm_quantize_activations_avx512(const float *x, int64_t cols, int8_t *q, float *d, float *sum);
 void plm_quantize_activations16_avx512(const float *x, int64_t cols, int16_t *q, float *d, float *sum);
 float plm_max_avx512(const float *x, int64_t n);
+double plm_int8_dot_peak_avx512(int64_t iterations);
+double plm_seconds(void);
 #endif

@@ -26,6 +26,10 @@ public enum KernelImplementation: String, CaseIterable, Sendable, Hashable {
         }
     }
 
+    /// Int8 multiply-adds per second of one core with this family's dot-product instruction,
+    /// from registers only (0 for the portable C): the peak `plmq bench` rates the GEMMs against.
+    public func int8DotPeak(iterations: Int) -> Double { plm_int8_dot_peak(Int64(iterations), code) }
+
     /// The best implementation this CPU runs.
     public static var best: KernelImplementation {
         switch plm_best_impl() {

@@ -375,7 +375,16 @@ struct Bench {
         // (c) GEMM at 64 and 512 rows against OpenBLAS on the same shapes (linear weights only).
         r.lines.append("")
         r.lines.append("(c) matrix × matrix (prefill), GFLOP/s as 2·M·N·K / time, median (min–max)")
-        var gemmRows: [[String]] = [["shape [out, in]", "rows", "plmq", "OpenBLAS sgemm", "speed-up"]]
+        // The ceiling of the integer GEMMs: the int8 dot-product instruction from registers only,
+        // on one core (so the share is per thread), 2 FLOP per multiply-add.
+        let peak = Stat((0..<runs).map { _ in 2 * options.effectiveKernel.int8DotPeak(iterations: 20_000_000) / 1e9 })
+        let perThreadPeak = peak.median
+        if perThreadPeak > 0 {
+            r.lines.append("  int8 dot-product peak of one core (\(options.effectiveKernel.rawValue), registers only): \(peak.text) GFLOP/s; "
+                           + "% of peak below is against \(max(1, threads)) × that")
+            r.object["int8_peak_gflops_per_core"] = peak.json
+        }
+        var gemmRows: [[String]] = [["shape [out, in]", "rows", "plmq", "OpenBLAS sgemm", "speed-up", "% of int8 peak"]]
         var gemmJSON: [JSONValue] = []
         for (t, q) in shapes where !t.name.contains("embed_tokens") && t.name != Component.lmHead {
             for m in [64, 512] {
@@ -389,12 +398,13 @@ struct Bench {
                 let blas = Stat((0..<runs).map { _ in
                     time { x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { dense.apply(xp.baseAddress!, rows: m, into: $0.baseAddress!) } } }
                 }).map { flops / $0 / 1e9 }
-                gemmRows.append([formatShape([q.outFeatures, q.inFeatures]), "\(m)", ours.text, blas.text, String(format2: ours.median / blas.median) + "×"])
+                let share = perThreadPeak > 0 ? String(format2: ours.median / (perThreadPeak * Double(max(1, threads))) * 100) : "–"
+                gemmRows.append([formatShape([q.outFeatures, q.inFeatures]), "\(m)", ours.text, blas.text, String(format2: ours.median / blas.median) + "×", share])
                 gemmJSON.append(.object(JSONObject([("rows", .int(q.outFeatures)), ("cols", .int(q.inFeatures)), ("m", .int(m)),
                                                     ("plmq_gflops", ours.json), ("openblas_gflops", blas.json)])))
             }
         }
-        r.lines.append(contentsOf: alignColumns(gemmRows, rightAligned: [1, 2, 3, 4]).map { "  " + $0 })
+        r.lines.append(contentsOf: alignColumns(gemmRows, rightAligned: [1, 2, 3, 4, 5]).map { "  " + $0 })
         r.object["gemm"] = .array(gemmJSON)
 
         guard endToEnd else { return r }

@@ -236,6 +236,15 @@ struct QuantizedActivations {
 }
 
 @Suite struct VectorMathTests {
+    /// The register-only int8 peak that `plmq bench` reports: measured for every SIMD family this
+    /// CPU runs (a positive rate; its size depends on the build: the C target is unoptimised in
+    /// debug builds), and 0 for portable C.
+    @Test func int8PeakIsMeasuredPerFamily() {
+        #expect(plm_int8_dot_peak(1000, Int32(PLM_IMPL_PORTABLE)) == 0)
+        if CPU.hasAVX2 { #expect(plm_int8_dot_peak(2_000_000, Int32(PLM_IMPL_AVX2)) > 0) }
+        if CPU.hasAVX512 { #expect(plm_int8_dot_peak(2_000_000, Int32(PLM_IMPL_AVX512)) > 0) }
+    }
+
     /// The dispatched activation quantizers (AVX-512 where the CPU has it) give the reference's
     /// bytes, scales and sums exactly: every length class, zero, NaN, ±Inf, huge and subnormal
     /// blocks, and values halfway between levels (rounding to even).

@@ -178,6 +178,12 @@ float plm_max_ref(const float *x, int64_t n);
 /// x = 0.5·x·(1 + erf(x/√2)) in place (exact-erf GELU). Portable path: libm erff.
 void plm_gelu_erf(float *x, int64_t n, int impl);
 
+/// Int8 multiply-adds per second that one core reaches with the int8 dot-product instruction the
+/// quantized GEMMs use (AVX-512: vpdpbusd on zmm; AVX2: vpmaddubsw + vpmaddwd + vpaddd), from
+/// registers only, over `iterations` rounds of 12 independent chains: the peak `plmq bench`
+/// reports the GEMMs against. 0 for the portable implementation.
+double plm_int8_dot_peak(int64_t iterations, int impl);
+
 /// Reads `bytes` bytes (a multiple of 64) with vector loads and returns a value that depends on
 /// all of them, so the reads cannot be optimised away: the bandwidth probe of `plmq bench`.
 uint64_t plm_read_bytes(const void *data, size_t bytes);
