@@ -54,6 +54,17 @@ enum Ops {
         }
     }
 
+    /// `activate` over `rows` rows of `width` values, the rows split across `threads` workers (a
+    /// vision tile's MLP hidden state is 1,025 × 4,096 values).
+    static func activate(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, _ act: Activation, impl: Int32, threads: Int) {
+        var job = ActivationJob(x: x, rows: rows, width: width, act: act, impl: impl, workers: max(1, min(threads, rows / 16)))
+        WorkerPool.run(job.workers, &job) { context, worker in
+            guard let j = context?.assumingMemoryBound(to: ActivationJob.self).pointee else { return }
+            let first = Int(worker) * j.rows / j.workers, last = (Int(worker) + 1) * j.rows / j.workers
+            Ops.activate(j.x + first * j.width, count: (last - first) * j.width, j.act, impl: j.impl)
+        }
+    }
+
     /// x += s ⊙ y, row-wise with a per-column scale (layer-scale gammas); s nil means 1.
     static func addScaled(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, rows: Int, width: Int, scale: [Float]?) {
         if let scale {
@@ -69,4 +80,13 @@ enum Ops {
         for i in 1..<x.count where x[i] > x[best] { best = i }
         return best
     }
+}
+
+/// Rows of one parallel activation pass (`Ops.activate(_:rows:width:_:impl:threads:)`).
+private struct ActivationJob {
+    let x: UnsafeMutablePointer<Float>
+    let rows: Int, width: Int
+    let act: Activation
+    let impl: Int32
+    let workers: Int
 }
