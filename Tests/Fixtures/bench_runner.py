@@ -9,7 +9,7 @@ run beside it (the same machine, one after the other).
 Time to first token = generate(max_new_tokens=1); decode = (generate(N) − generate(1)) / (N − 1),
 greedy with eos ignored (min_new_tokens=N), median of 3. Environment: BENCH_TOKENS (32; 1 times the
 first token only), BENCH_REPEATS
-(3), BENCH_TILES (both | one), BENCH_THREADS (1,2), BENCH_DTYPES (bfloat16,float32).
+(3), BENCH_TILES (both | default | one), BENCH_THREADS (1,2), BENCH_DTYPES (bfloat16,float32).
 """
 import json
 import statistics
@@ -23,7 +23,7 @@ from transformers.image_utils import load_image
 import os
 N = int(os.environ.get("BENCH_TOKENS", "32"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
-TILES = [None, 1] if os.environ.get("BENCH_TILES", "both") == "both" else [1]
+TILES = {"both": [None, 1], "default": [None]}.get(os.environ.get("BENCH_TILES", "both"), [1])
 THREADS = [int(t) for t in os.environ.get("BENCH_THREADS", "1,2").split(",")]
 DTYPES = [getattr(torch, d) for d in os.environ.get("BENCH_DTYPES", "bfloat16,float32").split(",")]
 
