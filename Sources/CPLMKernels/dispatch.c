@@ -167,6 +167,13 @@ float plm_exp_shift_sum(float *x, int64_t n, float shift, int impl) {
     return plm_exp_shift_sum_ref(x, n, shift);
 }
 
+void plm_silu_mul(float *gate, const float *up, int64_t n, int impl) {
+#if defined(__x86_64__)
+    if (use_avx512(impl)) { plm_silu_mul_avx512(gate, up, n); return; }
+#endif
+    plm_silu_mul_ref(gate, up, n);
+}
+
 void plm_gelu_erf(float *x, int64_t n, int impl) {
 #if defined(__x86_64__)
     if (use_avx512(impl)) { plm_gelu_erf_avx512(x, n); return; }

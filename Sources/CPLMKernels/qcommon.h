@@ -125,6 +125,7 @@ float plm_qdot_tail(const plm_qmatrix *w, const plm_qact *a, int64_t r, int64_t 
 float plm_qdot_f32_tail(const plm_qmatrix *w, const float *x, int64_t r, int64_t first_group);
 float plm_exp_shift_sum_ref(float *x, int64_t n, float shift);
 void plm_gelu_erf_ref(float *x, int64_t n);
+void plm_silu_mul_ref(float *gate, const float *up, int64_t n);
 
 // AVX2 (qavx2.c).
 void plm_qgemv_avx2(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);
@@ -160,6 +161,7 @@ void plm_split_activations16_avx512(const int16_t *q, int64_t n, int8_t *hi, uin
 /// `hi`, `lo` and `lo_sum` (Σ lo per block).
 void plm_split_rows16_avx512(const int16_t *q, int64_t rows, int64_t blocks, int8_t *hi, uint8_t *lo, int32_t *lo_sum);
 void plm_gelu_erf_avx512(float *x, int64_t n);
+void plm_silu_mul_avx512(float *gate, const float *up, int64_t n);
 void plm_quantize_activations_avx512(const float *x, int64_t cols, int8_t *q, float *d, float *sum);
 void plm_quantize_activations16_avx512(const float *x, int64_t cols, int16_t *q, float *d, float *sum);
 float plm_max_avx512(const float *x, int64_t n);

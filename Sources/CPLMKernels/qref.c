@@ -170,6 +170,10 @@ void plm_gelu_erf_ref(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
+void plm_silu_mul_ref(float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
 float plm_max_ref(const float *x, int64_t n) {
     float m = x[0];
     for (int64_t i = 1; i < n; i++) if (x[i] > m) m = x[i];

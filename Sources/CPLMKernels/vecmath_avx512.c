@@ -66,6 +66,17 @@ AVX512 void plm_gelu_erf_avx512(float *x, int64_t n) {
 }
 
 
+AVX512 void plm_silu_mul_avx512(float *gate, const float *up, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 x = _mm512_maskz_loadu_ps(k, gate + i), u = _mm512_maskz_loadu_ps(k, up + i);
+        // exp512 clamps its argument, so a very negative x gives x / (1 + 2^127) ≈ −0, as it should.
+        __m512 s = _mm512_div_ps(x, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+        _mm512_mask_storeu_ps(gate + i, k, _mm512_mul_ps(s, u));
+    }
+}
+
 /// Quantizes one block of n ≤ 32 values as block_levels (qref.c) does, bit for bit: absmax over
 /// the block, NaN/±Inf poison it, scale = absmax/top, levels rint(v·(top/absmax)) clamped.
 /// Returns the levels as 32 int32 (two vectors, zero beyond n).

@@ -141,8 +141,12 @@ struct DecoderLayer: Sendable {
             let n = min(s.chunkRows, rows - r0)
             gateProj.apply(s.normed + r0 * h, rows: n, into: s.gate)
             upProj.apply(s.normed + r0 * h, rows: n, into: s.up)
-            Ops.activate(s.gate, count: n * s.intermediate, t.hiddenAct, impl: d.impl)
-            for i in 0..<(n * s.intermediate) { s.gate[i] *= s.up[i] }
+            if t.hiddenAct == .silu {
+                Ops.siluMul(s.gate, s.up, count: n * s.intermediate, impl: d.impl, threads: d.attention.threads)
+            } else {
+                Ops.activate(s.gate, count: n * s.intermediate, t.hiddenAct, impl: d.impl)
+                for i in 0..<(n * s.intermediate) { s.gate[i] *= s.up[i] }
+            }
             downProj.apply(s.gate, rows: n, into: s.down)
             for i in 0..<(n * h) { s.x[r0 * h + i] += s.down[i] }
             r0 += n

@@ -65,6 +65,18 @@ enum Ops {
         }
     }
 
+    /// gate = silu(gate) ⊙ up over `count` values, split across `threads` workers (the Llama MLP:
+    /// a 512-token prefill has 4.2 M of them per layer, which a serial libm loop took 6 % of
+    /// a two-thread prefill to do).
+    static func siluMul(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, impl: Int32, threads: Int) {
+        var job = SiluMulJob(gate: gate, up: up, count: count, impl: impl, workers: max(1, min(threads, count / 16384)))
+        WorkerPool.run(job.workers, &job) { context, worker in
+            guard let j = context?.assumingMemoryBound(to: SiluMulJob.self).pointee else { return }
+            let first = Int(worker) * j.count / j.workers, last = (Int(worker) + 1) * j.count / j.workers
+            plm_silu_mul(j.gate + first, j.up + first, Int64(last - first), j.impl)
+        }
+    }
+
     /// x += s ⊙ y, row-wise with a per-column scale (layer-scale gammas); s nil means 1.
     static func addScaled(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, rows: Int, width: Int, scale: [Float]?) {
         if let scale {
@@ -87,6 +99,15 @@ private struct ActivationJob {
     let x: UnsafeMutablePointer<Float>
     let rows: Int, width: Int
     let act: Activation
+    let impl: Int32
+    let workers: Int
+}
+
+/// One parallel silu-and-multiply pass (`Ops.siluMul`).
+private struct SiluMulJob {
+    let gate: UnsafeMutablePointer<Float>
+    let up: UnsafePointer<Float>
+    let count: Int
     let impl: Int32
     let workers: Int
 }
