@@ -77,32 +77,17 @@ void plm_qgemm(const plm_qmatrix *w, const int8_t *q, const float *d, const floa
 }
 
 #if defined(__x86_64__)
-/// Runs `gemm` over int16 activation rows split into bytes (heap: rows·K bytes twice, per call,
-/// next to the tile buffers the GEMMs allocate anyway). Returns 0 when out of memory.
-static int with_split16(const int16_t *q, const float *d, const float *sum, int64_t rows, int64_t blocks,
-                        void (*gemm)(const plm_tile_act *, void *), void *context) {
-    int8_t *hi = malloc((size_t)(rows * blocks * 32));
-    uint8_t *lo = malloc((size_t)(rows * blocks * 32));
-    int32_t *lo_sum = malloc((size_t)(rows * blocks) * sizeof(int32_t));
-    int ok = hi && lo && lo_sum;
-    if (ok) {
-        plm_split_rows16_avx512(q, rows, blocks, hi, lo, lo_sum);
-        plm_tile_act a = { NULL, hi, lo, lo_sum, d, sum };
-        gemm(&a, context);
-    }
-    free(hi); free(lo); free(lo_sum);
-    return ok;
-}
-
-typedef struct { const plm_qmatrix *w; int64_t rows; float *y; int64_t ldy, r0, r1; } gemm16_call;
-static void run_gemm16(const plm_tile_act *a, void *context) {
-    const gemm16_call *c = context;
-    plm_qgemm_avx512(c->w, a, c->rows, c->y, c->ldy, c->r0, c->r1);
-}
-typedef struct { const plm_q4k6_repacked *w; int64_t rows; float *y; int64_t ldy, tile0, tile1; } gemm16_repacked_call;
-static void run_gemm16_repacked(const plm_tile_act *a, void *context) {
-    const gemm16_repacked_call *c = context;
-    plm_qgemm_repacked_avx512(c->w, a, c->rows, c->y, c->ldy, c->tile0, c->tile1);
+/// int16 activation rows split into bytes for the AVX-512 tile GEMMs, in one heap block per call
+/// (rows·K bytes twice and a sum per block, beside the tile buffers the GEMMs allocate anyway).
+/// Returns the block for free(), or NULL when out of memory.
+static void *split16(const int16_t *q, const float *d, const float *sum, int64_t rows, int64_t blocks, plm_tile_act *a) {
+    const size_t n = (size_t)(rows * blocks * 32);
+    uint8_t *memory = malloc(2 * n + (size_t)(rows * blocks) * sizeof(int32_t));
+    if (!memory) return NULL;
+    int32_t *lo_sum = (int32_t *)(void *)(memory + 2 * n);  // 2n is a multiple of 64
+    plm_split_rows16_avx512(q, rows, blocks, (int8_t *)memory, memory + n, lo_sum);
+    *a = (plm_tile_act){ NULL, (const int8_t *)memory, memory + n, lo_sum, d, sum };
+    return memory;
 }
 #endif
 
@@ -110,8 +95,13 @@ void plm_qgemm16(const plm_qmatrix *w, const int16_t *q, const float *d, const f
                  int64_t rows, float *y, int64_t ldy, int64_t r0, int64_t r1, int impl) {
     const int64_t blocks = plm_blocks(w->cols);
 #if defined(__x86_64__)
-    gemm16_call call = { w, rows, y, ldy, r0, r1 };
-    if (use_avx512(impl) && rows >= 4 && with_split16(q, d, sum, rows, blocks, run_gemm16, &call)) return;
+    plm_tile_act a;
+    void *split = use_avx512(impl) && rows >= 4 ? split16(q, d, sum, rows, blocks, &a) : NULL;
+    if (split) {
+        plm_qgemm_avx512(w, &a, rows, y, ldy, r0, r1);
+        free(split);
+        return;
+    }
 #endif
     for (int64_t m = 0; m < rows; m++) {
         plm_qact16 a = { q + m * blocks * 32, d + m * blocks, sum + m * blocks, x + m * w->cols, w->cols };
@@ -152,8 +142,13 @@ void plm_qgemm_repacked(const plm_q4k6_repacked *w, const int8_t *q, const float
 int plm_qgemm16_repacked(const plm_q4k6_repacked *w, const int16_t *q, const float *d, const float *sum,
                          int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1) {
 #if defined(__x86_64__)
-    gemm16_repacked_call call = { w, rows, y, ldy, tile0, tile1 };
-    if (plm_cpu_has_avx512()) return with_split16(q, d, sum, rows, plm_blocks(w->cols), run_gemm16_repacked, &call);
+    plm_tile_act a;
+    void *split = plm_cpu_has_avx512() ? split16(q, d, sum, rows, plm_blocks(w->cols), &a) : NULL;
+    if (split) {
+        plm_qgemm_repacked_avx512(w, &a, rows, y, ldy, tile0, tile1);
+        free(split);
+        return 1;
+    }
 #else
     (void)w; (void)q; (void)d; (void)sum; (void)rows; (void)y; (void)ldy; (void)tile0; (void)tile1;
 #endif

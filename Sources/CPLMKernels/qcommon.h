@@ -91,6 +91,11 @@ PLM_TARGET_AVX2 static inline float plm_hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/// 4 activation bytes at p broadcast to all 16 lanes straight from memory (one load uop), for
+/// the vpdpbusd kernels over row-interleaved tiles.
+typedef int32_t __attribute__((may_alias, aligned(1))) plm_i32u;
+#define BCAST4(p) _mm512_set1_epi32(*(const plm_i32u *)(p))
+
 /// The 16 rows' scales (index · d) and minimums (index · −dmin) of one repacked block
 /// (plm_layout.h), from its super-block's d and −dmin.
 PLM_TARGET_AVX512 static inline __m512 plm_rp_indices(const uint8_t *block, int field, __m512 factor) {

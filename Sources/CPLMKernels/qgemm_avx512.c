@@ -19,10 +19,6 @@
 #define AVX512 PLM_TARGET_AVX512
 #define TILE PLM_TILE_ROWS
 
-/// 4 activation bytes broadcast to all 16 lanes, straight from memory (one load uop).
-typedef int32_t __attribute__((may_alias, aligned(1))) plm_i32u;
-#define BCAST4(p) _mm512_set1_epi32(*(const plm_i32u *)(p))
-
 /// Levels of row r, in column order, into out[0 ..< blocks·32] (zero padded).
 AVX512 static void unpack_row(const plm_qmatrix *w, int64_t r, uint8_t *out, int64_t padded) {
     const int64_t g = w->group, full = w->cols / g;

@@ -7,7 +7,8 @@
 //   (unsigned byte), so Σ L·q = 256·Σ L·hi + Σ L·lo. Both halves are vpdpbusd (u8 × s8): L·hi
 //   with L unsigned, lo·L with the int4 level (0…15) as the signed operand. That is two
 //   vpdpbusd where int8 activations take one, without widening the weights: used over the
-//   row-interleaved repacked layout, where the int8 kernels broadcast 4 activation bytes.
+//   row-interleaved repacked layout, where the int8 kernels broadcast 4 activation bytes
+//   (the kernels are in qrepack.c and qgemm_avx512.c; the split is here).
 // Integer sums stay exact in int32 (|256·Σ L·hi| ≤ 256·32·15·128 < 2^24 per block).
 #if defined(__x86_64__)
 #include "qcommon.h"
@@ -15,8 +16,6 @@
 
 #define AVX512 PLM_TARGET_AVX512
 #define TILE PLM_TILE_ROWS
-typedef int32_t __attribute__((may_alias, aligned(1))) plm_i32u;
-#define BCAST4(p) _mm512_set1_epi32(*(const plm_i32u *)(p))
 
 /// The 32 levels of block `b` (counted in the row, inside its full groups) as signed int16 v of
 /// plm_signed_level: int8 kinds v = L − 128, int4 v = L.
@@ -161,43 +160,4 @@ AVX512 void plm_split_rows16_avx512(const int16_t *q, int64_t rows, int64_t bloc
     }
 }
 
-AVX512 void plm_qgemv16_repacked_avx512(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1) {
-    const int64_t superblocks = w->cols / PLM_RP_SUPERBLOCK_COLUMNS;
-    const __m512i mask = _mm512_set1_epi8(0x0F);
-    // Split once per call, shared by every tile (cols ≤ a few ten thousand: stack).
-    int8_t hi[w->cols];
-    uint8_t lo[w->cols];
-    plm_split_activations16_avx512(a->q, w->cols, hi, lo);
-    for (int64_t t = tile0; t < tile1; t++) {
-        const uint8_t *p = w->bytes + t * w->tile_bytes;
-        __m512 acc = _mm512_setzero_ps(), macc = _mm512_setzero_ps();
-        for (int64_t sb = 0; sb < superblocks; sb++) {
-            __m512 d = _mm512_loadu_ps((const float *)p), dneg = _mm512_loadu_ps((const float *)(p + TILE * 4));
-            p += PLM_RP_HEADER_BYTES;
-            for (int j = 0; j < 8; j++) {
-                const int64_t b = sb * 8 + j;
-                __m512 sv = plm_rp_indices(p, PLM_RP_BLOCK_SCALE_INDICES, d), mv = plm_rp_indices(p, PLM_RP_BLOCK_MIN_INDICES, dneg);
-                const uint8_t *nib = p + PLM_RP_BLOCK_NIBBLES;
-                const int8_t *h = hi + b * 32;
-                const uint8_t *l = lo + b * 32;
-                __m512i sh0 = _mm512_setzero_si512(), sh1 = sh0, sl0 = sh0, sl1 = sh0;
-                for (int c = 0; c < 4; c++) {
-                    __m512i z = _mm512_loadu_si512((const void *)(nib + c * PLM_RP_NIBBLES_PER_8_COLUMNS));
-                    __m512i v0 = _mm512_and_si512(z, mask), v1 = _mm512_and_si512(_mm512_srli_epi16(z, 4), mask);
-                    sh0 = _mm512_dpbusd_epi32(sh0, v0, BCAST4(h + 8 * c));
-                    sh1 = _mm512_dpbusd_epi32(sh1, v1, BCAST4(h + 8 * c + 4));
-                    sl0 = _mm512_dpbusd_epi32(sl0, BCAST4(l + 8 * c), v0);
-                    sl1 = _mm512_dpbusd_epi32(sl1, BCAST4(l + 8 * c + 4), v1);
-                }
-                __m512i dot = _mm512_add_epi32(_mm512_slli_epi32(_mm512_add_epi32(sh0, sh1), 8), _mm512_add_epi32(sl0, sl1));
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(sv, _mm512_set1_ps(a->d[b])), acc);
-                macc = _mm512_fmadd_ps(mv, _mm512_set1_ps(a->sum[b]), macc);
-                plm_prefetch_block(p);
-                p += PLM_RP_BLOCK_BYTES;
-            }
-        }
-        int64_t n = w->rows - t * TILE < TILE ? w->rows - t * TILE : TILE;
-        _mm512_mask_storeu_ps(y + (t - tile0) * TILE, (__mmask16)((1u << n) - 1), _mm512_add_ps(acc, macc));
-    }
-}
 #endif

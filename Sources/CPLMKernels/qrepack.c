@@ -50,9 +50,14 @@ int plm_repack_q4k6(const plm_qmatrix *w, plm_q4k6_repacked *out, int64_t tile0,
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define AVX512 PLM_TARGET_AVX512
-typedef int32_t __attribute__((may_alias, aligned(1))) plm_i32u;
 
-AVX512 void plm_qgemv_repacked_avx512(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1) {
+
+/// The decode GEMV over the repacked layout, for int8 activations (q8) or int16 ones split into
+/// bytes (hi, lo; see qint16_avx512.c): per 8 columns one vpdpbusd with int8, two with int16.
+/// Inlined per activation type, so the choice costs nothing in the loop.
+AVX512 __attribute__((always_inline)) static inline void repacked_gemv(const plm_q4k6_repacked *w, const int8_t *q8, const int8_t *hi,
+                                                                   const uint8_t *lo, const float *ad, const float *asum,
+                                                                   float *y, int64_t tile0, int64_t tile1) {
     const int64_t superblocks = w->cols / PLM_RP_SUPERBLOCK_COLUMNS;
     const __m512i mask = _mm512_set1_epi8(0x0F);
     for (int64_t t = tile0; t < tile1; t++) {
@@ -65,15 +70,26 @@ AVX512 void plm_qgemv_repacked_avx512(const plm_q4k6_repacked *w, const plm_qact
                 const int64_t b = sb * 8 + j;
                 __m512 sv = plm_rp_indices(p, PLM_RP_BLOCK_SCALE_INDICES, d), mv = plm_rp_indices(p, PLM_RP_BLOCK_MIN_INDICES, dneg);
                 const uint8_t *nib = p + PLM_RP_BLOCK_NIBBLES;
-                const int8_t *act = a->q + b * 32;
-                __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+                const int64_t o = b * 32;
+                __m512i s0 = _mm512_setzero_si512(), s1 = s0, l0 = s0, l1 = s0;
                 for (int c = 0; c < 4; c++) {
                     __m512i z = _mm512_loadu_si512((const void *)(nib + c * PLM_RP_NIBBLES_PER_8_COLUMNS));
-                    s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(z, mask), _mm512_set1_epi32(*(const plm_i32u *)(act + 8 * c)));
-                    s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(z, 4), mask), _mm512_set1_epi32(*(const plm_i32u *)(act + 8 * c + 4)));
+                    __m512i v0 = _mm512_and_si512(z, mask), v1 = _mm512_and_si512(_mm512_srli_epi16(z, 4), mask);
+                    if (q8) {
+                        s0 = _mm512_dpbusd_epi32(s0, v0, BCAST4(q8 + o + 8 * c));
+                        s1 = _mm512_dpbusd_epi32(s1, v1, BCAST4(q8 + o + 8 * c + 4));
+                    } else {
+                        // Σ L·q = 256·Σ L·hi + Σ lo·L (the level is the signed operand of the second).
+                        s0 = _mm512_dpbusd_epi32(s0, v0, BCAST4(hi + o + 8 * c));
+                        s1 = _mm512_dpbusd_epi32(s1, v1, BCAST4(hi + o + 8 * c + 4));
+                        l0 = _mm512_dpbusd_epi32(l0, BCAST4(lo + o + 8 * c), v0);
+                        l1 = _mm512_dpbusd_epi32(l1, BCAST4(lo + o + 8 * c + 4), v1);
+                    }
                 }
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(sv, _mm512_set1_ps(a->d[b])), acc);
-                macc = _mm512_fmadd_ps(mv, _mm512_set1_ps(a->sum[b]), macc);
+                __m512i dot = _mm512_add_epi32(s0, s1);
+                if (!q8) dot = _mm512_add_epi32(_mm512_slli_epi32(dot, 8), _mm512_add_epi32(l0, l1));
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(sv, _mm512_set1_ps(ad[b])), acc);
+                macc = _mm512_fmadd_ps(mv, _mm512_set1_ps(asum[b]), macc);
                 plm_prefetch_block(p);
                 p += PLM_RP_BLOCK_BYTES;
             }
@@ -81,5 +97,17 @@ AVX512 void plm_qgemv_repacked_avx512(const plm_q4k6_repacked *w, const plm_qact
         int64_t n = w->rows - t * TILE < TILE ? w->rows - t * TILE : TILE;
         _mm512_mask_storeu_ps(y + (t - tile0) * TILE, (__mmask16)((1u << n) - 1), _mm512_add_ps(acc, macc));
     }
+}
+
+AVX512 void plm_qgemv_repacked_avx512(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1) {
+    repacked_gemv(w, a->q, NULL, NULL, a->d, a->sum, y, tile0, tile1);
+}
+
+AVX512 void plm_qgemv16_repacked_avx512(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1) {
+    // Split once per call, shared by every tile (cols ≤ a few ten thousand: stack).
+    int8_t hi[w->cols];
+    uint8_t lo[w->cols];
+    plm_split_activations16_avx512(a->q, w->cols, hi, lo);
+    repacked_gemv(w, NULL, hi, lo, a->d, a->sum, y, tile0, tile1);
 }
 #endif

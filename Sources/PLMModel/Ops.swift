@@ -54,27 +54,19 @@ enum Ops {
         }
     }
 
-    /// `activate` over `rows` rows of `width` values, the rows split across `threads` workers (a
-    /// vision tile's MLP hidden state is 1,025 × 4,096 values).
-    static func activate(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, _ act: Activation, impl: Int32, threads: Int) {
-        var job = ActivationJob(x: x, rows: rows, width: width, act: act, impl: impl, workers: max(1, min(threads, rows / 16)))
-        WorkerPool.run(job.workers, &job) { context, worker in
-            guard let j = context?.assumingMemoryBound(to: ActivationJob.self).pointee else { return }
-            let first = Int(worker) * j.rows / j.workers, last = (Int(worker) + 1) * j.rows / j.workers
-            Ops.activate(j.x + first * j.width, count: (last - first) * j.width, j.act, impl: j.impl)
-        }
+    /// `activate` over `count` values split across `threads` workers (a vision tile's MLP hidden
+    /// state is 1,025 × 4,096 values).
+    static func activate(_ x: UnsafeMutablePointer<Float>, count: Int, _ act: Activation, impl: Int32, threads: Int) {
+        var job = ElementwiseJob(x: x, up: nil, count: count, act: act, impl: impl, threads: threads)
+        job.run()
     }
 
     /// gate = silu(gate) ⊙ up over `count` values, split across `threads` workers (the Llama MLP:
     /// a 512-token prefill has 4.2 M of them per layer, which a serial libm loop took 6 % of
     /// a two-thread prefill to do).
     static func siluMul(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, impl: Int32, threads: Int) {
-        var job = SiluMulJob(gate: gate, up: up, count: count, impl: impl, workers: max(1, min(threads, count / 16384)))
-        WorkerPool.run(job.workers, &job) { context, worker in
-            guard let j = context?.assumingMemoryBound(to: SiluMulJob.self).pointee else { return }
-            let first = Int(worker) * j.count / j.workers, last = (Int(worker) + 1) * j.count / j.workers
-            plm_silu_mul(j.gate + first, j.up + first, Int64(last - first), j.impl)
-        }
+        var job = ElementwiseJob(x: gate, up: up, count: count, act: .silu, impl: impl, threads: threads)
+        job.run()
     }
 
     /// x += s ⊙ y, row-wise with a per-column scale (layer-scale gammas); s nil means 1.
@@ -94,20 +86,30 @@ enum Ops {
     }
 }
 
-/// Rows of one parallel activation pass (`Ops.activate(_:rows:width:_:impl:threads:)`).
-private struct ActivationJob {
+/// One parallel elementwise pass: `act` on x, or with `up` silu(x) ⊙ up. Contiguous ranges of
+/// at least 16 Ki values per worker.
+private struct ElementwiseJob {
     let x: UnsafeMutablePointer<Float>
-    let rows: Int, width: Int
+    let up: UnsafePointer<Float>?
+    let count: Int
     let act: Activation
     let impl: Int32
     let workers: Int
-}
 
-/// One parallel silu-and-multiply pass (`Ops.siluMul`).
-private struct SiluMulJob {
-    let gate: UnsafeMutablePointer<Float>
-    let up: UnsafePointer<Float>
-    let count: Int
-    let impl: Int32
-    let workers: Int
+    init(x: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>?, count: Int, act: Activation, impl: Int32, threads: Int) {
+        self.x = x; self.up = up; self.count = count; self.act = act; self.impl = impl
+        workers = max(1, min(threads, count / 16384))
+    }
+
+    mutating func run() {
+        WorkerPool.run(workers, &self) { context, worker in
+            guard let j = context?.assumingMemoryBound(to: ElementwiseJob.self).pointee else { return }
+            let first = Int(worker) * j.count / j.workers, last = (Int(worker) + 1) * j.count / j.workers
+            if let up = j.up {
+                plm_silu_mul(j.x + first, up + first, Int64(last - first), j.impl)
+            } else {
+                Ops.activate(j.x + first, count: last - first, j.act, impl: j.impl)
+            }
+        }
+    }
 }

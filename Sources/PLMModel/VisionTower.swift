@@ -163,7 +163,7 @@ public struct VisionTower: Sendable {
         }
         apply(b.fc1, a, rows: t, into: &f.hidden)
         f.hidden.withUnsafeMutableBufferPointer {
-            Ops.activate($0.baseAddress!, rows: t, width: v.mlpHidden, .geluErf, impl: impl, threads: threads)
+            Ops.activate($0.baseAddress!, count: $0.count, .geluErf, impl: impl, threads: threads)
         }
         apply(b.fc2, f.hidden, rows: t, into: &f.branch)
         addScaled(&x, f.branch, rows: t, width: d, scale: b.gamma2)
