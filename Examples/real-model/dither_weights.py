@@ -11,14 +11,11 @@ trained bf16 matrix's are. The result is another working language model: measure
     python dither_weights.py /work/smol-plm /tmp/smol-dither --seed 0
 """
 import argparse
-import os
 import re
-import shutil
-import sys
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+
+from checkpoint_copy import rewrite_weights
 
 DECODER = re.compile(r"^model\.language_model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight$")
 
@@ -29,29 +26,20 @@ def main():
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    if os.path.exists(a.out):
-        sys.exit(f"{a.out} exists")
-    tmp = a.out + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    for name in os.listdir(a.source):
-        if name != "model.safetensors":
-            os.symlink(os.path.abspath(os.path.join(a.source, name)), os.path.join(tmp, name))
     g = torch.Generator().manual_seed(a.seed)
-    out, changed = {}, 0
-    with safe_open(os.path.join(a.source, "model.safetensors"), "pt") as f:
-        metadata = f.metadata()
-        for k in f.keys():
-            t = f.get_tensor(k)
-            if DECODER.match(k) and t.shape[-1] % 32 == 0:
-                w = t.float().reshape(-1, 32)
-                step = (w.max(1, keepdim=True).values - w.min(1, keepdim=True).values) / 15
-                noise = (torch.rand(w.shape, generator=g) - 0.5) * step
-                t = (w + noise).reshape(t.shape).to(t.dtype)
-                changed += 1
-            out[k] = t.contiguous()
-    save_file(out, os.path.join(tmp, "model.safetensors"), metadata=metadata)
-    os.rename(tmp, a.out)
+    changed = 0
+
+    def dither(k, t):
+        nonlocal changed
+        if DECODER.match(k) and t.shape[-1] % 32 == 0:
+            w = t.float().reshape(-1, 32)
+            step = (w.max(1, keepdim=True).values - w.min(1, keepdim=True).values) / 15
+            noise = (torch.rand(w.shape, generator=g) - 0.5) * step
+            t = (w + noise).reshape(t.shape).to(t.dtype)
+            changed += 1
+        return t
+
+    rewrite_weights(a.source, a.out, dither)
     print(f"{changed} decoder matrices dithered into {a.out}")
 
 

@@ -22,14 +22,11 @@ were never on its grid.
 It prints the head's relative RMSE ||W - W^|| / ||W||.
 """
 import argparse
-import os
-import shutil
-import sys
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file as save_torch
+
+from checkpoint_copy import rewrite_weights
 
 EMBED = "model.language_model.embed_tokens.weight"
 
@@ -91,31 +88,17 @@ def main():
     p.add_argument("--group", type=int, default=32)
     p.add_argument("--offset", type=int, default=0)
     a = p.parse_args()
-    if os.path.exists(a.out):
-        sys.exit(f"{a.out} exists")
-    tmp = a.out + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    for name in os.listdir(a.source):
-        if name != "model.safetensors":
-            os.symlink(os.path.abspath(os.path.join(a.source, name)), os.path.join(tmp, name))
-    tensors = {}
-    with safe_open(os.path.join(a.source, "model.safetensors"), "pt") as f:
-        metadata = f.metadata()
-        for k in f.keys():
-            t = f.get_tensor(k)
-            if k == EMBED:
-                w = t.float().numpy().astype(np.float64)
-                y = fake_quantize(w, a.bits, a.group, a.offset)
-                rel = np.sqrt(((y - w) ** 2).sum() / (w * w).sum())
-                print(f"{EMBED}: {a.bits}-bit sym g{a.group} offset {a.offset}: relative RMSE {rel:.6f}")
-                tensors[k] = y.astype(np.float32)
-            else:
-                tensors[k] = t
-    out = {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in tensors.items()}
-    save_torch(out, os.path.join(tmp, "model.safetensors"), metadata=metadata)
-    os.rename(tmp, a.out)
 
+    def head(k, t):
+        if k != EMBED:
+            return t
+        w = t.float().numpy().astype(np.float64)
+        y = fake_quantize(w, a.bits, a.group, a.offset)
+        rel = np.sqrt(((y - w) ** 2).sum() / (w * w).sum())
+        print(f"{EMBED}: {a.bits}-bit sym g{a.group} offset {a.offset}: relative RMSE {rel:.6f}")
+        return torch.from_numpy(y.astype(np.float32))
+
+    rewrite_weights(a.source, a.out, head)
 
 if __name__ == "__main__":
     main()
