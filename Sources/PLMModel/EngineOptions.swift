@@ -47,10 +47,11 @@ public enum KernelImplementation: String, CaseIterable, Sendable, Hashable {
 /// (dequantized blocks + sgemm).
 public enum ActivationPrecision: String, CaseIterable, Sendable, Hashable {
     /// Per phase, the most accurate choice that costs little speed. Decode (fewer than
-    /// `QuantizedLinear.denseFallbackRows` rows): int16 per block of 32 on every CPU (5–20 % of
-    /// the GEMV time against int8 on AVX-512, less on AVX2). Prefill: fp32 through dequantized
-    /// blocks and sgemm without AVX-512; with it the int8 VNNI tile GEMM, because int16 there
-    /// needs two vpdpbusd per product and ran PLM-1B prefill at 0.62× the int8 speed.
+    /// `QuantizedLinear.denseFallbackRows` rows): int16 per block of 32 on every CPU (as fast
+    /// as int8 on AVX-512 within measurement noise, 6–11 % slower on AVX2). Prefill: fp32
+    /// through dequantized blocks and sgemm without AVX-512; with it the int8 VNNI tile GEMM,
+    /// because int16 there needs two vpdpbusd per product and ran PLM-1B prefill at 0.62× the
+    /// int8 speed.
     case auto
     /// Quantized to int8 per block of 32 at every row count (integer dot products; on CPUs
     /// without AVX-512 prefill is slower than `auto`): W·A8 everywhere, for comparisons.
