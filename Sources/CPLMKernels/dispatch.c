@@ -109,50 +109,70 @@ void plm_qgemm16(const plm_qmatrix *w, const int16_t *q, const float *d, const f
     }
 }
 
-// The repacked layout is only built where AVX-512 runs (QuantizedLinear checks), so these have
-// no other implementation; elsewhere they leave y untouched.
-void plm_qgemv_repacked(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1) {
+// The repacked layout: AVX-512 VNNI, AVX2, or the plain C reference over the same bytes.
+void plm_qgemv_repacked(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1, int impl) {
 #if defined(__x86_64__)
-    if (plm_cpu_has_avx512()) plm_qgemv_repacked_avx512(w, a, y, tile0, tile1);
-#else
-    (void)w; (void)a; (void)y; (void)tile0; (void)tile1;
+    if (use_avx512(impl)) { plm_qgemv_repacked_avx512(w, a, y, tile0, tile1); return; }
+    if (use_avx2(impl)) { plm_qgemv_repacked_avx2(w, a, y, tile0, tile1); return; }
 #endif
+    plm_qgemv_repacked_ref(w, a, y, tile0, tile1);
 }
 
-void plm_qgemv16_repacked(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1) {
+void plm_qgemv16_repacked(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1, int impl) {
 #if defined(__x86_64__)
-    if (plm_cpu_has_avx512()) plm_qgemv16_repacked_avx512(w, a, y, tile0, tile1);
-#else
-    (void)w; (void)a; (void)y; (void)tile0; (void)tile1;
+    if (use_avx512(impl)) { plm_qgemv16_repacked_avx512(w, a, y, tile0, tile1); return; }
+    if (use_avx2(impl)) { plm_qgemv16_repacked_avx2(w, a, y, tile0, tile1); return; }
 #endif
+    plm_qgemv16_repacked_ref(w, a, y, tile0, tile1);
+}
+
+/// Without the AVX-512 tile GEMM: one repacked GEMV per activation row and tile, written at
+/// row stride ldy (the tile's 16 outputs go through a buffer, as the last tile may be short).
+static void repacked_rows(const plm_q4k6_repacked *w, const int8_t *q, const int16_t *q16, const float *d, const float *sum,
+                          int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1, int impl) {
+    const int64_t blocks = plm_blocks(w->cols);
+    for (int64_t t = tile0; t < tile1; t++) {
+        const int64_t n = w->rows - t * PLM_TILE_ROWS < PLM_TILE_ROWS ? w->rows - t * PLM_TILE_ROWS : PLM_TILE_ROWS;
+        for (int64_t m = 0; m < rows; m++) {
+            float out[PLM_TILE_ROWS];
+            if (q) {
+                plm_qact a = { q + m * blocks * 32, d + m * blocks, sum + m * blocks, NULL, w->cols };
+                plm_qgemv_repacked(w, &a, out, t, t + 1, impl);
+            } else {
+                plm_qact16 a = { q16 + m * blocks * 32, d + m * blocks, sum + m * blocks, NULL, w->cols };
+                plm_qgemv16_repacked(w, &a, out, t, t + 1, impl);
+            }
+            memcpy(y + m * ldy + (t - tile0) * PLM_TILE_ROWS, out, (size_t)n * sizeof(float));
+        }
+    }
 }
 
 void plm_qgemm_repacked(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
-                        int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1) {
+                        int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1, int impl) {
 #if defined(__x86_64__)
-    if (plm_cpu_has_avx512()) {
+    if (use_avx512(impl)) {
         plm_tile_act a = { q, NULL, NULL, NULL, d, sum };
         plm_qgemm_repacked_avx512(w, &a, rows, y, ldy, tile0, tile1);
+        return;
     }
-#else
-    (void)w; (void)q; (void)d; (void)sum; (void)rows; (void)y; (void)ldy; (void)tile0; (void)tile1;
 #endif
+    repacked_rows(w, q, NULL, d, sum, rows, y, ldy, tile0, tile1, impl);
 }
 
 int plm_qgemm16_repacked(const plm_q4k6_repacked *w, const int16_t *q, const float *d, const float *sum,
-                         int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1) {
+                         int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1, int impl) {
 #if defined(__x86_64__)
-    plm_tile_act a;
-    void *split = plm_cpu_has_avx512() ? split16(q, d, sum, rows, plm_blocks(w->cols), &a) : NULL;
-    if (split) {
+    if (use_avx512(impl)) {
+        plm_tile_act a;
+        void *split = split16(q, d, sum, rows, plm_blocks(w->cols), &a);
+        if (!split) return 0;
         plm_qgemm_repacked_avx512(w, &a, rows, y, ldy, tile0, tile1);
         free(split);
         return 1;
     }
-#else
-    (void)w; (void)q; (void)d; (void)sum; (void)rows; (void)y; (void)ldy; (void)tile0; (void)tile1;
 #endif
-    return 0;
+    repacked_rows(w, NULL, q, d, sum, rows, y, ldy, tile0, tile1, impl);
+    return 1;
 }
 
 float plm_exp_shift_sum(float *x, int64_t n, float shift, int impl) {

@@ -174,28 +174,141 @@ AVX2 void plm_qgemv_f32_avx2(const plm_qmatrix *w, const float *x, float *y, int
     }
 }
 
-/// Σ v·a over one block of 32 values: v0 holds values 0…15 and v1 values 16…31 as bytes
-/// (signed for the int8 kinds, unsigned int4 levels otherwise), a the block's 32 int16
-/// activations. Widened to int16 and summed in pairs by vpmaddwd into 8 int32 lanes.
-AVX2 static inline __m256i dot16_block(__m128i v0, __m128i v1, int is_signed, const int16_t *a) {
-    __m256i w0 = is_signed ? _mm256_cvtepi8_epi16(v0) : _mm256_cvtepu8_epi16(v0);
-    __m256i w1 = is_signed ? _mm256_cvtepi8_epi16(v1) : _mm256_cvtepu8_epi16(v1);
+/// Σ L·a over one block of 32 int4 levels: v0 holds values 0…15 and v1 values 16…31 as bytes,
+/// a the block's 32 int16 activations. Widened to int16 and summed in pairs by vpmaddwd into 8
+/// int32 lanes.
+AVX2 static inline __m256i dot16_block(__m128i v0, __m128i v1, const int16_t *a) {
+    __m256i w0 = _mm256_cvtepu8_epi16(v0), w1 = _mm256_cvtepu8_epi16(v1);
     __m256i p0 = _mm256_madd_epi16(w0, _mm256_loadu_si256((const __m256i *)a));
     __m256i p1 = _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(a + 16)));
     return _mm256_add_epi32(p0, p1);
 }
 
+/// The 32 int8 levels at p as int16: w0 the even columns, w1 the odd ones (each 16-bit word of
+/// the bytes holds columns 2i and 2i+1; two in-lane shifts sign-extend the low byte, one the
+/// high). vpmovsxbw widens in order but crosses lanes, and on Zen 3 it took twice the shuffle-
+/// port cycles (llvm-mca: 16 vs 11 cycles per 4 rows × 32 columns). The activations come
+/// de-interleaved to match (even_odd16).
+AVX2 static inline void levels16(const uint8_t *p, const int flip, __m256i *w0, __m256i *w1) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    if (flip) v = _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80));
+    *w0 = _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 8);
+    *w1 = _mm256_srai_epi16(v, 8);
+}
+
+/// Rows r … r+R−1 of an int8 matrix (R ≤ 4, constant where inlined) against int16 activations
+/// (per block: the 16 even columns, then the 16 odd ones): each block's activations are loaded
+/// once for the R rows. With groups of 32, eight groups' scales are converted at once (F16C)
+/// and multiplied with the activation scales in one vector; each block then takes its lane with
+/// one permute. The row-at-a-time loop below spent more on that per-group scalar work than on
+/// the products and read the int8 head at 3 GB/s, a third of one core's bandwidth.
+/// `flip`: int8 asymmetric (L stored, read as L − 128 with shift m + 128s).
+AVX2 __attribute__((always_inline)) static inline void int8_rows16(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r,
+                                                                  const int R, const int flip) {
+    const int64_t g = w->group, full = w->cols / g, per = g / 32;
+    const int16_t *restrict aq = a->q;
+    const float *restrict ad = a->d, *restrict asum = a->sum;
+    const uint8_t *rows[4], *scales[4], *mins[4];
+    __m256 acc[4], shiftAcc[4];
+    for (int k = 0; k < R; k++) {
+        rows[k] = w->data + (r + k) * w->data_row_bytes;
+        scales[k] = w->scales + (r + k) * w->scale_row_bytes;
+        mins[k] = flip ? w->mins + (r + k) * w->min_row_bytes : NULL;
+        acc[k] = shiftAcc[k] = _mm256_setzero_ps();
+    }
+    int64_t gi = 0;
+    if (g == 32) {
+        for (; gi + 8 <= full; gi += 8) {
+            const __m256 adv = _mm256_loadu_ps(ad + gi);
+            __m256 sd[4];
+            for (int k = 0; k < R; k++) {
+                const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales[k] + 2 * gi)));
+                sd[k] = _mm256_mul_ps(sv, adv);
+                if (flip) {
+                    const __m256 mv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(mins[k] + 2 * gi)));
+                    shiftAcc[k] = _mm256_fmadd_ps(_mm256_fmadd_ps(sv, _mm256_set1_ps(128.0f), mv), _mm256_loadu_ps(asum + gi), shiftAcc[k]);
+                }
+            }
+            for (int j = 0; j < 8; j++) {
+                const int64_t b = gi + j;
+                const __m256i a0 = _mm256_loadu_si256((const __m256i *)(aq + 32 * b)), a1 = _mm256_loadu_si256((const __m256i *)(aq + 32 * b + 16));
+                const __m256i lane = _mm256_set1_epi32(j);
+                for (int k = 0; k < R; k++) {
+                    const uint8_t *p = rows[k] + 32 * b;
+                    __m256i w0, w1;
+                    levels16(p, flip, &w0, &w1);
+                    // The same columns 2R rows on (PLM_PREFETCH bytes ahead in a row of a few KiB
+                    // would land in rows already being read). Measured on a 131 MB matrix,
+                    // against one plain stream: no prefetch 0.55–0.64, R rows on 0.70–0.74,
+                    // 2R 0.72–0.75, 3R 0.65–0.74.
+                    if (j & 1) __builtin_prefetch(p + 2 * R * w->data_row_bytes, 0, 3);
+                    __m256i dot = _mm256_add_epi32(_mm256_madd_epi16(w0, a0), _mm256_madd_epi16(w1, a1));
+                    acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_permutevar8x32_ps(sd[k], lane), acc[k]);
+                }
+            }
+        }
+    }
+    // Other group sizes, and the last groups of 32 that do not fill a set of eight.
+    float shiftTail[4] = { 0, 0, 0, 0 };
+    for (; gi < full; gi++) {
+        float s[4], shift[4];
+        for (int k = 0; k < R; k++) {
+            s[k] = _cvtsh_ss(plm_load_u16(scales[k] + 2 * gi));
+            if (flip) shift[k] = _cvtsh_ss(plm_load_u16(mins[k] + 2 * gi)) + 128.0f * s[k];
+        }
+        float groupSum = 0;
+        for (int64_t b = gi * per; b < (gi + 1) * per; b++) {
+            const __m256i a0 = _mm256_loadu_si256((const __m256i *)(aq + 32 * b)), a1 = _mm256_loadu_si256((const __m256i *)(aq + 32 * b + 16));
+            for (int k = 0; k < R; k++) {
+                const uint8_t *p = rows[k] + 32 * b;
+                __m256i w0, w1;
+                levels16(p, flip, &w0, &w1);
+                __m256i dot = _mm256_add_epi32(_mm256_madd_epi16(w0, a0), _mm256_madd_epi16(w1, a1));
+                if (b & 1) __builtin_prefetch(p + 2 * R * w->data_row_bytes, 0, 3);
+                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(s[k] * ad[b]), acc[k]);
+            }
+            if (flip) groupSum += asum[b];
+        }
+        if (flip) for (int k = 0; k < R; k++) shiftTail[k] += shift[k] * groupSum;
+    }
+    for (int k = 0; k < R; k++)
+        y[k] = plm_hsum8(acc[k]) + plm_hsum8(shiftAcc[k]) + shiftTail[k]
+             + (full * g < w->cols ? plm_qdot_f32_tail(w, a->x, r + k, full) : 0.0f);
+}
+
+/// Each block's 32 activations reordered to its even columns, then its odd ones (levels16).
+static void even_odd16(const int16_t *q, int64_t blocks, int16_t *out) {
+    for (int64_t b = 0; b < blocks; b++)
+        for (int i = 0; i < 16; i++) { out[32 * b + i] = q[32 * b + 2 * i]; out[32 * b + 16 + i] = q[32 * b + 2 * i + 1]; }
+}
+
+AVX2 static void int8_gemv16(const plm_qmatrix *w, const plm_qact16 *a16, float *y, int64_t r0, int64_t r1) {
+    // Once per call, shared by every row (cols ≤ a few ten thousand: stack).
+    const int64_t blocks = plm_blocks(w->cols);
+    int16_t reordered[blocks * 32];
+    even_odd16(a16->q, blocks, reordered);
+    const plm_qact16 act = { reordered, a16->d, a16->sum, a16->x, a16->cols }, *a = &act;
+    int64_t r = r0;
+    if (w->kind == PLM_Q8_ASYM) {
+        for (; r + 4 <= r1; r += 4) int8_rows16(w, a, y + (r - r0), r, 4, 1);
+        for (; r < r1; r++) int8_rows16(w, a, y + (r - r0), r, 1, 1);
+    } else {
+        for (; r + 4 <= r1; r += 4) int8_rows16(w, a, y + (r - r0), r, 4, 0);
+        for (; r < r1; r++) int8_rows16(w, a, y + (r - r0), r, 1, 0);
+    }
+}
+
 /// int16 activations (plm_qgemv16_ref's definition, up to summation order). Per block the
-/// integer sum is exact; the signed int8 levels keep it free of a large offset.
+/// integer sum is exact; the signed int8 levels keep it free of a large offset. The int8 kinds
+/// run four rows at a time (int8_gemv16); this row-at-a-time loop serves the int4 kinds that
+/// are not repacked (symmetric, f16 scales, groups other than 32).
 AVX2 void plm_qgemv16_avx2(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r0, int64_t r1) {
     const int64_t g = w->group, full = w->cols / g, per = g / 32;
     const __m128i mask16 = _mm_set1_epi8(0x0F);
     const __m256i mask = _mm256_set1_epi8(0x0F);
     const int16_t *restrict aq = a->q;
     const float *restrict ad = a->d, *restrict asum = a->sum;
-    const int int4 = plm_is_int4(w);
-    // int8 asymmetric stores L = q + 128: flipping the top bit reads q = L − 128 as int8.
-    const __m256i flip = _mm256_set1_epi8(w->kind == PLM_Q8_ASYM ? (char)0x80 : 0);
+    if (!plm_is_int4(w)) { int8_gemv16(w, a, y, r0, r1); return; }
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + r * w->data_row_bytes;
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -207,12 +320,12 @@ AVX2 void plm_qgemv16_avx2(const plm_qmatrix *w, const plm_qact16 *a, float *y, 
             const float shift = plm_level_shift(w, s, m);
             const int64_t b0 = gi * per;
             __m256 part = _mm256_setzero_ps();
-            if (int4 && g == 32) {
+            if (g == 32) {
                 __m128i v = _mm_loadu_si128((const __m128i *)(row + gi * 16));
-                __m256i dot = dot16_block(_mm_and_si128(v, mask16), _mm_and_si128(_mm_srli_epi16(v, 4), mask16), 0, aq + b0 * 32);
+                __m256i dot = dot16_block(_mm_and_si128(v, mask16), _mm_and_si128(_mm_srli_epi16(v, 4), mask16), aq + b0 * 32);
                 part = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(s * ad[b0]));
                 shiftAcc += shift * asum[b0];
-            } else if (int4) {
+            } else {
                 // Byte j holds values j (low nibble) and j + g/2 (high nibble): one load, two blocks.
                 const uint8_t *p = row + gi * (g / 2);
                 const int64_t half = per / 2;
@@ -220,19 +333,11 @@ AVX2 void plm_qgemv16_avx2(const plm_qmatrix *w, const plm_qact16 *a, float *y, 
                     __m256i v = _mm256_loadu_si256((const __m256i *)(p + 32 * c));
                     __m256i lo = _mm256_and_si256(v, mask), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
                     const int64_t bl = b0 + c, bh = b0 + c + half;
-                    __m256i dl = dot16_block(_mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1), 0, aq + bl * 32);
-                    __m256i dh = dot16_block(_mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1), 0, aq + bh * 32);
+                    __m256i dl = dot16_block(_mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1), aq + bl * 32);
+                    __m256i dh = dot16_block(_mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1), aq + bh * 32);
                     part = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dl), _mm256_set1_ps(s * ad[bl]), part);
                     part = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dh), _mm256_set1_ps(s * ad[bh]), part);
                     shiftAcc += shift * (asum[bl] + asum[bh]);
-                }
-            } else {
-                const uint8_t *p = row + gi * g;
-                for (int64_t b = 0; b < per; b++) {
-                    __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 32 * b)), flip);
-                    __m256i dot = dot16_block(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1), 1, aq + (b0 + b) * 32);
-                    part = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(s * ad[b0 + b]), part);
-                    shiftAcc += shift * asum[b0 + b];
                 }
             }
             if (gi & 1) acc1 = _mm256_add_ps(acc1, part); else acc0 = _mm256_add_ps(acc0, part);

@@ -1,6 +1,6 @@
 // Shared inline helpers and internal declarations of the kernels (not part of the public
 // header). Layering: qref.c (the reference) at the bottom calls nothing faster; each
-// instruction set's kernels (qavx2.c, qavx512.c, qgemm_avx512.c, qint16_avx512.c, qrepack.c,
+// instruction set's kernels (qavx2.c, qrepack_avx2.c, qavx512.c, qgemm_avx512.c, qint16_avx512.c, qrepack.c,
 // vecmath_avx512.c)
 // sit above it and may call it for tails; dispatch.c at the top picks one at run time.
 #ifndef PLM_QCOMMON_H
@@ -123,6 +123,10 @@ static inline void plm_prefetch_ahead(const uint8_t *p, int bytes) {
 int plm_cpu_has_avx2(void);
 int plm_cpu_has_avx512(void);
 
+// The references of the repacked GEMVs (qrepack.c).
+void plm_qgemv_repacked_ref(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1);
+void plm_qgemv16_repacked_ref(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1);
+
 // The reference (qref.c).
 void plm_qgemv_ref(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);
 float plm_qdot_tail(const plm_qmatrix *w, const plm_qact *a, int64_t r, int64_t first_group);
@@ -138,6 +142,8 @@ void plm_qgemv_f32_avx2(const plm_qmatrix *w, const float *x, float *y, int64_t 
 void plm_qgemv16_avx2(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r0, int64_t r1);
 uint64_t plm_read_bytes_avx2(const void *data, size_t bytes);
 double plm_int8_dot_peak_avx2(int64_t iterations);
+void plm_qgemv_repacked_avx2(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1);
+void plm_qgemv16_repacked_avx2(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1);
 
 // AVX-512 (qavx512.c, qgemm_avx512.c, qrepack.c, vecmath_avx512.c).
 void plm_qgemv_avx512(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);

@@ -47,6 +47,70 @@ int plm_repack_q4k6(const plm_qmatrix *w, plm_q4k6_repacked *out, int64_t tile0,
     return 1;
 }
 
+/// Row r of the repacked matrix dequantized into out[0 ..< cols]: the same values, bit for bit,
+/// as plm_dequantize_row on the original (s·L + m with s = d·index, m = −dmin·index), so the
+/// fp32 prefill path can run from the repacked copy after the mapped levels were released.
+void plm_repacked_dequantize_row(const plm_q4k6_repacked *w, int64_t r, float *out) {
+    const int64_t superblocks = w->cols / PLM_RP_SUPERBLOCK_COLUMNS;
+    const int i = (int)(r % TILE);
+    const uint8_t *p = w->bytes + (r / TILE) * w->tile_bytes;
+    for (int64_t sb = 0; sb < superblocks; sb++) {
+        const float d = ((const float *)p)[i], dneg = ((const float *)(p + TILE * 4))[i];
+        p += PLM_RP_HEADER_BYTES;
+        for (int j = 0; j < 8; j++, p += PLM_RP_BLOCK_BYTES) {
+            const float s = d * (float)p[PLM_RP_BLOCK_SCALE_INDICES + i], m = dneg * (float)p[PLM_RP_BLOCK_MIN_INDICES + i];
+            float *o = out + (sb * 8 + j) * 32;
+            for (int c = 0; c < 4; c++) {
+                const uint8_t *bytes = p + PLM_RP_BLOCK_NIBBLES + c * PLM_RP_NIBBLES_PER_8_COLUMNS + i * 4;
+                for (int k = 0; k < 4; k++) {
+                    o[8 * c + k] = s * (float)(bytes[k] & 0x0F) + m;
+                    o[8 * c + 4 + k] = s * (float)(bytes[k] >> 4) + m;
+                }
+            }
+        }
+    }
+}
+
+/// Level of column c (0…31) of block `blk` for row i of the tile (the layout in plm_layout.h).
+static int repacked_level(const uint8_t *blk, int i, int c) {
+    const uint8_t byte = blk[PLM_RP_BLOCK_NIBBLES + (c / 8) * PLM_RP_NIBBLES_PER_8_COLUMNS + i * 4 + c % 4];
+    return c % 8 < 4 ? byte & 0x0F : byte >> 4;
+}
+
+/// The reference GEMV over the repacked layout (plain C, one activation type at a time): per
+/// 32-column block, d·index·d_a·Σ L·q + (−dmin)·index·d_a·Σq, the definition of plm_qgemv_ref
+/// and plm_qgemv16_ref on the original matrix, which the SIMD twins are tested against.
+static void repacked_gemv_ref(const plm_q4k6_repacked *w, const int8_t *q8, const int16_t *q16, const float *ad,
+                              const float *asum, float *y, int64_t tile0, int64_t tile1) {
+    const int64_t superblocks = w->cols / PLM_RP_SUPERBLOCK_COLUMNS;
+    for (int64_t t = tile0; t < tile1; t++) {
+        for (int i = 0; i < TILE && t * TILE + i < w->rows; i++) {
+            const uint8_t *p = w->bytes + t * w->tile_bytes;
+            float acc = 0;
+            for (int64_t sb = 0; sb < superblocks; sb++) {
+                const float d = ((const float *)p)[i], dneg = ((const float *)(p + TILE * 4))[i];
+                p += PLM_RP_HEADER_BYTES;
+                for (int j = 0; j < 8; j++, p += PLM_RP_BLOCK_BYTES) {
+                    const int64_t b = sb * 8 + j;
+                    int32_t dot = 0;
+                    for (int c = 0; c < 32; c++) dot += repacked_level(p, i, c) * (q8 ? (int32_t)q8[b * 32 + c] : (int32_t)q16[b * 32 + c]);
+                    acc += d * (float)p[PLM_RP_BLOCK_SCALE_INDICES + i] * ad[b] * (float)dot
+                         + dneg * (float)p[PLM_RP_BLOCK_MIN_INDICES + i] * asum[b];
+                }
+            }
+            y[(t - tile0) * TILE + i] = acc;
+        }
+    }
+}
+
+void plm_qgemv_repacked_ref(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1) {
+    repacked_gemv_ref(w, a->q, NULL, a->d, a->sum, y, tile0, tile1);
+}
+
+void plm_qgemv16_repacked_ref(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1) {
+    repacked_gemv_ref(w, NULL, a->q, a->d, a->sum, y, tile0, tile1);
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define AVX512 PLM_TARGET_AVX512

@@ -18,7 +18,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     let bias: [Float]?
     private let keepAlive: [PartBytes]
     private let rawPointers: [UnsafeRawPointer?]
-    /// The decode layout (int4 k6 g32 on AVX-512 machines), built at load.
+    /// The decode layout (int4 k6 g32 on AVX2 and AVX-512 machines), built at load.
     let repacked: RepackedMatrix?
     /// Activation scratch for single-row calls, so a decode step allocates nothing; the lock
     /// keeps a model usable from several threads (they take turns on this matrix).
@@ -55,9 +55,12 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         singleD = .allocate(capacity: blocks)
         singleSum = .allocate(capacity: blocks)
         singleQ16 = .allocate(capacity: blocks * 32)
-        repacked = options.implCode >= PLM_IMPL_AVX512 ? RepackedMatrix(matrix, threads: options.threads) : nil
-        // The repacked copy serves decode and prefill; the mapped levels are only re-read by the
-        // portable or fp32-activation paths, so release them (RSS stays about the file size).
+        // The portable build keeps the file layout: its reference GEMV over the repacked bytes
+        // is no faster, and the copy would only add memory.
+        repacked = options.implCode >= PLM_IMPL_AVX2 ? RepackedMatrix(matrix, threads: options.threads) : nil
+        // The repacked copy serves decode and prefill (the fp32 path dequantizes from it too);
+        // the mapped levels are only re-read by the fp32-activation GEMV, so release them (RSS
+        // stays about the file size).
         if repacked != nil { parts["data"]?.dropResidentPages() }
     }
 
@@ -169,14 +172,21 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         defer { addBias(j.y, rows: j.rows, n: j.n, columns: r0..<r1) }
         if j.path == .denseF32 {
             // Blocks of weight rows dequantized (the C reference definition), then sgemm.
+            let layout = repacked?.layout
             BlockedDense.multiply(j.x, rows: j.rows, columns: j.k, into: j.y, ldy: j.n, weightRows: r0..<r1) { r, count, out in
-                for i in 0..<count { plm_dequantize_row(&matrix, Int64(r + i), out + i * j.k) }
+                for i in 0..<count {
+                    if var layout {
+                        plm_repacked_dequantize_row(&layout, Int64(r + i), out + i * j.k)
+                    } else {
+                        plm_dequantize_row(&matrix, Int64(r + i), out + i * j.k)
+                    }
+                }
             }
         } else if j.path == .int16Gemv {
-            let layout = j.impl >= PLM_IMPL_AVX512 ? repacked?.layout : nil
+            let layout = repacked?.layout
             if j.rows >= 4, j.impl >= PLM_IMPL_AVX512 {
                 // The AVX-512 tile GEMM over int16 activations split into bytes.
-                if var layout, plm_qgemm16_repacked(&layout, j.q16, j.d, j.sums, Int64(j.rows), j.y + r0, Int64(j.n), Int64(first), Int64(last)) == 1 {
+                if var layout, plm_qgemm16_repacked(&layout, j.q16, j.d, j.sums, Int64(j.rows), j.y + r0, Int64(j.n), Int64(first), Int64(last), j.impl) == 1 {
                     return
                 }
                 plm_qgemm16(&matrix, j.q16, j.d, j.sums, j.x, Int64(j.rows), j.y + r0, Int64(j.n), Int64(r0), Int64(r1), j.impl)
@@ -193,7 +203,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
                     var act = plm_qact16(q: j.q16 + m * j.blocks * 32, d: j.d + m * j.blocks, sum: j.sums + m * j.blocks,
                                          x: j.x + m * j.k, cols: Int64(j.k))
                     if var layout {
-                        plm_qgemv16_repacked(&layout, &act, j.y + m * j.n + t0, Int64(t), Int64(tEnd))
+                        plm_qgemv16_repacked(&layout, &act, j.y + m * j.n + t0, Int64(t), Int64(tEnd), j.impl)
                     } else {
                         plm_qgemv16(&matrix, &act, j.y + m * j.n + t0, Int64(t0), Int64(t1), j.impl)
                     }
@@ -204,13 +214,14 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
             for m in 0..<j.rows {
                 plm_qgemv_f32(&matrix, j.x + m * j.k, j.y + m * j.n + r0, Int64(r0), Int64(r1), j.impl)
             }
-        } else if j.rows == 1, let repacked, j.impl >= PLM_IMPL_AVX512 {
+        } else if j.rows == 1, let repacked {
             var act = plm_qact(q: j.q, d: j.d, sum: j.sums, x: j.x, cols: Int64(j.k))
             var r = repacked.layout
-            plm_qgemv_repacked(&r, &act, j.y + r0, Int64(first), Int64(last))
-        } else if let repacked, j.impl >= PLM_IMPL_AVX512, j.rows >= 4 {
+            plm_qgemv_repacked(&r, &act, j.y + r0, Int64(first), Int64(last), j.impl)
+        } else if let repacked, j.rows >= 4 || j.impl < PLM_IMPL_AVX512 {
+            // The AVX-512 tile GEMM, or one repacked GEMV per row and tile elsewhere.
             var r = repacked.layout
-            plm_qgemm_repacked(&r, j.q, j.d, j.sums, Int64(j.rows), j.y + r0, Int64(j.n), Int64(first), Int64(last))
+            plm_qgemm_repacked(&r, j.q, j.d, j.sums, Int64(j.rows), j.y + r0, Int64(j.n), Int64(first), Int64(last), j.impl)
         } else {
             // Writes y[m, r0..<r1] in place (row stride n): the tile GEMM for several rows,
             // one GEMV for a single row (decode).

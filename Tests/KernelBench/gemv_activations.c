@@ -1,7 +1,7 @@
 // Decode GEMV throughput by activation type, side by side in one run: int8, int16 and fp32
 // activations against the same quantized matrix (random levels, 2048 × 8192, one thread, the
 // kernels plmq dispatches to). Prints level bytes per second, best of 3 rounds of 20 calls, beside
-// a plain read of the same number of bytes (the bandwidth limit) and, on AVX-512 machines, the
+// a plain read of the same number of bytes (the bandwidth limit) and, on AVX2 and AVX-512 machines, the
 // int4 kernels over the repacked layout that decode uses there.
 // Built and run by `make bench-gemv` (no Swift needed). Usage: gemv_activations [impl]
 // (0 portable, 1 AVX2, 2 AVX-512; default: the best this CPU has).
@@ -68,9 +68,9 @@ static void gemm_section(void) {
         t[1] = now();
         plm_qgemm16(&w, q16, d16, s16, x, m, y, n, 0, n, PLM_IMPL_AVX512);
         t[2] = now();
-        plm_qgemm_repacked(&rp, q8, d8, s8, m, y, n, 0, rp.tiles);
+        plm_qgemm_repacked(&rp, q8, d8, s8, m, y, n, 0, rp.tiles, PLM_IMPL_AVX512);
         t[3] = now();
-        plm_qgemm16_repacked(&rp, q16, d16, s16, m, y, n, 0, rp.tiles);
+        plm_qgemm16_repacked(&rp, q16, d16, s16, m, y, n, 0, rp.tiles, PLM_IMPL_AVX512);
         t[4] = now();
         for (int i = 0; i < 4; i++) if (t[i + 1] - t[i] < best[i]) best[i] = t[i + 1] - t[i];
     }
@@ -127,13 +127,13 @@ int main(int argc, char **argv) {
         printf("%-18s int8 %.2f  int16 %.2f  fp32 %.2f  (read %.2f)%s\n", names[t], bytes / best[0] / 1e9, bytes / best[1] / 1e9,
                bytes / best[2] / 1e9, bytes / read / 1e9, sink == 42 ? " " : "");
         plm_q4k6_repacked r = { rows, cols, (rows + PLM_TILE_ROWS - 1) / PLM_TILE_ROWS, plm_repacked_tile_bytes(cols), NULL };
-        if (impl >= PLM_IMPL_AVX512 && (r.bytes = malloc((size_t)(r.tiles * r.tile_bytes))) && plm_repack_q4k6(&w, &r, 0, r.tiles)) {
+        if (impl >= PLM_IMPL_AVX2 && (r.bytes = malloc((size_t)(r.tiles * r.tile_bytes))) && plm_repack_q4k6(&w, &r, 0, r.tiles)) {
             double rb[2] = { 1e9, 1e9 };
             for (int round = 0; round < 3; round++) {
                 double t0 = now();
-                for (int i = 0; i < 20; i++) plm_qgemv_repacked(&r, &a8, y, 0, r.tiles);
+                for (int i = 0; i < 20; i++) plm_qgemv_repacked(&r, &a8, y, 0, r.tiles, impl);
                 double t1 = now();
-                for (int i = 0; i < 20; i++) plm_qgemv16_repacked(&r, &a16, y, 0, r.tiles);
+                for (int i = 0; i < 20; i++) plm_qgemv16_repacked(&r, &a16, y, 0, r.tiles, impl);
                 double t2 = now();
                 if (t1 - t0 < rb[0]) rb[0] = t1 - t0;
                 if (t2 - t1 < rb[1]) rb[1] = t2 - t1;

@@ -48,11 +48,56 @@ struct Int16Activations {
     @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512"), arguments: kernelTypes)
     func avx512GemvMatchesTheExactProduct(_ type: StorageType) { check(type, impl: PLM_IMPL_AVX512) }
 
-    /// The AVX-512 decode kernel over the repacked int4 layout (activations split into high and
-    /// low bytes) gives the exact int16 product too, including activations at ±32767 where the
-    /// high byte is largest, and a partial last tile.
-    @Test(.enabled(if: CPU.hasAVX512, "the repacked layout is only built on AVX-512 machines"))
-    func repackedGemvMatchesTheExactProduct() {
+    /// The decode kernels over the repacked int4 layout (activations split into high and low
+    /// bytes) give the exact int16 product too, including activations at ±32767 where the high
+    /// byte is largest and the low byte's sums come nearest int16 saturation on AVX2, and a
+    /// partial last tile.
+    @Test func portableRepackedGemvMatchesTheExactProduct() { checkRepacked(impl: PLM_IMPL_PORTABLE) }
+
+    @Test(.enabled(if: CPU.hasAVX2, "this CPU has no AVX2"))
+    func avx2RepackedGemvMatchesTheExactProduct() { checkRepacked(impl: PLM_IMPL_AVX2) }
+
+    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512"))
+    func avx512RepackedGemvMatchesTheExactProduct() { checkRepacked(impl: PLM_IMPL_AVX512) }
+
+    /// The AVX2 kernel adds vpmaddubsw pairs in int16 before widening them. With every level at
+    /// 15 and activations at the split's extreme bytes (q = −1: low byte 255; q = −32767: high
+    /// byte −128) the int16 sums reach their bounds, and must still equal the C reference's
+    /// int32 sums over the same bytes.
+    @Test(.enabled(if: CPU.hasAVX2, "this CPU has no AVX2"))
+    func repackedSumsStayExactAtTheirBounds() {
+        let (rows, k) = (16, 512)
+        let w = TestMatrix(rows: rows, columns: k, type: .int4(.asymmetric, groupSize: 32, scales: .k6), seed: 9)
+        var lowBytes = [Float](repeating: -1 / 32767, count: k)
+        for b in 0..<k / 32 { lowBytes[32 * b] = 1 }   // block maximum 1: the rest quantize to −1
+        let highBytes = [Float](repeating: -1, count: k)   // every value −32767
+        for (name, x, level) in [("low bytes 255", lowBytes, Int16(-1)), ("high bytes −128", highBytes, Int16(-32767))] {
+            let a = Int16Activations(x)
+            #expect(a.q.filter { $0 == level }.count >= k - k / 32, "\(name)")
+            var fast = [Float](repeating: .nan, count: rows), reference = fast
+            w.withRepacked { r in
+                for t in 0..<Int(r.tiles) {
+                    for sb in 0..<Int(r.cols) / Int(PLM_RP_SUPERBLOCK_COLUMNS) {
+                        for j in 0..<8 {
+                            let offset = t * Int(r.tile_bytes) + sb * Int(PLM_RP_SUPERBLOCK_BYTES) + Int(PLM_RP_HEADER_BYTES)
+                                + j * Int(PLM_RP_BLOCK_BYTES) + Int(PLM_RP_BLOCK_NIBBLES)
+                            (r.bytes + offset).update(repeating: 0xFF, count: 4 * Int(PLM_RP_NIBBLES_PER_8_COLUMNS))
+                        }
+                    }
+                }
+                a.q.withUnsafeBufferPointer { qp in a.d.withUnsafeBufferPointer { dp in a.sum.withUnsafeBufferPointer { sp in x.withUnsafeBufferPointer { xp in
+                    var act = plm_qact16(q: qp.baseAddress, d: dp.baseAddress, sum: sp.baseAddress, x: xp.baseAddress, cols: Int64(k))
+                    plm_qgemv16_repacked(&r, &act, &fast, 0, r.tiles, Int32(PLM_IMPL_AVX2))
+                    plm_qgemv16_repacked(&r, &act, &reference, 0, r.tiles, Int32(PLM_IMPL_PORTABLE))
+                } } } }
+            }
+            for i in 0..<rows {
+                #expect(abs(fast[i] - reference[i]) <= 1e-5 * abs(reference[i]) + 1e-6, "\(name) row \(i): \(fast[i]) vs \(reference[i])")
+            }
+        }
+    }
+
+    func checkRepacked(impl: Int) {
         for (rows, k) in [(37, 512), (16, 2048), (5, 256)] {
             let w = TestMatrix(rows: rows, columns: k, type: .int4(.asymmetric, groupSize: 32, scales: .k6), seed: UInt64(3 * rows + k))
             var x = gaussian(k, seed: UInt64(k), scale: 2)
@@ -64,13 +109,13 @@ struct Int16Activations {
             w.withRepacked { r in
                 a.q.withUnsafeBufferPointer { qp in a.d.withUnsafeBufferPointer { dp in a.sum.withUnsafeBufferPointer { sp in x.withUnsafeBufferPointer { xp in
                     var act = plm_qact16(q: qp.baseAddress, d: dp.baseAddress, sum: sp.baseAddress, x: xp.baseAddress, cols: Int64(k))
-                    plm_qgemv16_repacked(&r, &act, &y, 0, r.tiles)
+                    plm_qgemv16_repacked(&r, &act, &y, 0, r.tiles, Int32(impl))
                 } } } }
             }
             for r in 0..<rows {
                 var exact = 0.0, norm = 0.0
                 for j in 0..<k { exact += Double(w.dense[r * k + j]) * Double(xa[j]); norm += abs(Double(w.dense[r * k + j]) * Double(xa[j])) }
-                #expect(abs(Double(y[r]) - exact) <= 2e-5 * norm + 1e-6, "rows \(rows) k \(k) row \(r): \(y[r]) vs \(exact)")
+                #expect(abs(Double(y[r]) - exact) <= 2e-5 * norm + 1e-6, "impl \(impl) rows \(rows) k \(k) row \(r): \(y[r]) vs \(exact)")
             }
         }
     }
@@ -152,16 +197,24 @@ struct Int16Activations {
         }
     }
 
-    /// The int16 tile GEMM over the repacked int4 layout equals the exact products.
-    @Test(.enabled(if: CPU.hasAVX512, "the repacked layout is only built on AVX-512 machines"))
-    func repackedGemmMatchesTheExactProduct() {
+    /// The int16 GEMM over the repacked int4 layout equals the exact products (the AVX-512 tile
+    /// kernel; elsewhere one repacked GEMV per row).
+    @Test func portableRepackedGemmMatchesTheExactProduct() { checkRepackedGemm(impl: PLM_IMPL_PORTABLE) }
+
+    @Test(.enabled(if: CPU.hasAVX2, "this CPU has no AVX2"))
+    func avx2RepackedGemmMatchesTheExactProduct() { checkRepackedGemm(impl: PLM_IMPL_AVX2) }
+
+    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512"))
+    func avx512RepackedGemmMatchesTheExactProduct() { checkRepackedGemm(impl: PLM_IMPL_AVX512) }
+
+    func checkRepackedGemm(impl: Int) {
         let (rows, k, m) = (21, 512, 7)
         let w = TestMatrix(rows: rows, columns: k, type: .int4(.asymmetric, groupSize: 32, scales: .k6), seed: 12)
         let xs = (0..<m).map { gaussian(k, seed: UInt64(400 + $0), scale: 3) }
         let acts = xs.map { Int16Activations($0) }
         let q = acts.flatMap(\.q), d = acts.flatMap(\.d), sums = acts.flatMap(\.sum)
         var y = [Float](repeating: .nan, count: m * rows)
-        let ran = w.withRepacked { plm_qgemm16_repacked(&$0, q, d, sums, Int64(m), &y, Int64(rows), 0, $0.tiles) }
+        let ran = w.withRepacked { plm_qgemm16_repacked(&$0, q, d, sums, Int64(m), &y, Int64(rows), 0, $0.tiles, Int32(impl)) }
         #expect(ran == 1)
         for row in 0..<m {
             let xa = acts[row].dequantized(k)

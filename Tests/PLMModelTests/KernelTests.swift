@@ -41,7 +41,7 @@ final class TestMatrix {
         } } }
     }
 
-    /// The matrix repacked into the AVX-512 decode layout (int4 k6 g32 only), for `body`.
+    /// The matrix repacked into the decode layout (int4 k6 g32 only), for `body`.
     func withRepacked<R>(_ body: (inout plm_q4k6_repacked) -> R) -> R {
         let rows = layout.rows, k = layout.columns, tiles = (rows + 15) / 16, tileBytes = plm_repacked_tile_bytes(Int64(k))
         var bytes = [UInt8](repeating: 0, count: tiles * Int(tileBytes))
@@ -184,7 +184,7 @@ struct QuantizedActivations {
             w.withMatrix { mat in
                 plm_qgemm(&mat, a8.flatMap(\.q), a8.flatMap(\.d), a8.flatMap(\.sum), x, Int64(m), &y8, Int64(n), 0, Int64(n), Int32(PLM_IMPL_AVX512))
                 if type.description.hasPrefix("int4") {
-                    #expect(w.withRepacked { plm_qgemm16_repacked(&$0, a16.flatMap(\.q), a16.flatMap(\.d), a16.flatMap(\.sum), Int64(m), &y16, Int64(n), 0, $0.tiles) } == 1)
+                    #expect(w.withRepacked { plm_qgemm16_repacked(&$0, a16.flatMap(\.q), a16.flatMap(\.d), a16.flatMap(\.sum), Int64(m), &y16, Int64(n), 0, $0.tiles, Int32(PLM_IMPL_AVX512)) } == 1)
                 } else {
                     plm_qgemm16(&mat, a16.flatMap(\.q), a16.flatMap(\.d), a16.flatMap(\.sum), x, Int64(m), &y16, Int64(n), 0, Int64(n), Int32(PLM_IMPL_AVX512))
                 }
@@ -320,9 +320,17 @@ struct QuantizedActivations {
 }
 
 @Suite struct RepackedKernelTests {
-    /// The decode kernel over the repacked layout equals the exact A8 dot products.
-    @Test(.enabled(if: CPU.hasAVX512, "the repacked layout is only built on AVX-512 machines"))
-    func repackedGemvMatchesTheReference() {
+    /// The decode kernel over the repacked layout equals the exact A8 dot products, on each
+    /// implementation (partial last tiles, several super-blocks).
+    @Test func portableRepackedGemvMatchesTheReference() { checkGemv(impl: PLM_IMPL_PORTABLE) }
+
+    @Test(.enabled(if: CPU.hasAVX2, "this CPU has no AVX2"))
+    func avx2RepackedGemvMatchesTheReference() { checkGemv(impl: PLM_IMPL_AVX2) }
+
+    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512"))
+    func avx512RepackedGemvMatchesTheReference() { checkGemv(impl: PLM_IMPL_AVX512) }
+
+    func checkGemv(impl: Int) {
         for (rows, k) in [(37, 512), (16, 2048), (5, 256)] {
             let w = TestMatrix(rows: rows, columns: k, type: .int4(.asymmetric, groupSize: 32, scales: .k6), seed: UInt64(rows + k))
             let x = gaussian(k, seed: 7, scale: 1)
@@ -332,33 +340,60 @@ struct QuantizedActivations {
             w.withRepacked { r in
                 a.q.withUnsafeBufferPointer { qp in a.d.withUnsafeBufferPointer { dp in a.sum.withUnsafeBufferPointer { sp in x.withUnsafeBufferPointer { xp in
                     var act = plm_qact(q: qp.baseAddress, d: dp.baseAddress, sum: sp.baseAddress, x: xp.baseAddress, cols: Int64(k))
-                    plm_qgemv_repacked(&r, &act, &y, 0, r.tiles)
+                    plm_qgemv_repacked(&r, &act, &y, 0, r.tiles, Int32(impl))
                 } } } }
             }
             for r in 0..<rows {
                 var exact = 0.0, norm = 0.0
                 for j in 0..<k { exact += Double(w.dense[r * k + j]) * Double(xa[j]); norm += abs(Double(w.dense[r * k + j]) * Double(xa[j])) }
-                #expect(abs(Double(y[r]) - exact) <= 2e-5 * norm + 1e-6, "rows \(rows) k \(k) row \(r)")
+                #expect(abs(Double(y[r]) - exact) <= 2e-5 * norm + 1e-6, "impl \(impl) rows \(rows) k \(k) row \(r)")
             }
+            #expect(y[rows...].allSatisfy { $0.isNaN }, "writes only the matrix's rows")
         }
     }
 
-    /// The prefill GEMM over the repacked layout equals the exact A8 dot products too.
-    @Test(.enabled(if: CPU.hasAVX512, "the repacked layout is only built on AVX-512 machines"))
-    func repackedGemmMatchesTheReference() {
+    /// The prefill GEMM over the repacked layout equals the exact A8 dot products too (the
+    /// AVX-512 tile kernel, and one repacked GEMV per row elsewhere).
+    @Test func portableRepackedGemmMatchesTheReference() { checkGemm(impl: PLM_IMPL_PORTABLE) }
+
+    @Test(.enabled(if: CPU.hasAVX2, "this CPU has no AVX2"))
+    func avx2RepackedGemmMatchesTheReference() { checkGemm(impl: PLM_IMPL_AVX2) }
+
+    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512"))
+    func avx512RepackedGemmMatchesTheReference() { checkGemm(impl: PLM_IMPL_AVX512) }
+
+    func checkGemm(impl: Int) {
         let (rows, k, m) = (21, 512, 6)
         let w = TestMatrix(rows: rows, columns: k, type: .int4(.asymmetric, groupSize: 32, scales: .k6), seed: 11)
         let xs = (0..<m).map { gaussian(k, seed: UInt64(200 + $0), scale: 1) }
         let acts = xs.map { QuantizedActivations($0) }
         let q = acts.flatMap(\.q), d = acts.flatMap(\.d), sums = acts.flatMap(\.sum)
         var y = [Float](repeating: .nan, count: m * rows)
-        w.withRepacked { plm_qgemm_repacked(&$0, q, d, sums, Int64(m), &y, Int64(rows), 0, $0.tiles) }
+        w.withRepacked { plm_qgemm_repacked(&$0, q, d, sums, Int64(m), &y, Int64(rows), 0, $0.tiles, Int32(impl)) }
         for row in 0..<m {
             let xa = acts[row].dequantized(k)
             for r in 0..<rows {
                 var exact = 0.0, norm = 0.0
                 for j in 0..<k { exact += Double(w.dense[r * k + j]) * Double(xa[j]); norm += abs(Double(w.dense[r * k + j]) * Double(xa[j])) }
-                #expect(abs(Double(y[row * rows + r]) - exact) <= 2e-5 * norm + 1e-6, "m \(row) r \(r)")
+                #expect(abs(Double(y[row * rows + r]) - exact) <= 2e-5 * norm + 1e-6, "impl \(impl) m \(row) r \(r)")
+            }
+        }
+    }
+
+    /// The fp32 prefill path dequantizes from the repacked copy (the mapped levels are released):
+    /// every row equals the file layout's reference dequantization bit for bit.
+    @Test func repackedRowsDequantizeToTheFilesValues() {
+        for (rows, k) in [(37, 512), (3, 256)] {
+            let w = TestMatrix(rows: rows, columns: k, type: .int4(.asymmetric, groupSize: 32, scales: .k6), seed: UInt64(5 * rows + k))
+            w.withRepacked { r in
+                w.withMatrix { m in
+                    var fromFile = [Float](repeating: .nan, count: k), fromRepacked = fromFile
+                    for row in 0..<rows {
+                        plm_dequantize_row(&m, Int64(row), &fromFile)
+                        plm_repacked_dequantize_row(&r, Int64(row), &fromRepacked)
+                        #expect(fromFile.map(\.bitPattern) == fromRepacked.map(\.bitPattern), "rows \(rows) k \(k) row \(row)")
+                    }
+                }
             }
         }
     }

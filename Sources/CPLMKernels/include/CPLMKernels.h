@@ -140,22 +140,27 @@ typedef struct {
 int plm_repack_q4k6(const plm_qmatrix *w, plm_q4k6_repacked *out, int64_t tile0, int64_t tile1);
 int64_t plm_repacked_tile_bytes(int64_t cols);
 
-/// y[r − 16·tile0] = W[r,:] · a for the rows of tiles [tile0, tile1) (AVX-512 VNNI only).
-void plm_qgemv_repacked(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1);
+/// y[r − 16·tile0] = W[r,:] · a for the rows of tiles [tile0, tile1): AVX-512 VNNI, AVX2
+/// (vpmaddubsw over 8 rows per register) or the plain C reference, as `impl` and the CPU allow.
+void plm_qgemv_repacked(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1, int impl);
 
 /// The same with int16 activations (the decode default), split into high and low bytes so that
-/// both halves run on vpdpbusd; same values as plm_qgemv16 on the original (AVX-512 VNNI only).
-void plm_qgemv16_repacked(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1);
+/// both halves run on the int8 dot products; same values as plm_qgemv16 on the original.
+void plm_qgemv16_repacked(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1, int impl);
 
 /// The tile GEMM over the repacked layout (same results as plm_qgemm on the original), so a
-/// repacked matrix's mapped pages need not stay resident. Rows of tiles [tile0, tile1).
+/// repacked matrix's mapped pages need not stay resident. Rows of tiles [tile0, tile1). Without
+/// AVX-512: one repacked GEMV per activation row.
 void plm_qgemm_repacked(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
-                        int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1);
+                        int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1, int impl);
 
-/// The same with int16 activation rows (AVX-512 VNNI only). Returns 0 (y untouched) when it
-/// could not run: no AVX-512, or no memory for the split activations.
+/// The same with int16 activation rows. Returns 0 (y untouched) when the AVX-512 kernel found
+/// no memory for the split activations, else 1.
 int plm_qgemm16_repacked(const plm_q4k6_repacked *w, const int16_t *q, const float *d, const float *sum,
-                         int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1);
+                         int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1, int impl);
+
+/// Row r of the repacked matrix dequantized: bit for bit plm_dequantize_row on the original.
+void plm_repacked_dequantize_row(const plm_q4k6_repacked *w, int64_t r, float *out);
 
 /// A persistent pool of worker threads (created once, on first use). plm_pool_run calls
 /// task(context, i) for i in [0, workers): i = 0 on the calling thread, the others on pool
