@@ -175,6 +175,13 @@ int plm_qgemm16_repacked(const plm_q4k6_repacked *w, const int16_t *q, const flo
     return 1;
 }
 
+void plm_qgemv16_q8tiles(const plm_qmatrix *w, const uint8_t *tiles, const plm_qact16 *a, float *y, int64_t r0, int64_t r1, int impl) {
+#if defined(__x86_64__)
+    if (use_avx2(impl)) { plm_qgemv16_q8tiles_avx2(w, tiles, a, y, r0, r1); return; }
+#endif
+    plm_qgemv16_q8tiles_ref(w, tiles, a, y, r0, r1);
+}
+
 float plm_exp_shift_sum(float *x, int64_t n, float shift, int impl) {
 #if defined(__x86_64__)
     if (use_avx512(impl)) return plm_exp_shift_sum_avx512(x, n, shift);

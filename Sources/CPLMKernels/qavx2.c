@@ -203,17 +203,23 @@ AVX2 static inline void levels16(const uint8_t *p, const int flip, __m256i *w0, 
 /// one permute. The row-at-a-time loop below spent more on that per-group scalar work than on
 /// the products and read the int8 head at 3 GB/s, a third of one core's bandwidth.
 /// `flip`: int8 asymmetric (L stored, read as L − 128 with shift m + 128s).
-AVX2 __attribute__((always_inline)) static inline void int8_rows16(const plm_qmatrix *w, const plm_qact16 *a, float *y, int64_t r,
-                                                                  const int R, const int flip) {
+/// `tiles`: the levels come from the row-interleaved copy (plm_layout.h, PLM_Q8_TILE_ROWS rows
+/// per tile, R = 4) instead of the file's rows; scales are read from the file either way.
+AVX2 __attribute__((always_inline)) static inline void int8_rows16(const plm_qmatrix *w, const uint8_t *tiles, const plm_qact16 *a,
+                                                                  float *y, int64_t r, const int R, const int flip) {
     const int64_t g = w->group, full = w->cols / g, per = g / 32;
     const int16_t *restrict aq = a->q;
     const float *restrict ad = a->d, *restrict asum = a->sum;
     const uint8_t *rows[4], *scales[4], *mins[4];
+    // Block b of row r + k is at rows[k] + stride·b.
+    const int64_t stride = tiles ? 32 * PLM_Q8_TILE_ROWS : 32;
     __m256 acc[4], shiftAcc[4];
     for (int k = 0; k < R; k++) {
-        rows[k] = w->data + (r + k) * w->data_row_bytes;
-        scales[k] = w->scales + (r + k) * w->scale_row_bytes;
-        mins[k] = flip ? w->mins + (r + k) * w->min_row_bytes : NULL;
+        rows[k] = tiles ? tiles + (r / PLM_Q8_TILE_ROWS) * PLM_Q8_TILE_ROWS * w->cols + 32 * k : w->data + (r + k) * w->data_row_bytes;
+        // A short last tile's padding rows read the last row's scales (their outputs are dropped).
+        const int64_t sr = r + k < w->rows ? r + k : w->rows - 1;
+        scales[k] = w->scales + sr * w->scale_row_bytes;
+        mins[k] = flip ? w->mins + sr * w->min_row_bytes : NULL;
         acc[k] = shiftAcc[k] = _mm256_setzero_ps();
     }
     int64_t gi = 0;
@@ -234,14 +240,15 @@ AVX2 __attribute__((always_inline)) static inline void int8_rows16(const plm_qma
                 const __m256i a0 = _mm256_loadu_si256((const __m256i *)(aq + 32 * b)), a1 = _mm256_loadu_si256((const __m256i *)(aq + 32 * b + 16));
                 const __m256i lane = _mm256_set1_epi32(j);
                 for (int k = 0; k < R; k++) {
-                    const uint8_t *p = rows[k] + 32 * b;
+                    const uint8_t *p = rows[k] + stride * b;
                     __m256i w0, w1;
                     levels16(p, flip, &w0, &w1);
-                    // The same columns 2R rows on (PLM_PREFETCH bytes ahead in a row of a few KiB
-                    // would land in rows already being read). Measured on a 131 MB matrix,
-                    // against one plain stream: no prefetch 0.55–0.64, R rows on 0.70–0.74,
-                    // 2R 0.72–0.75, 3R 0.65–0.74.
-                    if (j & 1) __builtin_prefetch(p + 2 * R * w->data_row_bytes, 0, 3);
+                    // The tiles are one stream: PLM_PREFETCH ahead, one line per two rows. In the
+                    // file's rows, the same columns 2R rows on (PLM_PREFETCH bytes ahead in a row
+                    // of a few KiB would land in rows already being read). Measured on a 131 MB
+                    // matrix against one plain stream: no prefetch 0.55–0.64, R rows on
+                    // 0.70–0.74, 2R 0.72–0.75, 3R 0.65–0.74.
+                    if (tiles ? !(k & 1) : (j & 1)) __builtin_prefetch(tiles ? p + PLM_PREFETCH : p + 2 * R * w->data_row_bytes, 0, 3);
                     __m256i dot = _mm256_add_epi32(_mm256_madd_epi16(w0, a0), _mm256_madd_epi16(w1, a1));
                     acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_permutevar8x32_ps(sd[k], lane), acc[k]);
                 }
@@ -260,11 +267,11 @@ AVX2 __attribute__((always_inline)) static inline void int8_rows16(const plm_qma
         for (int64_t b = gi * per; b < (gi + 1) * per; b++) {
             const __m256i a0 = _mm256_loadu_si256((const __m256i *)(aq + 32 * b)), a1 = _mm256_loadu_si256((const __m256i *)(aq + 32 * b + 16));
             for (int k = 0; k < R; k++) {
-                const uint8_t *p = rows[k] + 32 * b;
+                const uint8_t *p = rows[k] + stride * b;
                 __m256i w0, w1;
                 levels16(p, flip, &w0, &w1);
                 __m256i dot = _mm256_add_epi32(_mm256_madd_epi16(w0, a0), _mm256_madd_epi16(w1, a1));
-                if (b & 1) __builtin_prefetch(p + 2 * R * w->data_row_bytes, 0, 3);
+                if (tiles ? !(k & 1) : (b & 1)) __builtin_prefetch(tiles ? p + PLM_PREFETCH : p + 2 * R * w->data_row_bytes, 0, 3);
                 acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(s[k] * ad[b]), acc[k]);
             }
             if (flip) groupSum += asum[b];
@@ -282,20 +289,31 @@ static void even_odd16(const int16_t *q, int64_t blocks, int16_t *out) {
         for (int i = 0; i < 16; i++) { out[32 * b + i] = q[32 * b + 2 * i]; out[32 * b + 16 + i] = q[32 * b + 2 * i + 1]; }
 }
 
-AVX2 static void int8_gemv16(const plm_qmatrix *w, const plm_qact16 *a16, float *y, int64_t r0, int64_t r1) {
+AVX2 static void int8_gemv16(const plm_qmatrix *w, const uint8_t *tiles, const plm_qact16 *a16, float *y, int64_t r0, int64_t r1) {
     // Once per call, shared by every row (cols ≤ a few ten thousand: stack).
     const int64_t blocks = plm_blocks(w->cols);
     int16_t reordered[blocks * 32];
     even_odd16(a16->q, blocks, reordered);
     const plm_qact16 act = { reordered, a16->d, a16->sum, a16->x, a16->cols }, *a = &act;
     int64_t r = r0;
-    if (w->kind == PLM_Q8_ASYM) {
-        for (; r + 4 <= r1; r += 4) int8_rows16(w, a, y + (r - r0), r, 4, 1);
-        for (; r < r1; r++) int8_rows16(w, a, y + (r - r0), r, 1, 1);
+    if (tiles) {
+        // Whole tiles (r0 a multiple of 4); a short last tile's padding rows go to a buffer.
+        for (; r < r1; r += 4) {
+            float out[4];
+            if (w->kind == PLM_Q8_ASYM) int8_rows16(w, tiles, a, out, r, 4, 1); else int8_rows16(w, tiles, a, out, r, 4, 0);
+            memcpy(y + (r - r0), out, (size_t)(r1 - r < 4 ? r1 - r : 4) * sizeof(float));
+        }
+    } else if (w->kind == PLM_Q8_ASYM) {
+        for (; r + 4 <= r1; r += 4) int8_rows16(w, NULL, a, y + (r - r0), r, 4, 1);
+        for (; r < r1; r++) int8_rows16(w, NULL, a, y + (r - r0), r, 1, 1);
     } else {
-        for (; r + 4 <= r1; r += 4) int8_rows16(w, a, y + (r - r0), r, 4, 0);
-        for (; r < r1; r++) int8_rows16(w, a, y + (r - r0), r, 1, 0);
+        for (; r + 4 <= r1; r += 4) int8_rows16(w, NULL, a, y + (r - r0), r, 4, 0);
+        for (; r < r1; r++) int8_rows16(w, NULL, a, y + (r - r0), r, 1, 0);
     }
+}
+
+AVX2 void plm_qgemv16_q8tiles_avx2(const plm_qmatrix *w, const uint8_t *tiles, const plm_qact16 *a, float *y, int64_t r0, int64_t r1) {
+    int8_gemv16(w, tiles, a, y, r0, r1);
 }
 
 /// int16 activations (plm_qgemv16_ref's definition, up to summation order). Per block the
@@ -308,7 +326,7 @@ AVX2 void plm_qgemv16_avx2(const plm_qmatrix *w, const plm_qact16 *a, float *y, 
     const __m256i mask = _mm256_set1_epi8(0x0F);
     const int16_t *restrict aq = a->q;
     const float *restrict ad = a->d, *restrict asum = a->sum;
-    if (!plm_is_int4(w)) { int8_gemv16(w, a, y, r0, r1); return; }
+    if (!plm_is_int4(w)) { int8_gemv16(w, NULL, a, y, r0, r1); return; }
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + r * w->data_row_bytes;
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();

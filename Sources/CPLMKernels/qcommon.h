@@ -126,6 +126,7 @@ int plm_cpu_has_avx512(void);
 // The references of the repacked GEMVs (qrepack.c).
 void plm_qgemv_repacked_ref(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1);
 void plm_qgemv16_repacked_ref(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1);
+void plm_qgemv16_q8tiles_ref(const plm_qmatrix *w, const uint8_t *tiles, const plm_qact16 *a, float *y, int64_t r0, int64_t r1);
 
 // The reference (qref.c).
 void plm_qgemv_ref(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);
@@ -144,6 +145,7 @@ uint64_t plm_read_bytes_avx2(const void *data, size_t bytes);
 double plm_int8_dot_peak_avx2(int64_t iterations);
 void plm_qgemv_repacked_avx2(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1);
 void plm_qgemv16_repacked_avx2(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1);
+void plm_qgemv16_q8tiles_avx2(const plm_qmatrix *w, const uint8_t *tiles, const plm_qact16 *a, float *y, int64_t r0, int64_t r1);
 
 // AVX-512 (qavx512.c, qgemm_avx512.c, qrepack.c, vecmath_avx512.c).
 void plm_qgemv_avx512(const plm_qmatrix *w, const plm_qact *a, float *y, int64_t r0, int64_t r1);

@@ -71,6 +71,57 @@ void plm_repacked_dequantize_row(const plm_q4k6_repacked *w, int64_t r, float *o
     }
 }
 
+static int q8_tiles_fit(const plm_qmatrix *w) {
+    return (w->kind == PLM_Q8_SYM || w->kind == PLM_Q8_ASYM) && w->cols % 32 == 0 && w->group > 0 && w->cols % w->group == 0;
+}
+
+int64_t plm_q8_tiles_bytes(const plm_qmatrix *w) {
+    return (w->rows + PLM_Q8_TILE_ROWS - 1) / PLM_Q8_TILE_ROWS * PLM_Q8_TILE_ROWS * w->cols;
+}
+
+int plm_interleave_q8(const plm_qmatrix *w, uint8_t *tiles, int64_t tile0, int64_t tile1) {
+    if (!q8_tiles_fit(w)) return 0;
+    const int64_t blocks = w->cols / 32;
+    for (int64_t t = tile0; t < tile1; t++) {
+        uint8_t *out = tiles + t * PLM_Q8_TILE_ROWS * w->cols;
+        for (int64_t b = 0; b < blocks; b++)
+            for (int k = 0; k < PLM_Q8_TILE_ROWS; k++, out += 32) {
+                const int64_t r = t * PLM_Q8_TILE_ROWS + k;
+                if (r < w->rows) memcpy(out, w->data + r * w->data_row_bytes + 32 * b, 32); else memset(out, 0, 32);
+            }
+    }
+    return 1;
+}
+
+/// Row r of the interleaved copy as a one-row matrix over `levels` (cols bytes), so the file
+/// layout's reference definitions apply unchanged.
+static plm_qmatrix q8_tiles_row(const plm_qmatrix *w, const uint8_t *tiles, int64_t r, uint8_t *levels) {
+    const uint8_t *tile = tiles + (r / PLM_Q8_TILE_ROWS) * PLM_Q8_TILE_ROWS * w->cols + 32 * (r % PLM_Q8_TILE_ROWS);
+    for (int64_t b = 0; b < w->cols / 32; b++) memcpy(levels + 32 * b, tile + 32 * PLM_Q8_TILE_ROWS * b, 32);
+    plm_qmatrix row = *w;
+    row.rows = 1;
+    row.data = levels;
+    row.data_row_bytes = w->cols;
+    row.scales = w->scales + r * w->scale_row_bytes;
+    row.mins = w->mins ? w->mins + r * w->min_row_bytes : NULL;
+    return row;
+}
+
+void plm_q8tiles_dequantize_row(const plm_qmatrix *w, const uint8_t *tiles, int64_t r, float *out) {
+    uint8_t levels[w->cols];
+    const plm_qmatrix row = q8_tiles_row(w, tiles, r, levels);
+    plm_dequantize_row(&row, 0, out);
+}
+
+/// The reference over the interleaved copy: each row gathered, then plm_qgemv16_ref.
+void plm_qgemv16_q8tiles_ref(const plm_qmatrix *w, const uint8_t *tiles, const plm_qact16 *a, float *y, int64_t r0, int64_t r1) {
+    uint8_t levels[w->cols];
+    for (int64_t r = r0; r < r1; r++) {
+        const plm_qmatrix row = q8_tiles_row(w, tiles, r, levels);
+        plm_qgemv16_ref(&row, a, y + (r - r0), 0, 1);
+    }
+}
+
 /// Level of column c (0…31) of block `blk` for row i of the tile (the layout in plm_layout.h).
 static int repacked_level(const uint8_t *blk, int i, int c) {
     const uint8_t byte = blk[PLM_RP_BLOCK_NIBBLES + (c / 8) * PLM_RP_NIBBLES_PER_8_COLUMNS + i * 4 + c % 4];

@@ -123,6 +123,68 @@ struct Int16Activations {
     /// Each output equals the exact dot product of the dequantized weights with the int16
     /// activations the kernel reads (a short last group in fp32, by design), and is within
     /// 1e-4 of the fp32-activation product: int16 rounding is far below int8's.
+    /// The int8 kinds over the four-row interleaved copy (the AVX2 decode layout) give the file
+    /// layout's exact int16 products, with a short last tile (rows not a multiple of 4), every
+    /// group size, and several row ranges the way the workers split them; and the copy's rows
+    /// dequantize bit for bit to the file's.
+    @Test(arguments: kernelTypes.filter { $0.description.hasPrefix("int8") })
+    func portableInterleavedInt8MatchesTheExactProduct(_ type: StorageType) { checkTiles(type, impl: PLM_IMPL_PORTABLE) }
+
+    @Test(.enabled(if: CPU.hasAVX2, "this CPU has no AVX2"), arguments: kernelTypes.filter { $0.description.hasPrefix("int8") })
+    func avx2InterleavedInt8MatchesTheExactProduct(_ type: StorageType) { checkTiles(type, impl: PLM_IMPL_AVX2) }
+
+    func checkTiles(_ type: StorageType, impl: Int) {
+        for (rows, k) in [(19, 768), (4, 2048), (1, 384)] {
+            let w = TestMatrix(rows: rows, columns: k, type: type, seed: UInt64(rows * k + 9))
+            let x = gaussian(k, seed: 43, scale: 2)
+            let a = Int16Activations(x)
+            let xa = a.dequantized(k)
+            var y = [Float](repeating: .nan, count: rows + 1)
+            w.withMatrix { m in
+                var tiles = [UInt8](repeating: 0xAA, count: Int(plm_q8_tiles_bytes(&m)))
+                let tileCount = Int64((rows + 3) / 4)
+                #expect(plm_interleave_q8(&m, &tiles, 0, tileCount) == 1)
+                x.withUnsafeBufferPointer { xp in a.q.withUnsafeBufferPointer { qp in
+                    a.d.withUnsafeBufferPointer { dp in a.sum.withUnsafeBufferPointer { sp in
+                        var act = plm_qact16(q: qp.baseAddress, d: dp.baseAddress, sum: sp.baseAddress, x: xp.baseAddress, cols: Int64(k))
+                        y.withUnsafeMutableBufferPointer { out in
+                            // Two ranges, split at a tile boundary, as two workers would call it.
+                            let split = Int64(min(rows, 8))
+                            plm_qgemv16_q8tiles(&m, tiles, &act, out.baseAddress!, 0, split, Int32(impl))
+                            plm_qgemv16_q8tiles(&m, tiles, &act, out.baseAddress! + Int(split), split, Int64(rows), Int32(impl))
+                        }
+                    } }
+                } }
+                var fromFile = [Float](repeating: .nan, count: k), fromTiles = fromFile
+                for r in 0..<rows {
+                    plm_dequantize_row(&m, Int64(r), &fromFile)
+                    plm_q8tiles_dequantize_row(&m, tiles, Int64(r), &fromTiles)
+                    #expect(fromFile.map(\.bitPattern) == fromTiles.map(\.bitPattern), "\(type) K \(k) row \(r)")
+                }
+            }
+            #expect(y[rows].isNaN, "writes only y[0 ..< r1 − r0]")
+            for r in 0..<rows {
+                var exact = 0.0, norm = 0.0
+                for j in 0..<k {
+                    let wj = Double(w.dense[r * k + j])
+                    exact += wj * Double(xa[j])
+                    norm += abs(wj * Double(x[j]))
+                }
+                #expect(abs(Double(y[r]) - exact) <= 2e-5 * norm + 1e-6, "\(type) impl \(impl) K \(k) row \(r): \(y[r]) vs \(exact)")
+            }
+        }
+    }
+
+    /// Only whole int8 blocks and groups interleave: a matrix with a short last group keeps the
+    /// file layout.
+    @Test func interleavingRefusesShortGroups() {
+        let w = TestMatrix(rows: 5, columns: 588, type: .int8(.symmetric, groupSize: 32), seed: 3)
+        w.withMatrix { m in
+            var tiles = [UInt8](repeating: 0, count: Int(plm_q8_tiles_bytes(&m)))
+            #expect(plm_interleave_q8(&m, &tiles, 0, 2) == 0)
+        }
+    }
+
     func check(_ type: StorageType, impl: Int) {
         for (rows, k) in [(19, 588), (5, 2048), (3, 96), (7, 128 * 3)] {
             let w = TestMatrix(rows: rows, columns: k, type: type, seed: UInt64(rows * k + 5))

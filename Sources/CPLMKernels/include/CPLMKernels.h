@@ -162,6 +162,20 @@ int plm_qgemm16_repacked(const plm_q4k6_repacked *w, const int16_t *q, const flo
 /// Row r of the repacked matrix dequantized: bit for bit plm_dequantize_row on the original.
 void plm_repacked_dequantize_row(const plm_q4k6_repacked *w, int64_t r, float *out);
 
+/// The int8 kinds' levels interleaved PLM_Q8_TILE_ROWS rows at a time (plm_layout.h), so a
+/// decode GEMV reads one stream instead of four rows at once. Returns 0 (nothing written) unless
+/// w is int8 with cols a multiple of 32 and of the group; `tiles` must hold
+/// plm_q8_tiles_bytes(w) bytes. Rows [4·tile0, 4·tile1) only, so callers can split the work.
+int plm_interleave_q8(const plm_qmatrix *w, uint8_t *tiles, int64_t tile0, int64_t tile1);
+int64_t plm_q8_tiles_bytes(const plm_qmatrix *w);
+
+/// plm_qgemv16 with the levels from the interleaved copy (scales from w): AVX2, else the C
+/// reference over the same bytes. r0 must be a multiple of PLM_Q8_TILE_ROWS.
+void plm_qgemv16_q8tiles(const plm_qmatrix *w, const uint8_t *tiles, const plm_qact16 *a, float *y, int64_t r0, int64_t r1, int impl);
+
+/// Row r dequantized from the interleaved copy: bit for bit plm_dequantize_row on the original.
+void plm_q8tiles_dequantize_row(const plm_qmatrix *w, const uint8_t *tiles, int64_t r, float *out);
+
 /// A persistent pool of worker threads (created once, on first use). plm_pool_run calls
 /// task(context, i) for i in [0, workers): i = 0 on the calling thread, the others on pool
 /// threads, and returns when all are done. It never allocates, so a decode step stays

@@ -42,6 +42,12 @@ enum {
     PLM_RP_NIBBLES_PER_8_COLUMNS = PLM_TILE_ROWS * 4,
     PLM_RP_BLOCK_BYTES = 2 * PLM_TILE_ROWS + PLM_BLOCK * PLM_TILE_ROWS / 2,
     PLM_RP_SUPERBLOCK_BYTES = PLM_RP_HEADER_BYTES + 8 * PLM_RP_BLOCK_BYTES,
+
+    // Row-interleaved int8 levels (plm_q8_tiles, the AVX2 decode layout of the int8 kinds, built
+    // at load when cols is a multiple of 32 and of the group): per tile of PLM_Q8_TILE_ROWS rows,
+    // per 32-column block, the tile's rows' 32 level bytes one after another (row k at 32·k);
+    // a short last tile is padded with zero rows. Scales stay in the file's layout.
+    PLM_Q8_TILE_ROWS = 4,
 };
 
 _Static_assert(PLM_K6_MIN_INDICES + 6 == PLM_K6_BLOCK_BYTES, "k6 block: d, dmin and two 6-byte index fields");
