@@ -155,6 +155,7 @@ void plm_qgemm_repacked(const plm_q4k6_repacked *w, const int8_t *q, const float
         plm_qgemm_repacked_avx512(w, &a, rows, y, ldy, tile0, tile1);
         return;
     }
+    if (use_avx2(impl)) { plm_qgemm_repacked_avx2(w, q, d, sum, rows, y, ldy, tile0, tile1); return; }
 #endif
     repacked_rows(w, q, NULL, d, sum, rows, y, ldy, tile0, tile1, impl);
 }

@@ -149,8 +149,8 @@ void plm_qgemv_repacked(const plm_q4k6_repacked *w, const plm_qact *a, float *y,
 void plm_qgemv16_repacked(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1, int impl);
 
 /// The tile GEMM over the repacked layout (same results as plm_qgemm on the original), so a
-/// repacked matrix's mapped pages need not stay resident. Rows of tiles [tile0, tile1). Without
-/// AVX-512: one repacked GEMV per activation row.
+/// repacked matrix's mapped pages need not stay resident. Rows of tiles [tile0, tile1): the
+/// AVX-512 or AVX2 tile kernel, else one repacked GEMV per activation row.
 void plm_qgemm_repacked(const plm_q4k6_repacked *w, const int8_t *q, const float *d, const float *sum,
                         int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1, int impl);
 
