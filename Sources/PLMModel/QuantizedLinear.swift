@@ -80,7 +80,9 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     /// How a call of `rows` input rows computes, from the options (see ActivationPrecision).
     enum Path: Equatable { case int8, int16Gemv, f32Gemv, denseF32 }
 
-    static func path(rows: Int, options: EngineOptions) -> Path {
+    /// `repackedInt4`: the matrix has the repacked int4 copy, whose AVX2 tile GEMM runs int8
+    /// activations at about 1.5× the fp32 path (Formats/PLM.md, Activations).
+    static func path(rows: Int, options: EngineOptions, repackedInt4: Bool = false) -> Path {
         let prefill = rows >= denseFallbackRows
         switch options.activations {
         case .int8: return .int8
@@ -91,8 +93,11 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
             // AVX-512, vpmaddwd on AVX2) and are about fp32-exact; the fp32 GEMV dequantizes in
             // registers and is compute-bound (Formats/PLM.md, Activations).
             if !prefill { return .int16Gemv }
-            // Prefill: AVX-512 keeps its VNNI int8 tile GEMM; elsewhere fp32 through sgemm.
-            return options.implCode >= PLM_IMPL_AVX512 ? .int8 : .denseF32
+            // Prefill: the int8 tile GEMMs where they exist (VNNI on AVX-512 for every type, the
+            // AVX2 one over repacked int4), so both machine kinds compute the same; elsewhere
+            // fp32 through sgemm (the int8 kinds on AVX2 have no faster GEMM).
+            let int8Gemm = options.implCode >= PLM_IMPL_AVX512 || (options.implCode >= PLM_IMPL_AVX2 && repackedInt4)
+            return int8Gemm ? .int8 : .denseF32
         }
     }
 
@@ -111,7 +116,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     private func compute(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
         let k = inFeatures, n = outFeatures
         let blocks = (k + 31) / 32
-        let path = Self.path(rows: rows, options: options)
+        let path = Self.path(rows: rows, options: options, repackedInt4: repacked != nil)
         // Activations quantized once per call (per 32-block), shared by all workers. A single
         // row uses the preallocated buffers (under singleLock); the fp32 paths never touch
         // them, so several rows allocate only where the integer kernels run.

@@ -288,12 +288,15 @@ struct Int16Activations {
         }
     }
 
-    /// `auto` runs decode on int16 activations everywhere, and prefill on fp32 without AVX-512 and
-    /// on the int8 VNNI tile GEMM with it; the explicit choices apply at every row count.
+    /// `auto` runs decode on int16 activations everywhere, and prefill on the int8 tile GEMMs
+    /// where they exist (AVX-512 for every type, AVX2 over repacked int4), fp32 elsewhere; the
+    /// explicit choices apply at every row count.
     @Test func autoChoosesPerPhase() {
         let avx2 = EngineOptions(threads: 1, kernel: .avx2)
         #expect(QuantizedLinear.path(rows: 1, options: avx2) == .int16Gemv)
         #expect(QuantizedLinear.path(rows: 512, options: avx2) == .denseF32)
+        #expect(QuantizedLinear.path(rows: 512, options: avx2, repackedInt4: true) == .int8)
+        #expect(QuantizedLinear.path(rows: 1, options: avx2, repackedInt4: true) == .int16Gemv)
         let portable = EngineOptions(threads: 1, kernel: .portable)
         #expect(QuantizedLinear.path(rows: 1, options: portable) == .int16Gemv)
         var a16 = avx2
