@@ -186,6 +186,7 @@ void plm_qgemv16_q8tiles(const plm_qmatrix *w, const uint8_t *tiles, const plm_q
 float plm_exp_shift_sum(float *x, int64_t n, float shift, int impl) {
 #if defined(__x86_64__)
     if (use_avx512(impl)) return plm_exp_shift_sum_avx512(x, n, shift);
+    if (use_avx2(impl)) return plm_exp_shift_sum_avx2(x, n, shift);
 #endif
     return plm_exp_shift_sum_ref(x, n, shift);
 }
@@ -193,6 +194,7 @@ float plm_exp_shift_sum(float *x, int64_t n, float shift, int impl) {
 void plm_silu_mul(float *gate, const float *up, int64_t n, int impl) {
 #if defined(__x86_64__)
     if (use_avx512(impl)) { plm_silu_mul_avx512(gate, up, n); return; }
+    if (use_avx2(impl)) { plm_silu_mul_avx2(gate, up, n); return; }
 #endif
     plm_silu_mul_ref(gate, up, n);
 }
@@ -200,6 +202,7 @@ void plm_silu_mul(float *gate, const float *up, int64_t n, int impl) {
 void plm_gelu_erf(float *x, int64_t n, int impl) {
 #if defined(__x86_64__)
     if (use_avx512(impl)) { plm_gelu_erf_avx512(x, n); return; }
+    if (use_avx2(impl)) { plm_gelu_erf_avx2(x, n); return; }
 #endif
     plm_gelu_erf_ref(x, n);
 }

@@ -1,6 +1,6 @@
 // Shared inline helpers and internal declarations of the kernels (not part of the public
 // header). Layering: qref.c (the reference) at the bottom calls nothing faster; each
-// instruction set's kernels (qavx2.c, qrepack_avx2.c, qavx512.c, qgemm_avx512.c, qint16_avx512.c, qrepack.c,
+// instruction set's kernels (qavx2.c, qrepack_avx2.c, vecmath_avx2.c, qavx512.c, qgemm_avx512.c, qint16_avx512.c, qrepack.c,
 // vecmath_avx512.c)
 // sit above it and may call it for tails; dispatch.c at the top picks one at run time.
 #ifndef PLM_QCOMMON_H
@@ -145,6 +145,9 @@ uint64_t plm_read_bytes_avx2(const void *data, size_t bytes);
 double plm_int8_dot_peak_avx2(int64_t iterations);
 void plm_qgemv_repacked_avx2(const plm_q4k6_repacked *w, const plm_qact *a, float *y, int64_t tile0, int64_t tile1);
 void plm_qgemv16_repacked_avx2(const plm_q4k6_repacked *w, const plm_qact16 *a, float *y, int64_t tile0, int64_t tile1);
+float plm_exp_shift_sum_avx2(float *x, int64_t n, float shift);
+void plm_gelu_erf_avx2(float *x, int64_t n);
+void plm_silu_mul_avx2(float *gate, const float *up, int64_t n);
 void plm_qgemm_repacked_avx2(const plm_q4k6_repacked *w, const int8_t *q, const float *ad, const float *asum,
                              int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1);
 void plm_qgemv16_q8tiles_avx2(const plm_qmatrix *w, const uint8_t *tiles, const plm_qact16 *a, float *y, int64_t r0, int64_t r1);

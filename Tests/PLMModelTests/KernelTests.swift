@@ -236,13 +236,17 @@ struct QuantizedActivations {
 }
 
 @Suite struct VectorMathTests {
-    /// The AVX-512 silu-and-multiply equals libm's within the polynomial exp's error, on a range
-    /// that covers both saturated tails, with a length that leaves a masked tail.
-    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512")) func siluMulMatchesLibm() {
+    /// The AVX-512 and AVX2 silu-and-multiply equal libm's within the polynomial exp's error, on
+    /// a range that covers both saturated tails, with a length that leaves a tail.
+    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512")) func avx512SiluMulMatchesLibm() { checkSilu(impl: PLM_IMPL_AVX512) }
+
+    @Test(.enabled(if: CPU.hasAVX2, "this CPU has no AVX2")) func avx2SiluMulMatchesLibm() { checkSilu(impl: PLM_IMPL_AVX2) }
+
+    func checkSilu(impl: Int) {
         let gate = (0..<1003).map { Float($0) * 0.2 - 100 }
         let up = gaussian(gate.count, seed: 5, scale: 2)
         var fast = gate, slow = gate
-        plm_silu_mul(&fast, up, Int64(gate.count), Int32(PLM_IMPL_AVX512))
+        plm_silu_mul(&fast, up, Int64(gate.count), Int32(impl))
         plm_silu_mul_ref(&slow, up, Int64(gate.count))
         for i in gate.indices { #expect(abs(fast[i] - slow[i]) <= 1e-6 * abs(slow[i]) + 1e-30, "x = \(gate[i])") }
     }
@@ -298,11 +302,15 @@ struct QuantizedActivations {
         }
     }
 
-    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512")) func vectorisedExpMatchesLibm() {
+    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512")) func avx512ExpMatchesLibm() { checkExp(impl: PLM_IMPL_AVX512) }
+
+    @Test(.enabled(if: CPU.hasAVX2, "this CPU has no AVX2")) func avx2ExpMatchesLibm() { checkExp(impl: PLM_IMPL_AVX2) }
+
+    func checkExp(impl: Int) {
         let values = (0..<1000).map { Float($0) * -0.087 + 3 } + [-87, -100, 0, 0.5]
-        for n in [1, 15, 16, 17, values.count] {
+        for n in [1, 7, 8, 9, 15, 16, 17, values.count] {
             var fast = Array(values.prefix(n)), slow = fast
-            let a = plm_exp_shift_sum(&fast, Int64(n), 1.25, Int32(PLM_IMPL_AVX512))
+            let a = plm_exp_shift_sum(&fast, Int64(n), 1.25, Int32(impl))
             let b = plm_exp_shift_sum(&slow, Int64(n), 1.25, Int32(PLM_IMPL_PORTABLE))
             // Subnormal results (x near −87) may differ in their last bits.
             for i in 0..<n { #expect(abs(fast[i] - slow[i]) <= 4e-7 * slow[i] + 1e-37, "x = \(values[i])") }
@@ -310,10 +318,14 @@ struct QuantizedActivations {
         }
     }
 
-    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512")) func vectorisedGeluMatchesLibm() {
+    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512")) func avx512GeluMatchesLibm() { checkGelu(impl: PLM_IMPL_AVX512) }
+
+    @Test(.enabled(if: CPU.hasAVX2, "this CPU has no AVX2")) func avx2GeluMatchesLibm() { checkGelu(impl: PLM_IMPL_AVX2) }
+
+    func checkGelu(impl: Int) {
         let values = (0..<2001).map { Float($0 - 1000) * 0.006 } + [-20, 20, 0]
         var fast = values, slow = values
-        plm_gelu_erf(&fast, Int64(values.count), Int32(PLM_IMPL_AVX512))
+        plm_gelu_erf(&fast, Int64(values.count), Int32(impl))
         plm_gelu_erf(&slow, Int64(values.count), Int32(PLM_IMPL_PORTABLE))
         for i in values.indices { #expect(abs(fast[i] - slow[i]) <= 4e-7 * max(1, abs(values[i])), "x = \(values[i])") }
     }

@@ -189,7 +189,7 @@ void plm_pool_run(int workers, plm_task task, void *context);
 float plm_exp_shift_sum(float *x, int64_t n, float shift, int impl);
 
 /// gate[i] = silu(gate[i]) · up[i] = gate[i] / (1 + e^−gate[i]) · up[i] for i < n (the Llama MLP).
-/// The portable path (plm_silu_mul_ref) uses libm's expf; AVX-512 the polynomial exp of
+/// The portable path (plm_silu_mul_ref) uses libm's expf; AVX-512 and AVX2 the polynomial exp of
 /// plm_exp_shift_sum (relative error ~2e-7).
 void plm_silu_mul(float *gate, const float *up, int64_t n, int impl);
 void plm_silu_mul_ref(float *gate, const float *up, int64_t n);
