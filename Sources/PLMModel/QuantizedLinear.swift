@@ -1,5 +1,4 @@
 import CPLMKernels
-import Dispatch
 import Synchronization
 import PLMFormat
 import PLMQuant
@@ -268,12 +267,8 @@ final class RepackedMatrix: @unchecked Sendable {
         storage = UnsafeMutableRawPointer.allocate(byteCount: max(1, tiles * tileBytes), alignment: 64)
         layout = plm_q4k6_repacked(rows: matrix.rows, cols: matrix.cols, tiles: Int64(tiles), tile_bytes: Int64(tileBytes),
                                    bytes: storage.assumingMemoryBound(to: UInt8.self))
-        let workers = max(1, min(threads, tiles))
-        nonisolated(unsafe) let (m, l) = (matrix, layout)
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            var source = m, target = l
-            _ = plm_repack_q4k6(&source, &target, Int64(w * tiles / workers), Int64((w + 1) * tiles / workers))
-        }
+        var job = LoadCopyJob(matrix: matrix, tiles: tiles, workers: max(1, min(threads, tiles)), repacked: layout, int8Tiles: nil)
+        job.run()
     }
 
     deinit { storage.deallocate() }
@@ -295,15 +290,34 @@ final class InterleavedInt8: @unchecked Sendable {
         let tiles = (Int(matrix.rows) + Int(PLM_Q8_TILE_ROWS) - 1) / Int(PLM_Q8_TILE_ROWS)
         storage = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
         bytes = UnsafePointer(storage.assumingMemoryBound(to: UInt8.self))
-        let workers = max(1, min(threads, tiles))
-        nonisolated(unsafe) let (source, target) = (matrix, storage.assumingMemoryBound(to: UInt8.self))
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            var s = source
-            _ = plm_interleave_q8(&s, target, Int64(w * tiles / workers), Int64((w + 1) * tiles / workers))
-        }
+        var job = LoadCopyJob(matrix: matrix, tiles: tiles, workers: max(1, min(threads, tiles)), repacked: nil,
+                              int8Tiles: storage.assumingMemoryBound(to: UInt8.self))
+        job.run()
     }
 
     deinit { storage.deallocate() }
+}
+
+/// One load-time copy of a matrix (the int4 repack or the int8 interleave) on the worker pool,
+/// each worker taking a contiguous range of tiles.
+fileprivate struct LoadCopyJob {
+    let matrix: plm_qmatrix
+    let tiles: Int, workers: Int
+    let repacked: plm_q4k6_repacked?
+    let int8Tiles: UnsafeMutablePointer<UInt8>?
+
+    mutating func run() {
+        WorkerPool.run(workers, &self) { context, worker in
+            guard let j = context?.assumingMemoryBound(to: LoadCopyJob.self).pointee else { return }
+            var m = j.matrix
+            let t0 = Int64(Int(worker) * j.tiles / j.workers), t1 = Int64((Int(worker) + 1) * j.tiles / j.workers)
+            if var r = j.repacked {
+                _ = plm_repack_q4k6(&m, &r, t0, t1)
+            } else if let target = j.int8Tiles {
+                _ = plm_interleave_q8(&m, target, t0, t1)
+            }
+        }
+    }
 }
 
 /// The shared inputs of one parallel matmul (read by every worker; each writes its own rows of y).
