@@ -97,8 +97,10 @@ static void port_asym_moments(const qs_group *g, const float *inv, const float *
 }
 
 static void port_asym_solve(const float *sq, const float *sqq, const float *sqw, int count, float fn, float sumW, float sumWW,
-                            int non_positive_min, float *s, float *m, float *sse, int *valid) {
-    for (int k = 0; k < count; k++) valid[k] = qs_asym_solve1(sq[k], sqq[k], sqw[k], fn, sumW, sumWW, non_positive_min, &s[k], &m[k], &sse[k]);
+                            int non_positive_min, float *s, float *m, float *sse) {
+    for (int k = 0; k < count; k++) {
+        if (!qs_asym_solve1(sq[k], sqq[k], sqw[k], fn, sumW, sumWW, non_positive_min, &s[k], &m[k], &sse[k])) sse[k] = INFINITY;  // never wins
+    }
 }
 
 static void port_asym_errors(const qs_group *g, const float *scales, const float *mins, int count, int top, float *err) {
@@ -119,6 +121,7 @@ static void port_asym_errors(const qs_group *g, const float *scales, const float
 }
 
 #define port_abs_max qs_abs_max_scalar
+#define port_first_min qs_first_min
 #include "qsearch_body.h"
 
 void plm_quantize_rows_portable(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
@@ -139,6 +142,15 @@ int plm_quantize_rows(int kind, int group, const float *x, const float *weight, 
 #endif
     plm_quantize_rows_portable(kind, group, x, weight, weight_row_stride, rows, cols, data, scales, mins, sums);
     return 0;
+}
+
+int plm_qsearch_first_min(const float *err, int count, int impl) {
+#if defined(__x86_64__)
+    if (impl >= PLM_IMPL_AVX2 && plm_cpu_has_avx2()) return plm_qsearch_first_min_avx2(err, count);
+#else
+    (void)impl;
+#endif
+    return qs_first_min(err, count);
 }
 
 void plm_quantized_row_bytes(int kind, int group, int64_t cols, int64_t *data, int64_t *scales, int64_t *mins) {

@@ -129,6 +129,18 @@ static inline int qs_pick(const float *err, int n) {
     return best;
 }
 
+/// The candidate a scan "if err[k] < best { best = err[k] }" from best = +Inf keeps: the first
+/// of the lowest errors, −1 when none is below +Inf (a NaN never wins; a rejected candidate
+/// carries +Inf).
+static inline int qs_first_min(const float *err, int count) {
+    int best = -1;
+    float be = INFINITY;
+    for (int k = 0; k < count; k++) {
+        if (err[k] < be) { be = err[k]; best = k; }
+    }
+    return best;
+}
+
 /// GroupSearch.level: clamp then round half to even; NaN gives lo.
 static inline float qs_level(float x, float lo, float hi) {
     float c = x >= lo ? (x <= hi ? x : hi) : lo;
@@ -272,12 +284,29 @@ static inline void qs_error_terms(const float *x, const float *w, int n, const f
     sums[2] = weighted;
 }
 
+/// qs_error_terms for a group whose values and reconstruction are known to be finite: no test
+/// per element, and without weights one chain for both error sums (they add the same terms, so
+/// they stay equal through a whole unweighted call).
+static inline void qs_error_terms_finite(const float *x, const float *w, int n, const float *b, double *sums) {
+    if (w) { qs_error_terms(x, w, n, b, sums); return; }
+    double sse = sums[0], norm = sums[1];
+    for (int j = 0; j < n; j++) {
+        double e = (double)(x[j] - b[j]);
+        sse += e * e;
+        norm += (double)x[j] * (double)x[j];
+    }
+    sums[0] = sse;
+    sums[1] = norm;
+    sums[2] = sse;
+}
+
 /// The reconstruction of n levels L: s·L + m, or s·(L − 8) for int4 symmetric.
 static inline void qs_reconstruct(int kind, const uint8_t *levels, int n, float s, float m, float *b) {
     if (kind == PLM_Q4_SYM) for (int j = 0; j < n; j++) b[j] = s * (float)((int)levels[j] - 8);
     else for (int j = 0; j < n; j++) b[j] = s * (float)levels[j] + m;
 }
 
+int plm_qsearch_first_min_avx2(const float *err, int count);
 void plm_quantize_rows_avx2(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
                             int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins, double *sums);
 #endif

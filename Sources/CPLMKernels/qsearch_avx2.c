@@ -11,6 +11,7 @@
 #pragma clang fp contract(off)
 #if defined(__x86_64__)
 #include "qsearch.h"
+#include <float.h>
 #include <immintrin.h>
 
 #define AVX2 PLM_TARGET_AVX2
@@ -221,17 +222,81 @@ AVX2 static void asym_moments8(const qs_group *g, const float *inv, const float 
     _mm256_storeu_ps(sqw, tw);
 }
 
+/// asym_moments8 for the common case, with the same sums: a full group of uniform weights
+/// whose values all lie at or above one shared offset, and finite positive inverse scales. Then
+/// every d = x − off is finite and ≥ 0 (−0 only as −0 − (+0)), so inv·d is ≥ 0 or −0 and never
+/// NaN, and the clamp at 0 returns it unchanged (max returns its second operand on equal zeros):
+/// the clamp is dropped and d is computed once, not per batch. With uniform weights Σq and Σq²
+/// add integers below 2^24, so they are exact in any form: q·q + acc is one fused multiply-add.
+AVX2 static void asym_moments8_shifted(const qs_group *g, const float *d, const float *inv, __m256 vtop,
+                                       float *sq, float *sqq, float *sqw) {
+    __m256 vi = _mm256_loadu_ps(inv), zero = _mm256_setzero_ps();
+    __m256 t1 = zero, tq = zero, tw = zero;
+    // Two lanes l per pass: two independent accumulator chains hide the adds' latency.
+    for (int l = 0; l < 8; l += 2) {
+        __m256 a1 = zero, aq = zero, aw = zero, b1 = zero, bq = zero, bw = zero;
+        for (int c = 0; c < g->chunks; c++) {
+            int j = 8 * c + l;
+            __m256 qa = qv_round(_mm256_min_ps(vtop, _mm256_mul_ps(vi, _mm256_broadcast_ss(d + j))));
+            __m256 qb = qv_round(_mm256_min_ps(vtop, _mm256_mul_ps(vi, _mm256_broadcast_ss(d + j + 1))));
+            a1 = _mm256_add_ps(a1, qa);
+            b1 = _mm256_add_ps(b1, qb);
+            aq = _mm256_fmadd_ps(qa, qa, aq);
+            bq = _mm256_fmadd_ps(qb, qb, bq);
+            aw = _mm256_add_ps(aw, _mm256_mul_ps(qa, _mm256_broadcast_ss(g->v + j)));
+            bw = _mm256_add_ps(bw, _mm256_mul_ps(qb, _mm256_broadcast_ss(g->v + j + 1)));
+        }
+        if (l == 0) { t1 = a1; tq = aq; tw = aw; }
+        else { t1 = _mm256_add_ps(t1, a1); tq = _mm256_add_ps(tq, aq); tw = _mm256_add_ps(tw, aw); }
+        t1 = _mm256_add_ps(t1, b1);
+        tq = _mm256_add_ps(tq, bq);
+        tw = _mm256_add_ps(tw, bw);
+    }
+    _mm256_storeu_ps(sq, t1);
+    _mm256_storeu_ps(sqq, tq);
+    _mm256_storeu_ps(sqw, tw);
+}
+
+/// Whether asym_moments8_shifted gives asym_moments8's sums for the first `lanes` candidates
+/// (the rest are padding whose sums nobody reads); d receives x − off.
+AVX2 static int asym_shifted_applies(const qs_group *g, const float *inv, const float *off, int lanes, float *d) {
+    if (!g->uniform || g->n != 8 * g->chunks) return 0;
+    for (int k = 1; k < lanes; k++) {
+        uint32_t a, b;
+        memcpy(&a, &off[k], 4);
+        memcpy(&b, &off[0], 4);
+        if (a != b) return 0;
+    }
+    const __m256 zero = _mm256_setzero_ps(), big = _mm256_set1_ps(FLT_MAX);
+    // inv in (0, FLT_MAX]: positive and finite (NaN fails both compares).
+    __m256 vi = _mm256_loadu_ps(inv);
+    int ok = _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(vi, zero, _CMP_GT_OQ), _mm256_cmp_ps(vi, big, _CMP_LE_OQ)));
+    if ((ok & ((1 << lanes) - 1)) != (1 << lanes) - 1) return 0;
+    __m256 vo = _mm256_set1_ps(off[0]), fine = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for (int c = 0; c < g->chunks; c++) {
+        __m256 x = _mm256_sub_ps(_mm256_load_ps(g->v + 8 * c), vo);
+        _mm256_store_ps(d + 8 * c, x);
+        fine = _mm256_and_ps(fine, _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GE_OQ), _mm256_cmp_ps(x, big, _CMP_LE_OQ)));
+    }
+    return _mm256_movemask_ps(fine) == 0xFF;
+}
+
 AVX2 static void avx2_asym_moments(const qs_group *g, const float *inv, const float *off, int count, int top,
                                    float *sq, float *sqq, float *sqw) {
     __m256 vtop = _mm256_set1_ps((float)top);
+    float d[QS_MAX_GROUP] __attribute__((aligned(32)));
     int k = 0;
-    for (; k + 2 <= count; k += 8) asym_moments8(g, inv + k, off + k, vtop, sq + k, sqq + k, sqw + k);
+    for (; k + 2 <= count; k += 8) {
+        int lanes = count - k < 8 ? count - k : 8;
+        if (asym_shifted_applies(g, inv + k, off + k, lanes, d)) asym_moments8_shifted(g, d, inv + k, vtop, sq + k, sqq + k, sqw + k);
+        else asym_moments8(g, inv + k, off + k, vtop, sq + k, sqq + k, sqw + k);
+    }
     for (; k < count; k++) asym_moments1(g, inv[k], off[k], vtop, sq + k, sqq + k, sqw + k);
 }
 
 /// qs_asym_solve1 for 8 candidates at once: the same operations lane by lane.
 AVX2 static void avx2_asym_solve(const float *sq, const float *sqq, const float *sqw, int count, float fn, float sumW, float sumWW,
-                                 int non_positive_min, float *s_out, float *m_out, float *sse_out, int *valid) {
+                                 int non_positive_min, float *s_out, float *m_out, float *sse_out) {
     const __m256 FN = _mm256_set1_ps(fn), SW = _mm256_set1_ps(sumW), SWW = _mm256_set1_ps(sumWW);
     const __m256 two = _mm256_set1_ps(2), zero = _mm256_setzero_ps();
     for (int k0 = 0; k0 < count; k0 += 8) {
@@ -254,14 +319,13 @@ AVX2 static void avx2_asym_solve(const float *sq, const float *sqq, const float 
         e = _mm256_add_ps(e, SWW);
         _mm256_storeu_ps(s_out + k0, s);
         _mm256_storeu_ps(m_out + k0, m);
-        _mm256_storeu_ps(sse_out + k0, e);
-        int mask = _mm256_movemask_ps(ok);
-        for (int k = 0; k < 8; k++) valid[k0 + k] = (mask >> k) & 1;
+        _mm256_storeu_ps(sse_out + k0, _mm256_blendv_ps(_mm256_set1_ps(INFINITY), e, ok));  // a rejected candidate's error is +Inf
     }
 }
 
 AVX2 static void avx2_asym_errors(const qs_group *g, const float *scales, const float *mins, int count, int top, float *err) {
     __m256 vtop = _mm256_set1_ps((float)top), zero = _mm256_setzero_ps();
+    int plain = g->uniform && g->n == 8 * g->chunks;
     for (int k0 = 0; k0 < count; k0 += 8) {
         __m256 e[8];
         for (int k = 0; k < 8; k++) {
@@ -269,11 +333,21 @@ AVX2 static void avx2_asym_errors(const qs_group *g, const float *scales, const 
             if (k0 + k >= count) continue;
             float s = scales[k0 + k];
             __m256 vs = _mm256_set1_ps(s), vm = _mm256_set1_ps(mins[k0 + k]), vi = _mm256_set1_ps(s > 0 ? 1 / s : 0), acc = zero;
-            for (int c = 0; c < g->chunks; c++) {
-                __m256 x = _mm256_load_ps(g->v + 8 * c);
-                __m256 q = qv_levels(_mm256_mul_ps(_mm256_sub_ps(x, vm), vi), zero, vtop);
-                __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(vs, q), vm), x), _mm256_load_ps(g->m + 8 * c));
-                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(g->w + 8 * c), d), d));
+            if (plain) {
+                // Every mask and weight is 1, and d·1 = d exactly: the same sums without them.
+                for (int c = 0; c < g->chunks; c++) {
+                    __m256 x = _mm256_load_ps(g->v + 8 * c);
+                    __m256 q = qv_levels(_mm256_mul_ps(_mm256_sub_ps(x, vm), vi), zero, vtop);
+                    __m256 d = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(vs, q), vm), x);
+                    acc = _mm256_add_ps(acc, _mm256_mul_ps(d, d));
+                }
+            } else {
+                for (int c = 0; c < g->chunks; c++) {
+                    __m256 x = _mm256_load_ps(g->v + 8 * c);
+                    __m256 q = qv_levels(_mm256_mul_ps(_mm256_sub_ps(x, vm), vi), zero, vtop);
+                    __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(vs, q), vm), x), _mm256_load_ps(g->m + 8 * c));
+                    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(g->w + 8 * c), d), d));
+                }
             }
             e[k] = acc;
         }
@@ -281,9 +355,40 @@ AVX2 static void avx2_asym_errors(const qs_group *g, const float *scales, const 
     }
 }
 
+/// qs_first_min without a branch per candidate (they mispredicted often enough to cost a
+/// tenth of the search): lanes past count and NaN errors become +Inf, the lowest value is found
+/// with vector minima, and the first lane equal to it is the answer (±0 compare equal, as in
+/// the scan, which keeps the first of them). err holds whole vectors (count rounded up to 8).
+AVX2 static inline int avx2_first_min(const float *err, int count) {
+    if (count > 32) return qs_first_min(err, count);
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256 e[4];
+    int blocks = (count + 7) / 8;
+    __m256 m = inf;
+    for (int b = 0; b < blocks; b++) {
+        __m256 v = _mm256_loadu_ps(err + 8 * b);
+        __m256 inside = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(count - 8 * b), lane));
+        __m256 keep = _mm256_and_ps(inside, _mm256_cmp_ps(v, v, _CMP_ORD_Q));  // NaN → +Inf
+        e[b] = _mm256_blendv_ps(inf, v, keep);
+        m = _mm256_min_ps(m, e[b]);
+    }
+    m = _mm256_min_ps(m, _mm256_permute2f128_ps(m, m, 1));
+    m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0x4E));
+    m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0xB1));
+    if (!(_mm256_cvtss_f32(m) < INFINITY)) return -1;
+    for (int b = 0; b < blocks; b++) {
+        int hit = _mm256_movemask_ps(_mm256_cmp_ps(e[b], m, _CMP_EQ_OQ));
+        if (hit) return 8 * b + __builtin_ctz((unsigned)hit);
+    }
+    return -1;
+}
+
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #include "qsearch_body.h"
 #pragma clang attribute pop
+
+int plm_qsearch_first_min_avx2(const float *err, int count) { return avx2_first_min(err, count); }
 
 void plm_quantize_rows_avx2(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
                             int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins, double *sums) {

@@ -10,9 +10,12 @@
 //   QS(sym_errors)(g, scales, count, lo, hi, err)    GroupSearch.symmetricError per scale
 //   QS(asym_moments)(g, inv, off, count, top, sq, sqq, sqw)   Σωq, Σωq², Σωqw per candidate
 //   QS(asym_stats)(g, &lo, &hi, &fn, &sumW, &sumWW)          first pass of GroupSearch.asymmetric
-//   QS(asym_solve)(sq, sqq, sqw, count, ..., s, m, sse, valid) qs_asym_solve1 per candidate
+//   QS(asym_solve)(sq, sqq, sqw, count, ..., s, m, sse)  qs_asym_solve1 per candidate
+//                                                        (a rejected one's sse is +Inf)
 //   QS(asym_errors)(g, scales, mins, count, top, err)          GroupSearch.asymmetricError
 //   QS(abs_max)(g)                                             the int8 codec's absmax
+//   QS(first_min)(err, count)          qs_first_min: the first of the lowest errors below +Inf
+//                                      (err holds whole vectors: count rounded up to 8)
 
 /// GroupSearch.symmetric: the stored f16 scale (bits) for levels in [lo, hi].
 static uint16_t QS(symmetric)(const qs_group *g, int lo, int hi) {
@@ -58,11 +61,9 @@ static void QS(asymmetric)(const qs_group *g, int top, int non_positive_min, flo
     for (int step = 0; step <= QS_STEPS; step++) { inv[count] = (-1.0f + QS_STEP_SIZE * (float)step + ftop) / (hi - lo); off[count++] = lo; }
     QS(asym_moments)(g, inv, off, count, top, sq, sqq, sqw);
     float cs[24], cm[24], ce[24];
-    int valid[24];
-    QS(asym_solve)(sq, sqq, sqw, count, fn, sumW, sumWW, non_positive_min, cs, cm, ce, valid);
-    for (int k = 0; k < count; k++) {
-        if (valid[k] && ce[k] < best.sse) { best.sse = ce[k]; best.scale = cs[k]; best.min = cm[k]; }
-    }
+    QS(asym_solve)(sq, sqq, sqw, count, fn, sumW, sumWW, non_positive_min, cs, cm, ce);
+    int pick = QS(first_min)(ce, count);
+    if (pick >= 0) { best.sse = ce[pick]; best.scale = cs[pick]; best.min = cm[pick]; }
     for (int it = 0; it < 3; it++) {
         float before = best.sse;
         float i1[8] = { 1 / best.scale }, o1[8] = { best.min }, a[8], b[8], c[8];
@@ -132,9 +133,8 @@ static void QS(super_block)(const float *x, const float *w, int64_t cols, int gr
             }
         }
         QS(asym_errors)(g, cs, cm, nc, 15, err);
-        float best_e = INFINITY;
-        int best_a = a0, best_b = b0;
-        for (int k = 0; k < nc; k++) if (err[k] < best_e) { best_e = err[k]; best_a = ca[k]; best_b = cb[k]; }
+        int pick = QS(first_min)(err, nc);
+        int best_a = pick >= 0 ? ca[pick] : a0, best_b = pick >= 0 ? cb[pick] : b0;
         a[j] = best_a;
         bi[j] = best_b;
         qs_assign_asymmetric(xi, n, fd * (float)best_a, -fdmin * (float)best_b, 15, levels);
@@ -142,7 +142,10 @@ static void QS(super_block)(const float *x, const float *w, int64_t cols, int gr
         if (sums) {
             float rec[QS_MAX_GROUP];
             qs_reconstruct(PLM_Q4_ASYM_K6, levels, n, fd * (float)best_a, -fdmin * (float)best_b, rec);
-            qs_error_terms(xi, w ? w + i * group : NULL, n, rec, sums);
+            // The group is finite (checked at load), and with finite d and dmin so is s·L + m
+            // (|s·L| ≤ 65504·63·15).
+            if (isfinite(fd) && isfinite(fdmin)) qs_error_terms_finite(xi, w ? w + i * group : NULL, n, rec, sums);
+            else qs_error_terms(xi, w ? w + i * group : NULL, n, rec, sums);
         }
     }
     uint8_t *s = scales + b * 16;
@@ -177,7 +180,9 @@ static void QS(row)(int kind, int group, const float *x, const float *w, int64_t
                 if (sums) {
                     float fs = plm_f16_to_f32(s);
                     for (int j = 0; j < n; j++) rec[j] = fs * (float)((const int8_t *)q)[j];
-                    qs_error_terms(xi, w ? w + i * group : NULL, n, rec, sums);
+                    // Finite values (checked above) and a finite scale: |s·q| ≤ 65504·127.
+                    if (isfinite(fs)) qs_error_terms_finite(xi, w ? w + i * group : NULL, n, rec, sums);
+                    else qs_error_terms(xi, w ? w + i * group : NULL, n, rec, sums);
                 }
             } else {
                 uint16_t s, m;

@@ -1,5 +1,6 @@
 import PLMCore
 import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -336,11 +337,15 @@ public struct Converter {
         let importance = importance?.count == columns ? importance : nil
         // The buffers are disjoint per chunk, so workers never write the same bytes.
         let shared = WorkerShared((data, scales, mins, sums, failures))
-        DispatchQueue.concurrentPerform(iterations: min(threads, chunks)) { worker in
+        // Chunks are handed out one at a time, so a worker that shares its core with the
+        // writer or the hashing thread takes fewer of them instead of holding up the tensor.
+        let next = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: min(threads, chunks)) { _ in
             let (d, s, m, partial, failed) = shared.value
             var rowsIn = [Float](repeating: 0, count: rowsPerChunk * columns)
-            var chunk = worker
-            while chunk < chunks {
+            while true {
+                let chunk = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard chunk < chunks else { break }
                 let r0 = chunk * rowsPerChunk, n = min(rowsPerChunk, layout.rows - r0)
                 let elements = (r0 * columns)..<((r0 + n) * columns)
                 rowsIn.withUnsafeMutableBufferPointer { buf in
@@ -348,12 +353,12 @@ public struct Converter {
                         failed[chunk] = .checkpoint(.safetensors(error))
                     }
                 }
-                if !allowNonfinite, let k = rowsIn[0..<elements.count].firstIndex(where: { !$0.isFinite }) {
+                if !allowNonfinite, Self.hasNonFinite(rowsIn, count: elements.count),
+                   let k = rowsIn[0..<elements.count].firstIndex(where: { !$0.isFinite }) {
                     // Chunks are contiguous, so the lowest failing chunk holds the first bad element.
                     failed[chunk] = .nonFinite(file: view.file.path, tensor: view.name,
                                                index: Self.index(elements.lowerBound + k, in: view.shape), value: rowsIn[k])
                     partial[chunk] = (0, 0, 0)
-                    chunk += min(threads, chunks)
                     continue
                 }
                 let parts = RowQuantizer.RowParts(
@@ -376,13 +381,23 @@ public struct Converter {
                 let bytes = view.bytes
                 let width = bytes.count / max(view.elementCount, 1)
                 view.file.dropPages(UnsafeRawBufferPointer(rebasing: bytes[(elements.lowerBound * width)..<(elements.upperBound * width)]))
-                chunk += min(threads, chunks)
             }
         }
         if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
         var sse = 0.0, norm = 0.0, weighted = 0.0
         for c in 0..<chunks { sse += sums[c].0; norm += sums[c].1; weighted += sums[c].2 }  // fixed order: deterministic
         return QuantizedTensor(parts: parts, relativeRMSE: norm > 0 ? (sse / norm).squareRoot() : 0, weightedSSE: weighted)
+    }
+
+    /// Whether the first `count` values hold a NaN or ±Inf: an all-ones exponent plus one
+    /// carries into the sign bit, so the test is branch-free and the loop vectorizes (the search
+    /// for the index runs only when there is one).
+    static func hasNonFinite(_ x: [Float], count: Int) -> Bool {
+        x.withUnsafeBufferPointer { p in
+            var carry: UInt32 = 0
+            for v in p[0..<min(count, p.count)] { carry |= (v.bitPattern & 0x7F80_0000) &+ 0x0080_0000 }
+            return carry & 0x8000_0000 != 0
+        }
     }
 
     static func sameEncoding(_ dtype: TensorDType, _ type: StorageType) -> Bool {

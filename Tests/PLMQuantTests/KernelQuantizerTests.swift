@@ -50,7 +50,8 @@ import Testing
     }
 
     /// Parts written by the C path.
-    static func kernelBytes(_ w: [Float], rows: Int, type: StorageType, impl: Int32, weights: [Float]?, perElement: Bool = false) throws -> [[UInt8]] {
+    static func kernelBytes(_ w: [Float], rows: Int, columns: Int = columns, type: StorageType, impl: Int32, weights: [Float]?,
+                            perElement: Bool = false) throws -> [[UInt8]] {
         let layout = StorageLayout(shape: [rows, columns], type: type)
         var data = [UInt8](repeating: 0, count: layout.dataBytes)
         var scales = [UInt8](repeating: 0, count: layout.scaleBytes)
@@ -112,6 +113,49 @@ import Testing
         for impl in Self.implementations {
             let got = try Self.kernelBytes(w, rows: rows, type: type, impl: impl, weights: importance)
             #expect(got == reference.bytes, "\(type) impl \(impl)")
+        }
+    }
+
+    /// Rows of whole super-blocks (the shapes of real checkpoints), where the AVX2 searches take
+    /// their fast paths: unweighted full groups, finite ranges. Rows of ordinary, tiny and huge
+    /// magnitudes, and one whose range overflows.
+    @Test(arguments: allQuantizedTypes)
+    func fullWidthRowsMatchTheReference(_ type: StorageType) throws {
+        let rows = 6, columns = 1024
+        var w = sampleWeights(rows: rows, columns: columns, seed: 41)
+        for (r, scale) in [Float(1), 0.02, 1e-6, 3e4, 1e36, 1].enumerated() {
+            for j in 0..<columns { w[r * columns + j] *= scale }
+        }
+        for j in stride(from: 0, to: columns, by: 29) { w[5 * columns + j] = j % 2 == 0 ? 3e38 : -3e38 }
+        let importance = sampleImportance(columns: columns, seed: 12)
+        let plain = Quantized(w, rows: rows, columns: columns, type: type)
+        let weighted = Quantized(w, rows: rows, columns: columns, type: type, importance: importance)
+        for impl in Self.implementations {
+            #expect(try Self.kernelBytes(w, rows: rows, columns: columns, type: type, impl: impl, weights: nil) == plain.bytes, "\(type) impl \(impl)")
+            #expect(try Self.kernelBytes(w, rows: rows, columns: columns, type: type, impl: impl, weights: importance) == weighted.bytes,
+                    "\(type) impl \(impl) weighted")
+        }
+    }
+
+    /// The choice among candidates: the first of the lowest errors, NaN never chosen, ±0 equal,
+    /// on arrays of every length the searches use, with ties, NaN, ±Inf and signed zeros mixed.
+    @Test func candidateChoiceIsTheFirstOfTheLowest() {
+        var state: UInt64 = 77
+        func next() -> UInt64 { state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 33 }
+        let specials: [Float] = [.nan, .infinity, -.infinity, 0, -0.0, 1, 1, 2.5]
+        for trial in 0..<4000 {
+            let count = 1 + trial % 24
+            var err = [Float](repeating: .nan, count: 32)  // past count: garbage the kernels must ignore
+            for k in 0..<32 {
+                err[k] = next() % 3 == 0 ? specials[Int(next() % UInt64(specials.count))] : Float(next() % 7) * 0.5
+            }
+            if trial % 5 == 0 { for k in count..<32 { err[k] = -1 } }  // lower values past the end
+            var expected = -1
+            var best = Float.infinity
+            for k in 0..<count where err[k] < best { best = err[k]; expected = k }
+            for impl in Self.implementations {
+                #expect(plm_qsearch_first_min(err, Int32(count), impl) == Int32(expected), "trial \(trial) impl \(impl): \(err[0..<count])")
+            }
         }
     }
 

@@ -248,6 +248,11 @@ int plm_quantize_rows(int kind, int group, const float *x, const float *weight, 
 void plm_quantize_rows_portable(int kind, int group, const float *x, const float *weight, int64_t weight_row_stride,
                                 int64_t rows, int64_t cols, uint8_t *data, uint8_t *scales, uint8_t *mins, double *sums);
 
+/// The searches' choice among candidate errors: the first of the lowest below +Inf (NaN never
+/// wins), −1 when there is none. `err` holds count rounded up to 8 floats (the AVX2 path reads
+/// whole vectors). Exported so the tests can hold the AVX2 path to the scan.
+int plm_qsearch_first_min(const float *err, int count, int impl);
+
 /// Bytes per row of each part for plm_quantize_rows.
 void plm_quantized_row_bytes(int kind, int group, int64_t cols, int64_t *data, int64_t *scales, int64_t *mins);
 
