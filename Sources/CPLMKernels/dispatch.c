@@ -209,24 +209,30 @@ void plm_gelu_erf(float *x, int64_t n, int impl) {
 
 // The activation quantizers and the maximum have no `impl` argument (every caller wants the
 // fastest; the tests call the _ref twins directly).
-void plm_quantize_activations(const float *x, int64_t cols, int8_t *q, float *d, float *sum) {
+void plm_quantize_activations(const float *x, int64_t cols, int8_t *q, float *d, float *sum, int impl) {
 #if defined(__x86_64__)
-    if (plm_cpu_has_avx512()) { plm_quantize_activations_avx512(x, cols, q, d, sum); return; }
+    if (use_avx512(impl)) { plm_quantize_activations_avx512(x, cols, q, d, sum); return; }
+    if (use_avx2(impl)) { plm_quantize_activations_avx2(x, cols, q, d, sum); return; }
 #endif
+    (void)impl;
     plm_quantize_activations_ref(x, cols, q, d, sum);
 }
 
-void plm_quantize_activations16(const float *x, int64_t cols, int16_t *q, float *d, float *sum) {
+void plm_quantize_activations16(const float *x, int64_t cols, int16_t *q, float *d, float *sum, int impl) {
 #if defined(__x86_64__)
-    if (plm_cpu_has_avx512()) { plm_quantize_activations16_avx512(x, cols, q, d, sum); return; }
+    if (use_avx512(impl)) { plm_quantize_activations16_avx512(x, cols, q, d, sum); return; }
+    if (use_avx2(impl)) { plm_quantize_activations16_avx2(x, cols, q, d, sum); return; }
 #endif
+    (void)impl;
     plm_quantize_activations16_ref(x, cols, q, d, sum);
 }
 
-float plm_max(const float *x, int64_t n) {
+float plm_max(const float *x, int64_t n, int impl) {
 #if defined(__x86_64__)
-    if (plm_cpu_has_avx512()) return plm_max_avx512(x, n);
+    if (use_avx512(impl)) return plm_max_avx512(x, n);
+    if (use_avx2(impl)) return plm_max_avx2(x, n);
 #endif
+    (void)impl;
     return plm_max_ref(x, n);
 }
 

@@ -148,6 +148,9 @@ void plm_qgemv16_repacked_avx2(const plm_q4k6_repacked *w, const plm_qact16 *a, 
 float plm_exp_shift_sum_avx2(float *x, int64_t n, float shift);
 void plm_gelu_erf_avx2(float *x, int64_t n);
 void plm_silu_mul_avx2(float *gate, const float *up, int64_t n);
+void plm_quantize_activations_avx2(const float *x, int64_t cols, int8_t *q, float *d, float *sum);
+void plm_quantize_activations16_avx2(const float *x, int64_t cols, int16_t *q, float *d, float *sum);
+float plm_max_avx2(const float *x, int64_t n);
 void plm_qgemm_repacked_avx2(const plm_q4k6_repacked *w, const int8_t *q, const float *ad, const float *asum,
                              int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1);
 void plm_qgemv16_q8tiles_avx2(const plm_qmatrix *w, const uint8_t *tiles, const plm_qact16 *a, float *y, int64_t r0, int64_t r1);

@@ -117,7 +117,7 @@ final class BlockedAttention: @unchecked Sendable {
                         // Causal: key j visible to query q0+i when j ≤ q0+i+offset.
                         let visible = causalOffset.map { max(0, min(nk, q0 + i + $0 + 1 - k0)) } ?? nk
                         var m = rowMax[i]
-                        if visible > 0 { m = max(m, plm_max(row, Int64(visible))) }
+                        if visible > 0 { m = max(m, plm_max(row, Int64(visible), impl)) }
                         let correction = m == -.infinity ? 0 : expf(rowMax[i] - m)
                         let sum = visible > 0 ? plm_exp_shift_sum(row, Int64(visible), m, impl) : 0
                         for j in visible..<nk { row[j] = 0 }

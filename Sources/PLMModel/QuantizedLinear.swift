@@ -135,15 +135,15 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         if quantized {
             // Rows are independent: quantize them on the workers too (8 % of a forward pass otherwise).
             var job = QuantizeJob(x: x, q: q, q16: q16, wide: wide, d: d, sums: sums, rows: rows, k: k, blocks: blocks,
-                                  workers: max(1, min(options.threads, rows / 8)))
+                                  workers: max(1, min(options.threads, rows / 8)), impl: options.implCode)
             WorkerPool.run(job.workers, &job) { context, worker in
                 guard let j = context?.assumingMemoryBound(to: QuantizeJob.self).pointee else { return }
                 for m in stride(from: Int(worker), to: j.rows, by: j.workers) {
                     let x = j.x + m * j.k, d = j.d + m * j.blocks, sums = j.sums + m * j.blocks
                     if j.wide {
-                        plm_quantize_activations16(x, Int64(j.k), j.q16 + m * j.blocks * 32, d, sums)
+                        plm_quantize_activations16(x, Int64(j.k), j.q16 + m * j.blocks * 32, d, sums, j.impl)
                     } else {
-                        plm_quantize_activations(x, Int64(j.k), j.q + m * j.blocks * 32, d, sums)
+                        plm_quantize_activations(x, Int64(j.k), j.q + m * j.blocks * 32, d, sums, j.impl)
                     }
                 }
             }
@@ -344,4 +344,5 @@ fileprivate struct QuantizeJob {
     let d: UnsafeMutablePointer<Float>
     let sums: UnsafeMutablePointer<Float>
     let rows: Int, k: Int, blocks: Int, workers: Int
+    let impl: Int32
 }

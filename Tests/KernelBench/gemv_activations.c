@@ -55,8 +55,8 @@ static void gemm_section(void) {
     int16_t *q16 = malloc(m * k * sizeof(int16_t));
     float *d8 = malloc(m * blocks * 4), *s8 = malloc(m * blocks * 4), *d16 = malloc(m * blocks * 4), *s16 = malloc(m * blocks * 4);
     for (int64_t r = 0; r < m; r++) {
-        plm_quantize_activations(x + r * k, k, q8 + r * k, d8 + r * blocks, s8 + r * blocks);
-        plm_quantize_activations16(x + r * k, k, q16 + r * k, d16 + r * blocks, s16 + r * blocks);
+        plm_quantize_activations(x + r * k, k, q8 + r * k, d8 + r * blocks, s8 + r * blocks, PLM_IMPL_AVX512);
+        plm_quantize_activations16(x + r * k, k, q16 + r * k, d16 + r * blocks, s16 + r * blocks, PLM_IMPL_AVX512);
     }
     plm_q4k6_repacked rp = { n, k, n / PLM_TILE_ROWS, plm_repacked_tile_bytes(k), malloc((size_t)(n / PLM_TILE_ROWS * plm_repacked_tile_bytes(k))) };
     plm_repack_q4k6(&w, &rp, 0, rp.tiles);
@@ -90,8 +90,8 @@ int main(int argc, char **argv) {
     int8_t *q8 = malloc(cols);
     int16_t *q16 = malloc(cols * sizeof(int16_t));
     float *d8 = malloc(blocks * 4), *s8 = malloc(blocks * 4), *d16 = malloc(blocks * 4), *s16 = malloc(blocks * 4);
-    plm_quantize_activations(x, cols, q8, d8, s8);
-    plm_quantize_activations16(x, cols, q16, d16, s16);
+    plm_quantize_activations(x, cols, q8, d8, s8, impl);
+    plm_quantize_activations16(x, cols, q16, d16, s16, impl);
     plm_qact a8 = { q8, d8, s8, x, cols };
     plm_qact16 a16 = { q16, d16, s16, x, cols };
     printf("impl %d, [%lld, %lld], one thread, GB/s of level bytes (best of 3)\n", impl, (long long)rows, (long long)cols);

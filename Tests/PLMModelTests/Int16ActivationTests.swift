@@ -10,7 +10,7 @@ struct Int16Activations {
     init(_ x: [Float]) {
         let blocks = (x.count + 31) / 32
         q = [Int16](repeating: 0, count: blocks * 32); d = [Float](repeating: 0, count: blocks); sum = d
-        plm_quantize_activations16(x, Int64(x.count), &q, &d, &sum)
+        plm_quantize_activations16(x, Int64(x.count), &q, &d, &sum, Int32(plm_best_impl()))
     }
     func dequantized(_ n: Int) -> [Float] { (0..<n).map { d[$0 / 32] * Float(q[$0]) } }
 }

@@ -61,7 +61,7 @@ struct QuantizedActivations {
     init(_ x: [Float]) {
         let blocks = (x.count + 31) / 32
         q = [Int8](repeating: 0, count: blocks * 32); d = [Float](repeating: 0, count: blocks); sum = d
-        plm_quantize_activations(x, Int64(x.count), &q, &d, &sum)
+        plm_quantize_activations(x, Int64(x.count), &q, &d, &sum, Int32(plm_best_impl()))
     }
     /// The activations as the integer kernels see them: d·q.
     func dequantized(_ n: Int) -> [Float] { (0..<n).map { d[$0 / 32] * Float(q[$0]) } }
@@ -260,11 +260,17 @@ struct QuantizedActivations {
         if CPU.hasAVX512 { #expect(plm_int8_dot_peak(2_000_000, Int32(PLM_IMPL_AVX512)) > 0) }
     }
 
-    /// The dispatched activation quantizers (AVX-512 where the CPU has it) give the reference's
-    /// bytes, scales and sums exactly: every length class, zero, NaN, ±Inf, huge and subnormal
-    /// blocks, and values halfway between levels (rounding to even).
+    /// The kernel families this CPU can run: each is tested, not just the one dispatch picks.
+    static var implementations: [Int32] {
+        [Int32(PLM_IMPL_PORTABLE)] + (CPU.hasAVX2 ? [Int32(PLM_IMPL_AVX2)] : []) + (CPU.hasAVX512 ? [Int32(PLM_IMPL_AVX512)] : [])
+    }
+
+    /// Every activation quantizer path (portable, AVX2, AVX-512 as the CPU allows) gives the
+    /// reference's bytes, scales and sums exactly: every length class (whole and partial 8-lane
+    /// chunks), zero, NaN, ±Inf, huge and subnormal blocks, and values halfway between levels
+    /// (rounding to even).
     @Test func activationQuantizersMatchTheReferenceBitForBit() {
-        var cases: [[Float]] = [1, 31, 32, 33, 100, 588, 2048].map { gaussian($0, seed: UInt64($0), scale: 3) }
+        var cases: [[Float]] = [1, 8, 9, 17, 24, 25, 31, 32, 33, 100, 588, 2048].map { gaussian($0, seed: UInt64($0), scale: 3) }
         var special = gaussian(256, seed: 9, scale: 1)
         for j in 32..<64 { special[j] = 0 }
         special[70] = .nan; special[100] = .infinity; special[140] = -.infinity
@@ -272,33 +278,45 @@ struct QuantizedActivations {
         for j in 192..<224 { special[j] = Float(j - 191) * 1e-44 }
         for j in 224..<256 { special[j] = Float(j - 224) - 15.5 }   // .5 steps: ties at scale 1
         cases.append(special)
-        for x in cases {
-            let blocks = (x.count + 31) / 32
-            var q = [Int8](repeating: 1, count: blocks * 32), qr = q
-            var d = [Float](repeating: 1, count: blocks), dr = d, s = d, sr = d
-            plm_quantize_activations(x, Int64(x.count), &q, &d, &s)
-            plm_quantize_activations_ref(x, Int64(x.count), &qr, &dr, &sr)
-            #expect(q == qr, "int8 levels, \(x.count) values")
-            #expect(d.map(\.bitPattern) == dr.map(\.bitPattern) && s.map(\.bitPattern) == sr.map(\.bitPattern), "int8 scales, \(x.count) values")
-            var q16 = [Int16](repeating: 1, count: blocks * 32), q16r = q16
-            plm_quantize_activations16(x, Int64(x.count), &q16, &d, &s)
-            plm_quantize_activations16_ref(x, Int64(x.count), &q16r, &dr, &sr)
-            #expect(q16 == q16r, "int16 levels, \(x.count) values")
-            if x.count == 256 {
-                // The subnormal block is quantized like any other (its largest value at ±32767).
-                #expect(q16r[223] == 32767)
+        var shortPoisoned = gaussian(45, seed: 4, scale: 2)
+        shortPoisoned[43] = .nan  // in the short last block, past its first 8-lane chunk
+        cases.append(shortPoisoned)
+        for impl in Self.implementations {
+            for x in cases {
+                let blocks = (x.count + 31) / 32
+                var q = [Int8](repeating: 1, count: blocks * 32), qr = q
+                var d = [Float](repeating: 1, count: blocks), dr = d, s = d, sr = d
+                plm_quantize_activations(x, Int64(x.count), &q, &d, &s, impl)
+                plm_quantize_activations_ref(x, Int64(x.count), &qr, &dr, &sr)
+                #expect(q == qr, "impl \(impl): int8 levels, \(x.count) values")
+                #expect(d.map(\.bitPattern) == dr.map(\.bitPattern) && s.map(\.bitPattern) == sr.map(\.bitPattern),
+                        "impl \(impl): int8 scales, \(x.count) values")
+                var q16 = [Int16](repeating: 1, count: blocks * 32), q16r = q16
+                plm_quantize_activations16(x, Int64(x.count), &q16, &d, &s, impl)
+                plm_quantize_activations16_ref(x, Int64(x.count), &q16r, &dr, &sr)
+                #expect(q16 == q16r, "impl \(impl): int16 levels, \(x.count) values")
+                if x.count == 256 {
+                    // The subnormal block is quantized like any other (its largest value at ±32767).
+                    #expect(q16r[223] == 32767)
+                }
+                #expect(d.map(\.bitPattern) == dr.map(\.bitPattern) && s.map(\.bitPattern) == sr.map(\.bitPattern),
+                        "impl \(impl): int16 scales, \(x.count) values")
             }
-            #expect(d.map(\.bitPattern) == dr.map(\.bitPattern) && s.map(\.bitPattern) == sr.map(\.bitPattern), "int16 scales, \(x.count) values")
         }
     }
 
-    /// The dispatched maximum equals the reference loop on every length around the vector widths.
+    /// Every maximum path equals the reference loop on every length around the vector widths.
     @Test func maximumMatchesTheReference() {
-        for n in [1, 2, 15, 16, 17, 31, 32, 33, 100, 1025] {
-            let x = gaussian(n, seed: UInt64(n + 3), scale: 5)
-            #expect(plm_max(x, Int64(n)) == plm_max_ref(x, Int64(n)), "n = \(n)")
-            let negative = [Float](repeating: -.infinity, count: n)
-            #expect(plm_max(negative, Int64(n)) == -.infinity)
+        for impl in Self.implementations {
+            for n in [1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 1025] {
+                let x = gaussian(n, seed: UInt64(n + 3), scale: 5)
+                #expect(plm_max(x, Int64(n), impl) == plm_max_ref(x, Int64(n)), "impl \(impl), n = \(n)")
+                var last = x
+                last[n - 1] = 1000  // the largest in the scalar tail
+                #expect(plm_max(last, Int64(n), impl) == 1000, "impl \(impl), n = \(n)")
+                let negative = [Float](repeating: -.infinity, count: n)
+                #expect(plm_max(negative, Int64(n), impl) == -.infinity)
+            }
         }
     }
 

@@ -68,7 +68,7 @@ import PLMQuant
         x[33] = .infinity
         x[70] = .nan
         var q = [Int8](repeating: 0, count: 96), d = [Float](repeating: 0, count: 3), sum = d
-        plm_quantize_activations(x, 96, &q, &d, &sum)
+        plm_quantize_activations(x, 96, &q, &d, &sum, Int32(plm_best_impl()))
         #expect(d[0].isFinite && d[1].isNaN && d[2].isNaN && sum[1].isNaN)
         #expect(q[32..<96].allSatisfy { $0 == 0 })
     }
@@ -78,7 +78,7 @@ import PLMQuant
         let kind = layout.type.kernelKind ?? -1
         let blocks = (k + 31) / 32
         var aq = [Int8](repeating: 0, count: blocks * 32), ad = [Float](repeating: 0, count: blocks), asum = ad
-        plm_quantize_activations(x, Int64(k), &aq, &ad, &asum)
+        plm_quantize_activations(x, Int64(k), &aq, &ad, &asum, Int32(plm_best_impl()))
         var y = [Float](repeating: 0, count: rows)
         data.withUnsafeBytes { d in scales.withUnsafeBytes { s in mins.withUnsafeBytes { m in
             var matrix = plm_qmatrix(kind: kind, group: Int32(layout.type.groupSize!), rows: Int64(rows), cols: Int64(k),

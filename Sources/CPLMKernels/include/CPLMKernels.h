@@ -72,8 +72,9 @@ typedef struct {
 int plm_best_impl(void);
 
 /// Quantizes one activation row: blocks(cols) = ceil(cols/32) blocks; q holds blocks·32 bytes.
-void plm_quantize_activations(const float *x, int64_t cols, int8_t *q, float *d, float *sum);
-/// The reference definition (plain C): the AVX-512 quantizer gives the same bytes.
+/// AVX-512, AVX2 or the reference, as `impl` and the CPU allow.
+void plm_quantize_activations(const float *x, int64_t cols, int8_t *q, float *d, float *sum, int impl);
+/// The reference definition (plain C): the AVX-512 and AVX2 quantizers give the same bytes.
 void plm_quantize_activations_ref(const float *x, int64_t cols, int8_t *q, float *d, float *sum);
 
 /// y[r − r0] = W[r,:] · a for r in [r0, r1), with int8 activations (W4A8 / W8A8).
@@ -98,7 +99,7 @@ typedef struct {
 } plm_qact16;
 
 /// Quantizes one activation row to int16: blocks(cols) blocks; q holds blocks·32 values.
-void plm_quantize_activations16(const float *x, int64_t cols, int16_t *q, float *d, float *sum);
+void plm_quantize_activations16(const float *x, int64_t cols, int16_t *q, float *d, float *sum, int impl);
 void plm_quantize_activations16_ref(const float *x, int64_t cols, int16_t *q, float *d, float *sum);
 
 /// y[r − r0] = W[r,:] · a for r in [r0, r1), with int16 activations (W4A16 / W8A16): vpdpwssd
@@ -195,9 +196,9 @@ void plm_silu_mul(float *gate, const float *up, int64_t n, int impl);
 void plm_silu_mul_ref(float *gate, const float *up, int64_t n);
 
 /// The largest of n values (n ≥ 1).
-float plm_max(const float *x, int64_t n);
-/// The reference loop. The AVX-512 twin returns the same value when no x is NaN (with a NaN the
-/// two may differ; the softmax that uses it is NaN either way).
+float plm_max(const float *x, int64_t n, int impl);
+/// The reference loop. The AVX-512 and AVX2 twins return the same value when no x is NaN (with a
+/// NaN they may differ; the softmax that uses it is NaN either way).
 float plm_max_ref(const float *x, int64_t n);
 
 /// x = 0.5·x·(1 + erf(x/√2)) in place (exact-erf GELU). Portable path: libm erff.
