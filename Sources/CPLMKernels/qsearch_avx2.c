@@ -137,9 +137,8 @@ AVX2 static void avx2_sym_moments(const qs_group *g, const float *inv, int count
     for (; k < count; k++) sym_moments1(g, inv[k], vlo, vhi, sqq + k, sqw + k);
 }
 
-/// Lane k of the result is the reference's lane sum of r[k] (lanes added in order), for 8
-/// vectors at once: an 8×8 transpose, then 7 vector adds.
-AVX2 static inline __m256 qv_sums8(const __m256 *r) {
+/// An 8×8 transpose: lane l of out[k] is lane k of r[l].
+AVX2 static inline void qv_transpose8(const __m256 *r, __m256 *out) {
     __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
     __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
     __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
@@ -148,17 +147,20 @@ AVX2 static inline __m256 qv_sums8(const __m256 *r) {
     __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
     __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
     __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    __m256 c0 = _mm256_permute2f128_ps(u0, u4, 0x20), c1 = _mm256_permute2f128_ps(u1, u5, 0x20);
-    __m256 c2 = _mm256_permute2f128_ps(u2, u6, 0x20), c3 = _mm256_permute2f128_ps(u3, u7, 0x20);
-    __m256 c4 = _mm256_permute2f128_ps(u0, u4, 0x31), c5 = _mm256_permute2f128_ps(u1, u5, 0x31);
-    __m256 c6 = _mm256_permute2f128_ps(u2, u6, 0x31), c7 = _mm256_permute2f128_ps(u3, u7, 0x31);
-    __m256 sum = _mm256_add_ps(c0, c1);
-    sum = _mm256_add_ps(sum, c2);
-    sum = _mm256_add_ps(sum, c3);
-    sum = _mm256_add_ps(sum, c4);
-    sum = _mm256_add_ps(sum, c5);
-    sum = _mm256_add_ps(sum, c6);
-    return _mm256_add_ps(sum, c7);
+    out[0] = _mm256_permute2f128_ps(u0, u4, 0x20); out[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    out[2] = _mm256_permute2f128_ps(u2, u6, 0x20); out[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    out[4] = _mm256_permute2f128_ps(u0, u4, 0x31); out[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    out[6] = _mm256_permute2f128_ps(u2, u6, 0x31); out[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/// Lane k of the result is the reference's lane sum of r[k] (lanes added in order), for 8
+/// vectors at once: an 8×8 transpose, then 7 vector adds.
+AVX2 static inline __m256 qv_sums8(const __m256 *r) {
+    __m256 c[8];
+    qv_transpose8(r, c);
+    __m256 sum = _mm256_add_ps(c[0], c[1]);
+    for (int l = 2; l < 8; l++) sum = _mm256_add_ps(sum, c[l]);
+    return sum;
 }
 
 AVX2 static void avx2_sym_errors(const qs_group *g, const float *scales, int count, int lo, int hi, float *err) {
@@ -294,32 +296,42 @@ AVX2 static void avx2_asym_moments(const qs_group *g, const float *inv, const fl
     for (; k < count; k++) asym_moments1(g, inv[k], off[k], vtop, sq + k, sqq + k, sqw + k);
 }
 
-/// qs_asym_solve1 for 8 candidates at once: the same operations lane by lane.
+/// qs_asym_solve1 lane by lane, the same operations: the least-squares scale, minimum and error
+/// of each lane's candidate; a rejected candidate's error is +Inf.
+AVX2 static inline void qv_solve(__m256 SQ, __m256 SQQ, __m256 SQW, __m256 FN, __m256 SW, __m256 SWW, int non_positive_min,
+                                 __m256 *s_out, __m256 *m_out, __m256 *e_out) {
+    const __m256 two = _mm256_set1_ps(2), zero = _mm256_setzero_ps();
+    __m256 det = _mm256_sub_ps(_mm256_mul_ps(FN, SQQ), _mm256_mul_ps(SQ, SQ));
+    __m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(FN, SQW), _mm256_mul_ps(SQ, SW)), det);
+    __m256 m = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(SQQ, SW), _mm256_mul_ps(SQ, SQW)), det);
+    if (non_positive_min) {
+        __m256 pos = _mm256_cmp_ps(m, zero, _CMP_GT_OQ);
+        m = _mm256_blendv_ps(m, zero, pos);
+        s = _mm256_blendv_ps(s, _mm256_div_ps(SQW, SQQ), pos);
+    }
+    __m256 ok = _mm256_and_ps(_mm256_cmp_ps(det, zero, _CMP_GT_OQ), _mm256_cmp_ps(s, zero, _CMP_GT_OQ));
+    __m256 ts = _mm256_mul_ps(two, s);
+    __m256 e = _mm256_mul_ps(_mm256_mul_ps(s, s), SQQ);
+    e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(ts, m), SQ));
+    e = _mm256_sub_ps(e, _mm256_mul_ps(ts, SQW));
+    e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(FN, m), m));
+    e = _mm256_sub_ps(e, _mm256_mul_ps(_mm256_mul_ps(two, m), SW));
+    e = _mm256_add_ps(e, SWW);
+    *s_out = s;
+    *m_out = m;
+    *e_out = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), e, ok);
+}
+
+/// qs_asym_solve1 for 8 candidates of one group at once.
 AVX2 static void avx2_asym_solve(const float *sq, const float *sqq, const float *sqw, int count, float fn, float sumW, float sumWW,
                                  int non_positive_min, float *s_out, float *m_out, float *sse_out) {
     const __m256 FN = _mm256_set1_ps(fn), SW = _mm256_set1_ps(sumW), SWW = _mm256_set1_ps(sumWW);
-    const __m256 two = _mm256_set1_ps(2), zero = _mm256_setzero_ps();
     for (int k0 = 0; k0 < count; k0 += 8) {
-        __m256 SQ = _mm256_loadu_ps(sq + k0), SQQ = _mm256_loadu_ps(sqq + k0), SQW = _mm256_loadu_ps(sqw + k0);
-        __m256 det = _mm256_sub_ps(_mm256_mul_ps(FN, SQQ), _mm256_mul_ps(SQ, SQ));
-        __m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(FN, SQW), _mm256_mul_ps(SQ, SW)), det);
-        __m256 m = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(SQQ, SW), _mm256_mul_ps(SQ, SQW)), det);
-        if (non_positive_min) {
-            __m256 pos = _mm256_cmp_ps(m, zero, _CMP_GT_OQ);
-            m = _mm256_blendv_ps(m, zero, pos);
-            s = _mm256_blendv_ps(s, _mm256_div_ps(SQW, SQQ), pos);
-        }
-        __m256 ok = _mm256_and_ps(_mm256_cmp_ps(det, zero, _CMP_GT_OQ), _mm256_cmp_ps(s, zero, _CMP_GT_OQ));
-        __m256 ts = _mm256_mul_ps(two, s);
-        __m256 e = _mm256_mul_ps(_mm256_mul_ps(s, s), SQQ);
-        e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(ts, m), SQ));
-        e = _mm256_sub_ps(e, _mm256_mul_ps(ts, SQW));
-        e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(FN, m), m));
-        e = _mm256_sub_ps(e, _mm256_mul_ps(_mm256_mul_ps(two, m), SW));
-        e = _mm256_add_ps(e, SWW);
+        __m256 s, m, e;
+        qv_solve(_mm256_loadu_ps(sq + k0), _mm256_loadu_ps(sqq + k0), _mm256_loadu_ps(sqw + k0), FN, SW, SWW, non_positive_min, &s, &m, &e);
         _mm256_storeu_ps(s_out + k0, s);
         _mm256_storeu_ps(m_out + k0, m);
-        _mm256_storeu_ps(sse_out + k0, _mm256_blendv_ps(_mm256_set1_ps(INFINITY), e, ok));  // a rejected candidate's error is +Inf
+        _mm256_storeu_ps(sse_out + k0, e);
     }
 }
 
@@ -383,6 +395,191 @@ AVX2 static inline int avx2_first_min(const float *err, int count) {
     }
     return -1;
 }
+
+/// Σq, Σq², Σq·x of one candidate per lane, for the 8 groups of a super-block side by side
+/// (lane j = group j; T[e] holds element e of every group, D[e] = T[e] − off). The reference's
+/// order lane for lane: element lane l (0…7) sums its chunks from +0, then the 8 partial sums
+/// add in l order. Clamped to [0, top] as qv_levels does. Uniform weights: w·q = q exactly.
+AVX2 static inline void lanes_moments(const __m256 *T, const __m256 *D, int chunks, __m256 inv, __m256 vtop,
+                                      __m256 *sq, __m256 *sqq, __m256 *sqw) {
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 t1 = zero, tq = zero, tw = zero;
+    for (int l = 0; l < 8; l++) {
+        __m256 q1 = zero, qq = zero, qw = zero;
+        for (int c = 0; c < chunks; c++) {
+            __m256 q = qv_levels(_mm256_mul_ps(inv, D[8 * c + l]), zero, vtop);
+            q1 = _mm256_add_ps(q1, q);
+            qq = _mm256_add_ps(qq, _mm256_mul_ps(q, q));
+            qw = _mm256_add_ps(qw, _mm256_mul_ps(q, T[8 * c + l]));
+        }
+        if (l == 0) { t1 = q1; tq = qq; tw = qw; }
+        else { t1 = _mm256_add_ps(t1, q1); tq = _mm256_add_ps(tq, qq); tw = _mm256_add_ps(tw, qw); }
+    }
+    *sq = t1;
+    *sqq = tq;
+    *sqw = tw;
+}
+
+/// Lane-wise "if (e < best) take": the scan's strict comparison (a NaN never wins).
+AVX2 static inline __m256 lanes_take(__m256 e, __m256 best) { return _mm256_cmp_ps(e, best, _CMP_LT_OQ); }
+
+/// QS(super_block) for a whole super-block of 8 full, finite groups without weights, the 8
+/// groups side by side in the lanes instead of one group's candidates: the searches' serial
+/// parts (sums of lanes, the refinement steps, the choices) run for 8 groups at once. Every
+/// value is the one the per-group path (and the Swift reference) computes, operation for
+/// operation. Returns 0 (nothing written) when the super-block does not qualify.
+AVX2 static int avx2_super_block_lanes(const float *x, int64_t cols, int group, int64_t groups, int64_t b,
+                                       uint8_t *data, uint8_t *scales, double *sums) {
+    const int64_t first = b * 8;
+    if (groups - first < 8 || (first + 8) * group > cols) return 0;
+    const int chunks = group / 8;
+    __m256 T[QS_MAX_GROUP], D[QS_MAX_GROUP];
+    const float *x0 = x + first * group;
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)), big = _mm256_set1_ps(FLT_MAX);
+    __m256 finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for (int c = 0; c < chunks; c++) {
+        __m256 r[8];
+        for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(x0 + j * group + 8 * c);
+        qv_transpose8(r, T + 8 * c);
+        for (int l = 0; l < 8; l++) finite = _mm256_and_ps(finite, _mm256_cmp_ps(_mm256_and_ps(T[8 * c + l], absmask), big, _CMP_LE_OQ));
+    }
+    if (_mm256_movemask_ps(finite) != 0xFF) return 0;  // the per-group path stores the NaN markers
+
+    // asym_stats: the sums in the reference's lane order, min and max folded in element order.
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 SW = zero, SWW = zero, lo = _mm256_set1_ps(INFINITY), hi = _mm256_set1_ps(-INFINITY);
+    for (int l = 0; l < 8; l++) {
+        __m256 sw = zero, ww = zero;
+        for (int c = 0; c < chunks; c++) {
+            __m256 v = T[8 * c + l];
+            sw = _mm256_add_ps(sw, v);
+            ww = _mm256_add_ps(ww, _mm256_mul_ps(v, v));
+        }
+        if (l == 0) { SW = sw; SWW = ww; }
+        else { SW = _mm256_add_ps(SW, sw); SWW = _mm256_add_ps(SWW, ww); }
+    }
+    for (int e = 0; e < group; e++) {
+        lo = _mm256_min_ps(T[e], lo);  // x < lo ? x : lo (the first of equal values)
+        hi = _mm256_max_ps(hi, T[e]);  // x >= hi ? x : hi (the last)
+    }
+    const __m256 FN = _mm256_set1_ps((float)group);  // Σω over a full unweighted group: exact
+    // GroupSearch.asymmetric with top 15 and a non-positive minimum.
+    const float ftop = 15;
+    const __m256 vtop = _mm256_set1_ps(ftop);
+    lo = _mm256_blendv_ps(lo, zero, _mm256_cmp_ps(zero, lo, _CMP_LT_OQ));  // (0 < lo) ? 0 : lo
+    const __m256 flat = _mm256_cmp_ps(hi, lo, _CMP_NGT_UQ);                // !(hi > lo): scale 0, min lo
+    const __m256 range = _mm256_sub_ps(hi, lo);
+    __m256 best_e = _mm256_set1_ps(INFINITY), best_s = _mm256_div_ps(range, vtop), best_m = lo;
+    for (int e = 0; e < group; e++) D[e] = _mm256_sub_ps(T[e], lo);
+    for (int k = 0; k <= QS_STEPS + 1; k++) {
+        // Candidate 0 is plain min-max rounding; then top − 1 + 0.1·step for step 0…20.
+        const float numerator = k == 0 ? ftop : -1.0f + QS_STEP_SIZE * (float)(k - 1) + ftop;
+        __m256 sq, sqq, sqw, cs, cm, ce;
+        lanes_moments(T, D, chunks, _mm256_div_ps(_mm256_set1_ps(numerator), range), vtop, &sq, &sqq, &sqw);
+        qv_solve(sq, sqq, sqw, FN, SW, SWW, 1, &cs, &cm, &ce);
+        __m256 take = lanes_take(ce, best_e);
+        best_e = _mm256_blendv_ps(best_e, ce, take);
+        best_s = _mm256_blendv_ps(best_s, cs, take);
+        best_m = _mm256_blendv_ps(best_m, cm, take);
+    }
+    // Up to 3 refinements per group; a group stops at its first step that does not improve.
+    __m256 active = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for (int it = 0; it < 3 && _mm256_movemask_ps(active); it++) {
+        const __m256 before = best_e, inv = _mm256_div_ps(_mm256_set1_ps(1), best_s);
+        for (int e = 0; e < group; e++) D[e] = _mm256_sub_ps(T[e], best_m);
+        __m256 sq, sqq, sqw, cs, cm, ce;
+        lanes_moments(T, D, chunks, inv, vtop, &sq, &sqq, &sqw);
+        qv_solve(sq, sqq, sqw, FN, SW, SWW, 1, &cs, &cm, &ce);
+        __m256 take = _mm256_and_ps(active, lanes_take(ce, best_e));
+        best_e = _mm256_blendv_ps(best_e, ce, take);
+        best_s = _mm256_blendv_ps(best_s, cs, take);
+        best_m = _mm256_blendv_ps(best_m, cm, take);
+        active = _mm256_and_ps(active, _mm256_cmp_ps(best_e, before, _CMP_NGE_UQ));  // break when best ≥ before
+    }
+    float fs[8], fm[8];
+    _mm256_storeu_ps(fs, _mm256_blendv_ps(best_s, zero, flat));
+    _mm256_storeu_ps(fm, _mm256_blendv_ps(best_m, lo, flat));
+
+    // The super-block's two f16 scales, then the 6-bit indices, as QS(super_block).
+    float max_scale = fs[0], max_neg_min = -fm[0];
+    for (int j = 1; j < 8; j++) {
+        if (max_scale < fs[j]) max_scale = fs[j];
+        if (max_neg_min < -fm[j]) max_neg_min = -fm[j];
+    }
+    uint16_t d = qs_f16(max_scale / 63), dmin = qs_f16(max_neg_min / 63);
+    float fd = plm_f16_to_f32(d), fdmin = plm_f16_to_f32(dmin);
+    int a0[8] __attribute__((aligned(32))), b0[8] __attribute__((aligned(32)));
+    for (int j = 0; j < 8; j++) {
+        a0[j] = fd == 0 ? 0 : qs_clamp_index(roundf(fs[j] / fd), 0, 63);
+        b0[j] = fdmin == 0 ? 0 : qs_clamp_index(roundf(-fm[j] / fdmin), 0, 63);
+    }
+    const __m256i A0 = _mm256_load_si256((const __m256i *)a0), B0 = _mm256_load_si256((const __m256i *)b0);
+    const __m256i lim_lo = _mm256_set1_epi32(-1), lim_hi = _mm256_set1_epi32(64);
+    const __m256 vfd = _mm256_set1_ps(fd), vnegdmin = _mm256_set1_ps(-fdmin);
+    __m256 best = _mm256_set1_ps(INFINITY);
+    __m256i best_a = A0, best_b = B0;
+    for (int da = -1; da <= 1; da++) {
+        for (int db = -1; db <= 1; db++) {
+            __m256i ia = _mm256_add_epi32(A0, _mm256_set1_epi32(da)), ib = _mm256_add_epi32(B0, _mm256_set1_epi32(db));
+            __m256i inside = _mm256_and_si256(_mm256_and_si256(_mm256_cmpgt_epi32(ia, lim_lo), _mm256_cmpgt_epi32(lim_hi, ia)),
+                                              _mm256_and_si256(_mm256_cmpgt_epi32(ib, lim_lo), _mm256_cmpgt_epi32(lim_hi, ib)));
+            __m256 cs = _mm256_mul_ps(vfd, _mm256_cvtepi32_ps(ia)), cm = _mm256_mul_ps(vnegdmin, _mm256_cvtepi32_ps(ib));
+            __m256 vi = _mm256_blendv_ps(zero, _mm256_div_ps(_mm256_set1_ps(1), cs), _mm256_cmp_ps(cs, zero, _CMP_GT_OQ));
+            // GroupSearch.asymmetricError: Σ (s·q + m − x)², in the reference's lane order.
+            __m256 err = zero;
+            for (int l = 0; l < 8; l++) {
+                __m256 acc = zero;
+                for (int c = 0; c < chunks; c++) {
+                    __m256 v = T[8 * c + l];
+                    __m256 q = qv_levels(_mm256_mul_ps(_mm256_sub_ps(v, cm), vi), zero, vtop);
+                    __m256 dv = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(cs, q), cm), v);
+                    acc = _mm256_add_ps(acc, _mm256_mul_ps(dv, dv));
+                }
+                err = l == 0 ? acc : _mm256_add_ps(err, acc);
+            }
+            // A candidate out of range is not in the list the scan walks: +Inf never wins.
+            err = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), err, _mm256_castsi256_ps(inside));
+            __m256 take = lanes_take(err, best);
+            best = _mm256_blendv_ps(best, err, take);
+            best_a = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_a), _mm256_castsi256_ps(ia), take));
+            best_b = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_b), _mm256_castsi256_ps(ib), take));
+        }
+    }
+    int a[8] __attribute__((aligned(32))), bi[8] __attribute__((aligned(32)));
+    _mm256_store_si256((__m256i *)a, best_a);
+    _mm256_store_si256((__m256i *)bi, best_b);
+
+    // Levels (qs_assign_asymmetric lane by lane: NaN → 0, clamp, round), then per group the
+    // nibbles and the error terms in element order.
+    const __m256 scale = _mm256_mul_ps(vfd, _mm256_cvtepi32_ps(best_a)), minimum = _mm256_mul_ps(vnegdmin, _mm256_cvtepi32_ps(best_b));
+    const __m256 inverse = _mm256_blendv_ps(zero, _mm256_div_ps(_mm256_set1_ps(1), scale), _mm256_cmp_ps(scale, zero, _CMP_GT_OQ));
+    int32_t lv[QS_MAX_GROUP][8] __attribute__((aligned(32)));
+    for (int e = 0; e < group; e++) {
+        __m256 t = _mm256_mul_ps(_mm256_sub_ps(T[e], minimum), inverse);
+        t = _mm256_min_ps(_mm256_max_ps(t, zero), vtop);  // max(t, 0) turns NaN into 0
+        _mm256_store_si256((__m256i *)lv[e], _mm256_cvtps_epi32(qv_round(t)));
+    }
+    const int finite_scales = isfinite(fd) && isfinite(fdmin);
+    for (int j = 0; j < 8; j++) {
+        const int64_t i = first + j;
+        uint8_t levels[QS_MAX_GROUP];
+        for (int e = 0; e < group; e++) levels[e] = (uint8_t)lv[e][j];
+        qs_pack_nibbles(levels, group, data + i * group / 2);
+        if (sums) {
+            float rec[QS_MAX_GROUP];
+            qs_reconstruct(PLM_Q4_ASYM_K6, levels, group, fd * (float)a[j], -fdmin * (float)bi[j], rec);
+            if (finite_scales) qs_error_terms_finite(x + i * group, NULL, group, rec, sums);
+            else qs_error_terms(x + i * group, NULL, group, rec, sums);
+        }
+    }
+    uint8_t *sc = scales + b * 16;
+    qs_store_u16(sc, d);
+    qs_store_u16(sc + 2, dmin);
+    qs_pack_six_bits(a, sc + 4);
+    qs_pack_six_bits(bi, sc + 10);
+    return 1;
+}
+#define QS_SUPER_BLOCK_LANES avx2_super_block_lanes
 
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #include "qsearch_body.h"

@@ -95,6 +95,10 @@ static uint16_t QS(int8_symmetric)(const qs_group *g, int8_t *q) {
 /// k6 super-block b of a row (RowQuantizer.quantizeSuperBlock).
 static void QS(super_block)(const float *x, const float *w, int64_t cols, int group, int64_t groups, int64_t b,
                             uint8_t *data, uint8_t *scales, qs_group *gs, double *sums) {
+#ifdef QS_SUPER_BLOCK_LANES
+    // An instantiation may take whole unweighted super-blocks 8 groups at a time (same bytes).
+    if (!w && QS_SUPER_BLOCK_LANES(x, cols, group, groups, b, data, scales, sums)) return;
+#endif
     int64_t first = b * 8;
     int count = (int)(groups - first < 8 ? groups - first : 8);
     float fs[8], fm[8];
