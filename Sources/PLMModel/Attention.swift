@@ -62,7 +62,7 @@ final class BlockedAttention: @unchecked Sendable {
         // OpenBLAS's own pool would otherwise spin in sched_yield next to the quantized kernels
         // (measured: a quarter of a 1B forward pass).
         let workers = max(1, min(threads, heads))
-        let bq = min(queryBlock, queries), bk = min(keyBlock, keys)
+        let bq = Self.blockRows(queries: queries, group: heads / max(kvHeads, 1), queryBlock: queryBlock)
         // Sized for a full key block (not the current key count, which grows by one per decode step).
         reserve(workers: workers, floats: bq * keyBlock + bq * headDim + 2 * bq)
         let buffers = scratch
@@ -92,30 +92,39 @@ final class BlockedAttention: @unchecked Sendable {
                           scratch: UnsafeMutablePointer<Float>) {
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads
-        let bq = min(queryBlock, queries), bk = min(keyBlock, keys)
+        let bq = Self.blockRows(queries: queries, group: group, queryBlock: queryBlock), bk = min(keyBlock, keys)
         let scores = scratch, acc = scratch + bq * bk
         let rowMax = acc + bq * headDim, rowSum = rowMax + bq
 
-        for h in range {
+        // One decoding query: the query heads that share a key/value head are the rows of one
+        // product (their rows lie headDim apart), so each key and value block is read once per
+        // group instead of once per head, and sgemm gets several rows. Otherwise a block of one
+        // head's queries.
+        let stacked = queries == 1 && group > 1
+        var h = range.lowerBound
+        while h < range.upperBound {
             let kvh = h / group
+            let count = stacked ? min(range.upperBound, (kvh + 1) * group) - h : 1  // query heads in this pass
             let qh = q + h * headDim, kh = k + kvh * headDim, vh = v + kvh * headDim
+            let lda = stacked ? headDim : qStride
             var q0 = 0
             while q0 < queries {
-                let nq = min(bq, queries - q0)
-                acc.initialize(repeating: 0, count: nq * headDim)
-                rowMax.initialize(repeating: -.infinity, count: nq)
-                rowSum.initialize(repeating: 0, count: nq)
+                let nq = min(bq, queries - q0), rows = stacked ? count : nq
+                acc.initialize(repeating: 0, count: rows * headDim)
+                rowMax.initialize(repeating: -.infinity, count: rows)
+                rowSum.initialize(repeating: 0, count: rows)
                 // Keys beyond the last query's horizon are masked for every row of the block.
                 let keyLimit = causalOffset.map { min(keys, q0 + nq - 1 + $0 + 1) } ?? keys
                 var k0 = 0
                 while k0 < keyLimit {
                     let nk = min(bk, keyLimit - k0)
-                    BLAS.gemmABt(m: nq, n: nk, k: headDim, alpha: scale, a: qh + q0 * qStride, lda: qStride,
+                    BLAS.gemmABt(m: rows, n: nk, k: headDim, alpha: scale, a: qh + q0 * qStride, lda: lda,
                                  b: kh + k0 * kStride, ldb: kStride, c: scores, ldc: nk)
-                    for i in 0..<nq {
+                    for i in 0..<rows {
                         let row = scores + i * nk
-                        // Causal: key j visible to query q0+i when j ≤ q0+i+offset.
-                        let visible = causalOffset.map { max(0, min(nk, q0 + i + $0 + 1 - k0)) } ?? nk
+                        // Causal: key j visible to query qi when j ≤ qi+offset (stacked rows: query 0).
+                        let qi = stacked ? 0 : q0 + i
+                        let visible = causalOffset.map { max(0, min(nk, qi + $0 + 1 - k0)) } ?? nk
                         var m = rowMax[i]
                         if visible > 0 { m = max(m, plm_max(row, Int64(visible), impl)) }
                         let correction = m == -.infinity ? 0 : expf(rowMax[i] - m)
@@ -128,18 +137,24 @@ final class BlockedAttention: @unchecked Sendable {
                             for c in 0..<headDim { a[c] *= correction }
                         }
                     }
-                    BLAS.gemmAB(m: nq, n: headDim, k: nk, a: scores, lda: nk, b: vh + k0 * vStride, ldb: vStride,
+                    BLAS.gemmAB(m: rows, n: headDim, k: nk, a: scores, lda: nk, b: vh + k0 * vStride, ldb: vStride,
                                 beta: 1, c: acc, ldc: headDim)
                     k0 += nk
                 }
-                for i in 0..<nq {
-                    let o = out + (q0 + i) * outStride + h * headDim
+                for i in 0..<rows {
+                    let o = stacked ? out + (h + i) * headDim : out + (q0 + i) * outStride + h * headDim
                     let inv = 1 / rowSum[i]
                     for c in 0..<headDim { o[c] = acc[i * headDim + c] * inv }
                 }
                 q0 += nq
             }
+            h += count
         }
+    }
+
+    /// Rows of one product: a block of queries, or the stacked query heads of a decoding step.
+    static func blockRows(queries: Int, group: Int, queryBlock: Int) -> Int {
+        max(min(queryBlock, queries), queries == 1 ? group : 1)
     }
 }
 
