@@ -92,7 +92,7 @@ AVX2 void plm_qgemv_repacked_avx2(const plm_q4k6_repacked *w, const plm_qact *a,
 /// rows) and 4 activation rows at a time, each 8-column group of levels is unpacked once and
 /// multiplied with the 4 rows' broadcast bytes (the same int16 bound as block_dot8). Both halves
 /// share each broadcast: on Zen 3 a broadcast from memory takes a vector pipe, and with one half
-/// per pass they were a quarter of the kernel's vector operations (3–15 % faster, interleaved in
+/// per pass they were a quarter of the kernel's vector operations (2–15 % faster, interleaved in
 /// one process). The tile's bytes stay in L1 while every activation row passes over them. Rows [16·tile0, 16·tile1) into y[m·ldy + r − 16·tile0].
 AVX2 void plm_qgemm_repacked_avx2(const plm_q4k6_repacked *w, const int8_t *q, const float *ad, const float *asum,
                                   int64_t rows, float *y, int64_t ldy, int64_t tile0, int64_t tile1) {
