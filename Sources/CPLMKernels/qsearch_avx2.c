@@ -396,28 +396,53 @@ AVX2 static inline int avx2_first_min(const float *err, int count) {
     return -1;
 }
 
-/// Σq, Σq², Σq·x of one candidate per lane, for the 8 groups of a super-block side by side
-/// (lane j = group j; T[e] holds element e of every group, D[e] = T[e] − off). The reference's
-/// order lane for lane: element lane l (0…7) sums its chunks from +0, then the 8 partial sums
-/// add in l order. Clamped to [0, top] as qv_levels does. Uniform weights: w·q = q exactly.
-AVX2 static inline void lanes_moments(const __m256 *T, const __m256 *D, int chunks, __m256 inv, __m256 vtop,
-                                      __m256 *sq, __m256 *sqq, __m256 *sqw) {
+/// Σq, Σq², Σq·x of n candidates (n = 1 or 2; inv[i] per lane), for the 8 groups of a
+/// super-block side by side (lane j = group j; T[e] holds element e of every group, D[e] =
+/// T[e] − off). The reference's order lane for lane: element lane l (0…7) sums its chunks from
+/// +0, then the 8 partial sums add in l order. Clamped to [0, top] as qv_levels does. Uniform
+/// weights: w·q = q exactly. Two candidates run interleaved, each with its own sums, so their
+/// dependency chains overlap and the loads of T and D are shared; `chunks` and `n` are
+/// constants at every call, so the loops unroll.
+AVX2 __attribute__((always_inline)) static inline void lanes_moments(const __m256 *T, const __m256 *D, const int chunks, const int n,
+                                                                    const __m256 *inv, __m256 vtop, __m256 *sq, __m256 *sqq, __m256 *sqw) {
     const __m256 zero = _mm256_setzero_ps();
-    __m256 t1 = zero, tq = zero, tw = zero;
+    for (int i = 0; i < n; i++) { sq[i] = zero; sqq[i] = zero; sqw[i] = zero; }
     for (int l = 0; l < 8; l++) {
-        __m256 q1 = zero, qq = zero, qw = zero;
+        __m256 q1[2] = { zero, zero }, qq[2] = { zero, zero }, qw[2] = { zero, zero };
         for (int c = 0; c < chunks; c++) {
-            __m256 q = qv_levels(_mm256_mul_ps(inv, D[8 * c + l]), zero, vtop);
-            q1 = _mm256_add_ps(q1, q);
-            qq = _mm256_add_ps(qq, _mm256_mul_ps(q, q));
-            qw = _mm256_add_ps(qw, _mm256_mul_ps(q, T[8 * c + l]));
+            const __m256 d = D[8 * c + l], t = T[8 * c + l];
+            for (int i = 0; i < n; i++) {
+                __m256 q = qv_levels(_mm256_mul_ps(inv[i], d), zero, vtop);
+                q1[i] = _mm256_add_ps(q1[i], q);
+                qq[i] = _mm256_add_ps(qq[i], _mm256_mul_ps(q, q));
+                qw[i] = _mm256_add_ps(qw[i], _mm256_mul_ps(q, t));
+            }
         }
-        if (l == 0) { t1 = q1; tq = qq; tw = qw; }
-        else { t1 = _mm256_add_ps(t1, q1); tq = _mm256_add_ps(tq, qq); tw = _mm256_add_ps(tw, qw); }
+        for (int i = 0; i < n; i++) {
+            if (l == 0) { sq[i] = q1[i]; sqq[i] = qq[i]; sqw[i] = qw[i]; }
+            else { sq[i] = _mm256_add_ps(sq[i], q1[i]); sqq[i] = _mm256_add_ps(sqq[i], qq[i]); sqw[i] = _mm256_add_ps(sqw[i], qw[i]); }
+        }
     }
-    *sq = t1;
-    *sqq = tq;
-    *sqw = tw;
+}
+
+/// GroupSearch.asymmetricError of n candidates (n = 1 or 2) per lane: Σ (s·q + m − x)² in the
+/// reference's lane order, the candidates interleaved as in lanes_moments.
+AVX2 __attribute__((always_inline)) static inline void lanes_errors(const __m256 *T, const int chunks, const int n, const __m256 *cs,
+                                                                   const __m256 *cm, const __m256 *vi, __m256 vtop, __m256 *err) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (int i = 0; i < n; i++) err[i] = zero;
+    for (int l = 0; l < 8; l++) {
+        __m256 acc[2] = { zero, zero };
+        for (int c = 0; c < chunks; c++) {
+            const __m256 v = T[8 * c + l];
+            for (int i = 0; i < n; i++) {
+                __m256 q = qv_levels(_mm256_mul_ps(_mm256_sub_ps(v, cm[i]), vi[i]), zero, vtop);
+                __m256 dv = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(cs[i], q), cm[i]), v);
+                acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(dv, dv));
+            }
+        }
+        for (int i = 0; i < n; i++) err[i] = l == 0 ? acc[i] : _mm256_add_ps(err[i], acc[i]);
+    }
 }
 
 /// Lane-wise "if (e < best) take": the scan's strict comparison (a NaN never wins).
@@ -428,8 +453,8 @@ AVX2 static inline __m256 lanes_take(__m256 e, __m256 best) { return _mm256_cmp_
 /// parts (sums of lanes, the refinement steps, the choices) run for 8 groups at once. Every
 /// value is the one the per-group path (and the Swift reference) computes, operation for
 /// operation. Returns 0 (nothing written) when the super-block does not qualify.
-AVX2 static int avx2_super_block_lanes(const float *x, int64_t cols, int group, int64_t groups, int64_t b,
-                                       uint8_t *data, uint8_t *scales, double *sums) {
+AVX2 __attribute__((always_inline)) static inline int lanes_super_block(const float *x, int64_t cols, const int group, int64_t groups,
+                                                                        int64_t b, uint8_t *data, uint8_t *scales, double *sums) {
     const int64_t first = b * 8;
     if (groups - first < 8 || (first + 8) * group > cols) return 0;
     const int chunks = group / 8;
@@ -471,16 +496,24 @@ AVX2 static int avx2_super_block_lanes(const float *x, int64_t cols, int group, 
     const __m256 range = _mm256_sub_ps(hi, lo);
     __m256 best_e = _mm256_set1_ps(INFINITY), best_s = _mm256_div_ps(range, vtop), best_m = lo;
     for (int e = 0; e < group; e++) D[e] = _mm256_sub_ps(T[e], lo);
-    for (int k = 0; k <= QS_STEPS + 1; k++) {
+    _Static_assert((QS_STEPS + 2) % 2 == 0, "the grid runs in pairs of candidates");
+    for (int k = 0; k <= QS_STEPS + 1; k += 2) {
         // Candidate 0 is plain min-max rounding; then top − 1 + 0.1·step for step 0…20.
-        const float numerator = k == 0 ? ftop : -1.0f + QS_STEP_SIZE * (float)(k - 1) + ftop;
-        __m256 sq, sqq, sqw, cs, cm, ce;
-        lanes_moments(T, D, chunks, _mm256_div_ps(_mm256_set1_ps(numerator), range), vtop, &sq, &sqq, &sqw);
-        qv_solve(sq, sqq, sqw, FN, SW, SWW, 1, &cs, &cm, &ce);
-        __m256 take = lanes_take(ce, best_e);
-        best_e = _mm256_blendv_ps(best_e, ce, take);
-        best_s = _mm256_blendv_ps(best_s, cs, take);
-        best_m = _mm256_blendv_ps(best_m, cm, take);
+        __m256 inv[2], sq[2], sqq[2], sqw[2];
+        for (int i = 0; i < 2; i++) {
+            const int kk = k + i;
+            const float numerator = kk == 0 ? ftop : -1.0f + QS_STEP_SIZE * (float)(kk - 1) + ftop;
+            inv[i] = _mm256_div_ps(_mm256_set1_ps(numerator), range);
+        }
+        lanes_moments(T, D, chunks, 2, inv, vtop, sq, sqq, sqw);
+        for (int i = 0; i < 2; i++) {  // the choices in candidate order
+            __m256 cs, cm, ce;
+            qv_solve(sq[i], sqq[i], sqw[i], FN, SW, SWW, 1, &cs, &cm, &ce);
+            __m256 take = lanes_take(ce, best_e);
+            best_e = _mm256_blendv_ps(best_e, ce, take);
+            best_s = _mm256_blendv_ps(best_s, cs, take);
+            best_m = _mm256_blendv_ps(best_m, cm, take);
+        }
     }
     // Up to 3 refinements per group; a group stops at its first step that does not improve.
     __m256 active = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
@@ -488,7 +521,7 @@ AVX2 static int avx2_super_block_lanes(const float *x, int64_t cols, int group, 
         const __m256 before = best_e, inv = _mm256_div_ps(_mm256_set1_ps(1), best_s);
         for (int e = 0; e < group; e++) D[e] = _mm256_sub_ps(T[e], best_m);
         __m256 sq, sqq, sqw, cs, cm, ce;
-        lanes_moments(T, D, chunks, inv, vtop, &sq, &sqq, &sqw);
+        lanes_moments(T, D, chunks, 1, &inv, vtop, &sq, &sqq, &sqw);
         qv_solve(sq, sqq, sqw, FN, SW, SWW, 1, &cs, &cm, &ce);
         __m256 take = _mm256_and_ps(active, lanes_take(ce, best_e));
         best_e = _mm256_blendv_ps(best_e, ce, take);
@@ -516,34 +549,35 @@ AVX2 static int avx2_super_block_lanes(const float *x, int64_t cols, int group, 
     const __m256i A0 = _mm256_load_si256((const __m256i *)a0), B0 = _mm256_load_si256((const __m256i *)b0);
     const __m256i lim_lo = _mm256_set1_epi32(-1), lim_hi = _mm256_set1_epi32(64);
     const __m256 vfd = _mm256_set1_ps(fd), vnegdmin = _mm256_set1_ps(-fdmin);
+    // The 9 neighbouring index pairs in the scan's order; their errors two at a time.
+    __m256i ia[9], ib[9];
+    __m256 err[10];
+    for (int k = 0; k < 9; k++) {
+        ia[k] = _mm256_add_epi32(A0, _mm256_set1_epi32(k / 3 - 1));
+        ib[k] = _mm256_add_epi32(B0, _mm256_set1_epi32(k % 3 - 1));
+    }
+    for (int k = 0; k < 9; k += 2) {
+        const int n = k + 1 < 9 ? 2 : 1;
+        __m256 cs[2], cm[2], vi[2];
+        for (int i = 0; i < n; i++) {
+            cs[i] = _mm256_mul_ps(vfd, _mm256_cvtepi32_ps(ia[k + i]));
+            cm[i] = _mm256_mul_ps(vnegdmin, _mm256_cvtepi32_ps(ib[k + i]));
+            vi[i] = _mm256_blendv_ps(zero, _mm256_div_ps(_mm256_set1_ps(1), cs[i]), _mm256_cmp_ps(cs[i], zero, _CMP_GT_OQ));
+        }
+        if (n == 2) lanes_errors(T, chunks, 2, cs, cm, vi, vtop, err + k);
+        else lanes_errors(T, chunks, 1, cs, cm, vi, vtop, err + k);
+    }
     __m256 best = _mm256_set1_ps(INFINITY);
     __m256i best_a = A0, best_b = B0;
-    for (int da = -1; da <= 1; da++) {
-        for (int db = -1; db <= 1; db++) {
-            __m256i ia = _mm256_add_epi32(A0, _mm256_set1_epi32(da)), ib = _mm256_add_epi32(B0, _mm256_set1_epi32(db));
-            __m256i inside = _mm256_and_si256(_mm256_and_si256(_mm256_cmpgt_epi32(ia, lim_lo), _mm256_cmpgt_epi32(lim_hi, ia)),
-                                              _mm256_and_si256(_mm256_cmpgt_epi32(ib, lim_lo), _mm256_cmpgt_epi32(lim_hi, ib)));
-            __m256 cs = _mm256_mul_ps(vfd, _mm256_cvtepi32_ps(ia)), cm = _mm256_mul_ps(vnegdmin, _mm256_cvtepi32_ps(ib));
-            __m256 vi = _mm256_blendv_ps(zero, _mm256_div_ps(_mm256_set1_ps(1), cs), _mm256_cmp_ps(cs, zero, _CMP_GT_OQ));
-            // GroupSearch.asymmetricError: Σ (s·q + m − x)², in the reference's lane order.
-            __m256 err = zero;
-            for (int l = 0; l < 8; l++) {
-                __m256 acc = zero;
-                for (int c = 0; c < chunks; c++) {
-                    __m256 v = T[8 * c + l];
-                    __m256 q = qv_levels(_mm256_mul_ps(_mm256_sub_ps(v, cm), vi), zero, vtop);
-                    __m256 dv = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(cs, q), cm), v);
-                    acc = _mm256_add_ps(acc, _mm256_mul_ps(dv, dv));
-                }
-                err = l == 0 ? acc : _mm256_add_ps(err, acc);
-            }
-            // A candidate out of range is not in the list the scan walks: +Inf never wins.
-            err = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), err, _mm256_castsi256_ps(inside));
-            __m256 take = lanes_take(err, best);
-            best = _mm256_blendv_ps(best, err, take);
-            best_a = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_a), _mm256_castsi256_ps(ia), take));
-            best_b = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_b), _mm256_castsi256_ps(ib), take));
-        }
+    for (int k = 0; k < 9; k++) {
+        __m256i inside = _mm256_and_si256(_mm256_and_si256(_mm256_cmpgt_epi32(ia[k], lim_lo), _mm256_cmpgt_epi32(lim_hi, ia[k])),
+                                          _mm256_and_si256(_mm256_cmpgt_epi32(ib[k], lim_lo), _mm256_cmpgt_epi32(lim_hi, ib[k])));
+        // A candidate out of range is not in the list the scan walks: +Inf never wins.
+        __m256 e = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), err[k], _mm256_castsi256_ps(inside));
+        __m256 take = lanes_take(e, best);
+        best = _mm256_blendv_ps(best, e, take);
+        best_a = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_a), _mm256_castsi256_ps(ia[k]), take));
+        best_b = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_b), _mm256_castsi256_ps(ib[k]), take));
     }
     int a[8] __attribute__((aligned(32))), bi[8] __attribute__((aligned(32)));
     _mm256_store_si256((__m256i *)a, best_a);
@@ -578,6 +612,13 @@ AVX2 static int avx2_super_block_lanes(const float *x, int64_t cols, int group, 
     qs_pack_six_bits(a, sc + 4);
     qs_pack_six_bits(bi, sc + 10);
     return 1;
+}
+/// lanes_super_block, with a copy for groups of 32 (the default) in which the chunk count is a
+/// constant, so that the element loops unroll.
+AVX2 static int avx2_super_block_lanes(const float *x, int64_t cols, int group, int64_t groups, int64_t b,
+                                       uint8_t *data, uint8_t *scales, double *sums) {
+    if (group == 32) return lanes_super_block(x, cols, 32, groups, b, data, scales, sums);
+    return lanes_super_block(x, cols, group, groups, b, data, scales, sums);
 }
 #define QS_SUPER_BLOCK_LANES avx2_super_block_lanes
 

@@ -12,7 +12,7 @@ public enum Zstd {
     /// 32,768·n bytes. A larger claimed size is refused before anything is allocated.
     public static let maxExpansion = 32_768
 
-    /// Level 19 on small side files (tokenizer.json shrinks ~5×); tensors use a faster level.
+    /// Level 17 on the side files (tokenizer.json shrinks ~40×); tensors use a faster level.
     /// Nil when zstd fails (it can only run out of memory with a bound-sized output buffer); the
     /// writer then stores the part uncompressed.
     public static func compress(_ input: UnsafeRawBufferPointer, level: Int32) -> [UInt8]? {
