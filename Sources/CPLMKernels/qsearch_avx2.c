@@ -406,7 +406,6 @@ AVX2 static inline int avx2_first_min(const float *err, int count) {
 AVX2 __attribute__((always_inline)) static inline void lanes_moments(const __m256 *T, const __m256 *D, const int chunks, const int n,
                                                                     const __m256 *inv, __m256 vtop, __m256 *sq, __m256 *sqq, __m256 *sqw) {
     const __m256 zero = _mm256_setzero_ps();
-    for (int i = 0; i < n; i++) { sq[i] = zero; sqq[i] = zero; sqw[i] = zero; }
     for (int l = 0; l < 8; l++) {
         __m256 q1[2] = { zero, zero }, qq[2] = { zero, zero }, qw[2] = { zero, zero };
         for (int c = 0; c < chunks; c++) {
@@ -430,7 +429,6 @@ AVX2 __attribute__((always_inline)) static inline void lanes_moments(const __m25
 AVX2 __attribute__((always_inline)) static inline void lanes_errors(const __m256 *T, const int chunks, const int n, const __m256 *cs,
                                                                    const __m256 *cm, const __m256 *vi, __m256 vtop, __m256 *err) {
     const __m256 zero = _mm256_setzero_ps();
-    for (int i = 0; i < n; i++) err[i] = zero;
     for (int l = 0; l < 8; l++) {
         __m256 acc[2] = { zero, zero };
         for (int c = 0; c < chunks; c++) {
@@ -551,7 +549,7 @@ AVX2 __attribute__((always_inline)) static inline int lanes_super_block(const fl
     const __m256 vfd = _mm256_set1_ps(fd), vnegdmin = _mm256_set1_ps(-fdmin);
     // The 9 neighbouring index pairs in the scan's order; their errors two at a time.
     __m256i ia[9], ib[9];
-    __m256 err[10];
+    __m256 err[9];
     for (int k = 0; k < 9; k++) {
         ia[k] = _mm256_add_epi32(A0, _mm256_set1_epi32(k / 3 - 1));
         ib[k] = _mm256_add_epi32(B0, _mm256_set1_epi32(k % 3 - 1));

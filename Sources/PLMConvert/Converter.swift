@@ -381,9 +381,10 @@ public struct Converter {
                     }
                 }
                 // The source pages of finished chunks leave the resident set 16 chunks (2 MB of
-                // bf16) at a time, lagging 16 chunks behind, so no worker is still reading them:
-                // each call interrupts the other core to flush its TLB, which cost ~3 % of a
-                // convert's CPU when it ran per chunk. The rest goes after the loop.
+                // bf16) at a time, 16 chunks behind the newest: each call interrupts the other
+                // cores to flush their TLBs, about 2 % of a convert's samples when it ran per
+                // chunk. A worker still reading a released page only maps it again from the
+                // page cache. The rest goes after the loop.
                 if chunk % Self.dropBatch == Self.dropBatch - 1, chunk >= 2 * Self.dropBatch - 1 {
                     let first = (chunk + 1 - 2 * Self.dropBatch) * rowsPerChunk * columns
                     Self.dropSource(view, elements: first..<(first + Self.dropBatch * rowsPerChunk * columns))
