@@ -403,17 +403,23 @@ AVX2 static inline int avx2_first_min(const float *err, int count) {
 /// weights: w·q = q exactly. Two candidates run interleaved, each with its own sums, so their
 /// dependency chains overlap and the loads of T and D are shared; `chunks` and `n` are
 /// constants at every call, so the loops unroll.
+/// Two shortcuts give the reference's values bit for bit. q is a whole number in [0, 15], so
+/// q·q and every partial Σq² are exact in float and one fused multiply-add rounds them the same
+/// way. When `off_is_min` (off ≤ every element and inv > 0, as in the grid) every inv·d is ≥ +0
+/// or NaN (inv = +Inf on a flat group, d = +0), and the clamp at 0 passes both unchanged.
 AVX2 __attribute__((always_inline)) static inline void lanes_moments(const __m256 *T, const __m256 *D, const int chunks, const int n,
-                                                                    const __m256 *inv, __m256 vtop, __m256 *sq, __m256 *sqq, __m256 *sqw) {
+                                                                    const int off_is_min, const __m256 *inv, __m256 vtop,
+                                                                    __m256 *sq, __m256 *sqq, __m256 *sqw) {
     const __m256 zero = _mm256_setzero_ps();
     for (int l = 0; l < 8; l++) {
         __m256 q1[2] = { zero, zero }, qq[2] = { zero, zero }, qw[2] = { zero, zero };
         for (int c = 0; c < chunks; c++) {
             const __m256 d = D[8 * c + l], t = T[8 * c + l];
             for (int i = 0; i < n; i++) {
-                __m256 q = qv_levels(_mm256_mul_ps(inv[i], d), zero, vtop);
+                const __m256 scaled = _mm256_mul_ps(inv[i], d);
+                __m256 q = off_is_min ? qv_round(_mm256_min_ps(vtop, scaled)) : qv_levels(scaled, zero, vtop);
                 q1[i] = _mm256_add_ps(q1[i], q);
-                qq[i] = _mm256_add_ps(qq[i], _mm256_mul_ps(q, q));
+                qq[i] = _mm256_fmadd_ps(q, q, qq[i]);
                 qw[i] = _mm256_add_ps(qw[i], _mm256_mul_ps(q, t));
             }
         }
@@ -503,7 +509,7 @@ AVX2 __attribute__((always_inline)) static inline int lanes_super_block(const fl
             const float numerator = kk == 0 ? ftop : -1.0f + QS_STEP_SIZE * (float)(kk - 1) + ftop;
             inv[i] = _mm256_div_ps(_mm256_set1_ps(numerator), range);
         }
-        lanes_moments(T, D, chunks, 2, inv, vtop, sq, sqq, sqw);
+        lanes_moments(T, D, chunks, 2, 1, inv, vtop, sq, sqq, sqw);
         for (int i = 0; i < 2; i++) {  // the choices in candidate order
             __m256 cs, cm, ce;
             qv_solve(sq[i], sqq[i], sqw[i], FN, SW, SWW, 1, &cs, &cm, &ce);
@@ -519,7 +525,7 @@ AVX2 __attribute__((always_inline)) static inline int lanes_super_block(const fl
         const __m256 before = best_e, inv = _mm256_div_ps(_mm256_set1_ps(1), best_s);
         for (int e = 0; e < group; e++) D[e] = _mm256_sub_ps(T[e], best_m);
         __m256 sq, sqq, sqw, cs, cm, ce;
-        lanes_moments(T, D, chunks, 1, &inv, vtop, &sq, &sqq, &sqw);
+        lanes_moments(T, D, chunks, 1, 0, &inv, vtop, &sq, &sqq, &sqw);
         qv_solve(sq, sqq, sqw, FN, SW, SWW, 1, &cs, &cm, &ce);
         __m256 take = _mm256_and_ps(active, lanes_take(ce, best_e));
         best_e = _mm256_blendv_ps(best_e, ce, take);
