@@ -6,6 +6,7 @@ import PLMCheckpoint
 import PLMConvert
 import PLMFormat
 @testable import PLMModel
+import CPLMKernels
 
 /// Converts a fixture once per (variant, bits) into a scratch folder.
 actor ConvertedModels {
@@ -104,6 +105,49 @@ let quantizedCases: [QuantizedCase] = ["tiny-fp32-mha-tied", "tiny-bf16-gqa-llam
                 let one: [Float] = linears[0](x, rows: rows), two: [Float] = linears[1](x, rows: rows)
                 #expect(one == two, "\(typeName) \(name) rows \(rows)")
             }
+        }
+    }
+}
+
+/// On AVX-512 machines the int8 kinds run from a huge-page copy of the file's levels: the copy
+/// must hold the same bytes, and the products from it must equal the kernels' on the mapped file.
+@Suite struct Int8LevelCopyTests {
+    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512"), arguments: ["int8-sym", "int8-asym"])
+    func copyHoldsTheFileBytesAndGivesTheSameProducts(_ typeName: String) async throws {
+        let folder = NSTemporaryDirectory() + "plmq-copy-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var options = ConversionOptions()
+        options.keep = [try KeepRule.parse("weight$=\(typeName)", defaultGroupSize: 32)]
+        let plan = try ConversionPlan(folder: CheckpointFolder(path: Fixtures.model("tiny-g-nocls")), options: options)
+        _ = try Converter(plan: plan, producer: "test").run(output: folder + "/m.plm", dryRun: false)
+        let file = try PLMFile(path: folder + "/m.plm")
+        let t = try #require(file.tensor("model.language_model.layers.0.mlp.gate_proj.weight"))
+        let linear = try QuantizedLinear(file: file, tensor: t, bias: nil, options: EngineOptions(threads: 1, kernel: .avx512))
+        let copy = try #require(linear.levelCopy)
+        let mapped = try file.bytes(t, part: "data")
+        try mapped.withBytes { fileBytes in
+            let used = UnsafeRawPointer(linear.matrix.data)
+            let fileStart = try #require(fileBytes.baseAddress)
+            #expect(used == UnsafeRawPointer(copy.pointer))
+            #expect(used != fileStart)
+            #expect(memcmp(copy.pointer, fileStart, fileBytes.count) == 0)
+            // The same AVX-512 kernel on a matrix that reads the mapped levels (one decode row).
+            var onFile = linear.matrix
+            onFile.data = fileBytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
+            let k = t.layout.columns, n = t.layout.rows, blocks = (k + 31) / 32
+            var x = [Float](repeating: 0, count: k)
+            for i in 0..<k { x[i] = Float((i * 37) % 101) / 50 - 1 }
+            var fromCopy = [Float](repeating: 0, count: n), expected = [Float](repeating: 0, count: n)
+            var q = [Int16](repeating: 0, count: blocks * 32)
+            var d = [Float](repeating: 0, count: blocks), sums = [Float](repeating: 0, count: blocks)
+            plm_quantize_activations16(x, Int64(k), &q, &d, &sums, Int32(PLM_IMPL_AVX512))
+            var act = plm_qact16(q: q, d: d, sum: sums, x: x, cols: Int64(k))
+            plm_qgemv16(&onFile, &act, &expected, 0, Int64(n), Int32(PLM_IMPL_AVX512))
+            x.withUnsafeBufferPointer { xp in
+                fromCopy.withUnsafeMutableBufferPointer { yp in linear.apply(xp.baseAddress!, rows: 1, into: yp.baseAddress!) }
+            }
+            #expect(fromCopy == expected, "\(typeName): decode from the copy")
         }
     }
 }
