@@ -87,13 +87,8 @@ let quantizedCases: [QuantizedCase] = ["tiny-fp32-mha-tied", "tiny-bf16-gqa-llam
     @Test(arguments: ["int8-sym", "int8-asym", "int4-sym", "int4-asym-f16", "int4-asym-k6"])
     func twoWorkersEqualOne(_ typeName: String) async throws {
         let folder = NSTemporaryDirectory() + "plmq-split-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        var options = ConversionOptions()
-        options.keep = [try KeepRule.parse("weight$=\(typeName)", defaultGroupSize: 32)]
-        let plan = try ConversionPlan(folder: CheckpointFolder(path: Fixtures.model("tiny-g-nocls")), options: options)
-        _ = try Converter(plan: plan, producer: "test").run(output: folder + "/m.plm", dryRun: false)
-        let file = try PLMFile(path: folder + "/m.plm")
+        let file = try tinyModel(weightsAs: typeName, in: folder)
         for name in ["model.language_model.layers.0.mlp.gate_proj.weight", "model.vision_tower.timm_model.patch_embed.proj.weight"] {
             let t = try #require(file.tensor(name))
             let linears = try [1, 2].map { threads in
@@ -115,13 +110,8 @@ let quantizedCases: [QuantizedCase] = ["tiny-fp32-mha-tied", "tiny-bf16-gqa-llam
     @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512"), arguments: ["int8-sym", "int8-asym"])
     func copyHoldsTheFileBytesAndGivesTheSameProducts(_ typeName: String) async throws {
         let folder = NSTemporaryDirectory() + "plmq-copy-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        var options = ConversionOptions()
-        options.keep = [try KeepRule.parse("weight$=\(typeName)", defaultGroupSize: 32)]
-        let plan = try ConversionPlan(folder: CheckpointFolder(path: Fixtures.model("tiny-g-nocls")), options: options)
-        _ = try Converter(plan: plan, producer: "test").run(output: folder + "/m.plm", dryRun: false)
-        let file = try PLMFile(path: folder + "/m.plm")
+        let file = try tinyModel(weightsAs: typeName, in: folder)
         let t = try #require(file.tensor("model.language_model.layers.0.mlp.gate_proj.weight"))
         let linear = try QuantizedLinear(file: file, tensor: t, bias: nil, options: EngineOptions(threads: 1, kernel: .avx512))
         let copy = try #require(linear.levelCopy)
@@ -150,4 +140,14 @@ let quantizedCases: [QuantizedCase] = ["tiny-fp32-mha-tied", "tiny-bf16-gqa-llam
             #expect(fromCopy == expected, "\(typeName): decode from the copy")
         }
     }
+}
+
+/// tiny-g-nocls converted with every weight stored as `typeName` (groups of 32) into `folder`.
+func tinyModel(weightsAs typeName: String, in folder: String) throws -> PLMFile {
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    var options = ConversionOptions()
+    options.keep = [try KeepRule.parse("weight$=\(typeName)", defaultGroupSize: 32)]
+    let plan = try ConversionPlan(folder: CheckpointFolder(path: Fixtures.model("tiny-g-nocls")), options: options)
+    _ = try Converter(plan: plan, producer: "test").run(output: folder + "/m.plm", dryRun: false)
+    return try PLMFile(path: folder + "/m.plm")
 }
