@@ -46,8 +46,8 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         }
         // AVX-512 runs the int8 kinds over the file layout: a copy of the levels on huge pages
         // (same bytes, the mapped ones released below) streams faster than the mapped file's
-        // 4 KiB pages. Interleaved decode runs, HEAD vs this, medians of 4: PLM-1B int8 8.5 →
-        // 9.6 tokens/s on 1 thread, 13.1 → 13.6 on 2 (int4 with its int8 head: +2–5 %).
+        // 4 KiB pages. Interleaved decode runs, without vs with the copy, medians of 4: PLM-1B
+        // int8 8.5 → 9.6 tokens/s on 1 thread, 13.1 → 13.6 on 2 (int4 with its int8 head: +2–5 %).
         let copyLevels = options.implCode >= PLM_IMPL_AVX512 && (kind == PLM_Q8_SYM || kind == PLM_Q8_ASYM)
         if copyLevels, let src = rawPointers[0], let bytes = parts["data"]?.withBytes({ $0.count }) {
             let copy = HugePageMemory(byteCount: bytes)
@@ -56,8 +56,9 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         } else {
             levelCopy = nil
         }
+        let levels = levelCopy.map { UnsafeRawPointer($0.pointer) } ?? rawPointers[0]
         matrix = plm_qmatrix(kind: kind, group: Int32(t.type.groupSize!), rows: Int64(layout.rows), cols: Int64(layout.columns),
-                             data: levelCopy.map { UnsafePointer($0.pointer.assumingMemoryBound(to: UInt8.self)) } ?? rawPointers[0]?.assumingMemoryBound(to: UInt8.self),
+                             data: levels?.assumingMemoryBound(to: UInt8.self),
                              scales: rawPointers[1]?.assumingMemoryBound(to: UInt8.self),
                              mins: rawPointers[2]?.assumingMemoryBound(to: UInt8.self),
                              data_row_bytes: Int64(layout.dataBytesPerRow), scale_row_bytes: Int64(layout.scaleBytesPerRow),
@@ -75,9 +76,9 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         // is no faster, and the copy would only add memory.
         repacked = options.implCode >= PLM_IMPL_AVX2 ? RepackedMatrix(matrix, threads: options.threads) : nil
         int8Tiles = options.implCode == PLM_IMPL_AVX2 ? InterleavedInt8(matrix, threads: options.threads) : nil
-        // The repacked copy serves decode and prefill (the fp32 path dequantizes from it too);
-        // the mapped levels are only re-read by the fp32-activation GEMV, so release them (RSS
-        // stays about the file size).
+        // A copy serves decode and prefill (the fp32 path dequantizes from it too); the mapped
+        // levels are re-read only by the fp32-activation GEMV beside a repacked or interleaved
+        // copy, so release them (RSS stays about the file size).
         if repacked != nil || int8Tiles != nil || levelCopy != nil { parts["data"]?.dropResidentPages() }
     }
 
@@ -284,7 +285,6 @@ final class RepackedMatrix: @unchecked Sendable {
         var job = LoadCopyJob(matrix: matrix, tiles: tiles, workers: max(1, min(threads, tiles)), repacked: layout, int8Tiles: nil)
         job.run()
     }
-
 }
 
 /// An int8 matrix's levels interleaved PLM_Q8_TILE_ROWS rows at a time (plm_layout.h), built on
@@ -307,7 +307,6 @@ final class InterleavedInt8: @unchecked Sendable {
         var job = LoadCopyJob(matrix: matrix, tiles: tiles, workers: max(1, min(threads, tiles)), repacked: nil, int8Tiles: target)
         job.run()
     }
-
 }
 
 /// One load-time copy of a matrix (the int4 repack or the int8 interleave) on the worker pool,
