@@ -71,6 +71,7 @@ public struct ObservingWeightSource: WeightSource {
 
     public var sourceName: String { base.sourceName }
     public var options: EngineOptions { base.options }
+    public var isReference: Bool { base.isReference }
     public func shape(of tensor: String) -> [Int]? { base.shape(of: tensor) }
     public func floats(_ tensor: String, shape: [Int]) throws(EngineError) -> [Float] { try base.floats(tensor, shape: shape) }
     public func buffer(_ tensor: String, shape: [Int]) throws(EngineError) -> FloatBuffer { try base.buffer(tensor, shape: shape) }

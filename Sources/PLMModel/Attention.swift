@@ -25,13 +25,30 @@ final class BlockedAttention: @unchecked Sendable {
     /// Several threads may share a model; they take turns on the scratch.
     private let lock = Mutex(())
 
-    init(options: EngineOptions) {
+    /// Prefill and vision calls run the bf16 products (EngineOptions.attention), fixed at init.
+    let bf16: Bool
+    /// Packed bf16 operands, one per worker (only when `bf16`).
+    fileprivate var packs: [BF16Operands] = []
+
+    /// From this many queries per head on, a call takes the bf16 products: every key and value of
+    /// a head is rounded and packed once per call, which costs about what a few queries' products
+    /// cost, and a decoding step (one query) is bound by reading the cache, not by arithmetic.
+    static let bf16MinimumQueries = 16
+
+    /// `reference`: the source is the fp32 reference engine (`auto` keeps it fp32).
+    init(options: EngineOptions, reference: Bool = false) {
         BLAS.useSingleThreadedKernels()
         threads = max(1, options.threads)
         impl = options.implCode
+        bf16 = options.bf16Attention(reference: reference)
     }
 
     deinit { scratch.forEach { $0.deallocate() } }
+
+    /// Whether a call of this shape runs the bf16 products.
+    func usesBF16(queries: Int, heads: Int, kvHeads: Int, headDim: Int) -> Bool {
+        bf16 && queries >= Self.bf16MinimumQueries && headDim % 16 == 0 && headDim > 0
+    }
 
     /// Per-worker buffers of at least `floats` floats for `workers` workers.
     private func reserve(workers: Int, floats: Int) {
@@ -66,30 +83,36 @@ final class BlockedAttention: @unchecked Sendable {
         // Sized for a full key block (not the current key count, which grows by one per decode step).
         reserve(workers: workers, floats: bq * keyBlock + bq * headDim + 2 * bq)
         let buffers = scratch
+        let bf16Call = usesBF16(queries: queries, heads: heads, kvHeads: kvHeads, headDim: headDim)
+        if bf16Call {
+            while packs.count < workers { packs.append(BF16Operands()) }
+            for p in packs.prefix(workers) { p.reserve(keys: keys, headDim: headDim, queryRows: bq, keyBlock: keyBlock) }
+        }
         if workers == 1 {
             // Called directly: building the worker closure would allocate its context every call.
             runHeads(0..<heads, q: q, qStride: qStride, k: k, kStride: kStride, v: v, vStride: vStride, out: out,
                      outStride: outStride, queries: queries, keys: keys, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                     causalOffset: causalOffset, scratch: buffers[0])
+                     causalOffset: causalOffset, scratch: buffers[0], packed: bf16Call ? packs[0] : nil)
             return
         }
         var job = HeadsJob(attention: Unmanaged.passUnretained(self), q: q, qStride: qStride, k: k, kStride: kStride, v: v, vStride: vStride,
                            out: out, outStride: outStride, queries: queries, keys: keys, heads: heads, kvHeads: kvHeads,
-                           headDim: headDim, causalOffset: causalOffset, workers: workers)
+                           headDim: headDim, causalOffset: causalOffset, workers: workers, bf16: bf16Call)
         WorkerPool.run(workers, &job) { context, worker in
             guard let j = context?.assumingMemoryBound(to: HeadsJob.self).pointee else { return }
             let attention = j.attention.takeUnretainedValue()
             let first = Int(worker) * j.heads / j.workers, last = (Int(worker) + 1) * j.heads / j.workers
             attention.runHeads(first..<last, q: j.q, qStride: j.qStride, k: j.k, kStride: j.kStride, v: j.v, vStride: j.vStride,
                                out: j.out, outStride: j.outStride, queries: j.queries, keys: j.keys, heads: j.heads, kvHeads: j.kvHeads,
-                               headDim: j.headDim, causalOffset: j.causalOffset, scratch: attention.scratch[Int(worker)])
+                               headDim: j.headDim, causalOffset: j.causalOffset, scratch: attention.scratch[Int(worker)],
+                               packed: j.bf16 ? attention.packs[Int(worker)] : nil)
         }
     }
 
     fileprivate func runHeads(_ range: Range<Int>, q: UnsafePointer<Float>, qStride: Int, k: UnsafePointer<Float>, kStride: Int,
                           v: UnsafePointer<Float>, vStride: Int, out: UnsafeMutablePointer<Float>, outStride: Int,
                           queries: Int, keys: Int, heads: Int, kvHeads: Int, headDim: Int, causalOffset: Int?,
-                          scratch: UnsafeMutablePointer<Float>) {
+                          scratch: UnsafeMutablePointer<Float>, packed: BF16Operands?) {
         let scale = 1 / Float(headDim).squareRoot()
         let group = heads / kvHeads
         let bq = Self.blockRows(queries: queries, group: group, queryBlock: queryBlock), bk = min(keyBlock, keys)
@@ -100,16 +123,27 @@ final class BlockedAttention: @unchecked Sendable {
         // product (their rows lie headDim apart), so each key and value block is read once per
         // group instead of once per head, and sgemm gets several rows. Otherwise a block of one
         // head's queries.
+        // bf16 calls have many queries (bf16MinimumQueries), so never stack.
         let stacked = queries == 1 && group > 1
         var h = range.lowerBound
+        var packedHead = -1
         while h < range.upperBound {
             let kvh = h / group
             let count = stacked ? min(range.upperBound, (kvh + 1) * group) - h : 1  // query heads in this pass
             let qh = q + h * headDim, kh = k + kvh * headDim, vh = v + kvh * headDim
             let lda = stacked ? headDim : qStride
+            if let packed, kvh != packedHead {
+                // Once per key/value head and worker: the query heads of a group follow each other.
+                plm_bf16_pack_keys(kh, Int64(kStride), Int64(keys), Int64(headDim), packed.keys, impl)
+                plm_bf16_pack_values(vh, Int64(vStride), Int64(keys), Int64(headDim), packed.values, impl)
+                packedHead = kvh
+            }
             var q0 = 0
             while q0 < queries {
                 let nq = min(bq, queries - q0), rows = stacked ? count : nq
+                if let packed {
+                    plm_bf16_round_rows(qh + q0 * qStride, Int64(qStride), Int64(nq), Int64(headDim), packed.queries, Int64(headDim), impl)
+                }
                 acc.initialize(repeating: 0, count: rows * headDim)
                 rowMax.initialize(repeating: -.infinity, count: rows)
                 rowSum.initialize(repeating: 0, count: rows)
@@ -118,8 +152,14 @@ final class BlockedAttention: @unchecked Sendable {
                 var k0 = 0
                 while k0 < keyLimit {
                     let nk = min(bk, keyLimit - k0)
-                    BLAS.gemmABt(m: rows, n: nk, k: headDim, alpha: scale, a: qh + q0 * qStride, lda: lda,
-                                 b: kh + k0 * kStride, ldb: kStride, c: scores, ldc: nk)
+                    if let packed {
+                        // k0 is a multiple of keyBlock (or 0), so of the packed key blocks' 16.
+                        plm_bf16_scores(packed.queries, Int64(rows), packed.keys, Int64(k0), Int64(nk), Int64(headDim), scale,
+                                        scores, Int64(nk), impl)
+                    } else {
+                        BLAS.gemmABt(m: rows, n: nk, k: headDim, alpha: scale, a: qh + q0 * qStride, lda: lda,
+                                     b: kh + k0 * kStride, ldb: kStride, c: scores, ldc: nk)
+                    }
                     for i in 0..<rows {
                         let row = scores + i * nk
                         // Causal: key j visible to query qi when j ≤ qi+offset (stacked rows: query 0).
@@ -137,8 +177,16 @@ final class BlockedAttention: @unchecked Sendable {
                             for c in 0..<headDim { a[c] *= correction }
                         }
                     }
-                    BLAS.gemmAB(m: rows, n: headDim, k: nk, a: scores, lda: nk, b: vh + k0 * vStride, ldb: vStride,
-                                beta: 1, c: acc, ldc: headDim)
+                    if let packed {
+                        // Masked probabilities are zeros, and a zero pads an odd nk (the values' pairs).
+                        let ldp = (nk + 1) / 2 * 2
+                        plm_bf16_round_rows(scores, Int64(nk), Int64(rows), Int64(nk), packed.probabilities, Int64(ldp), impl)
+                        plm_bf16_pv(packed.probabilities, Int64(ldp), Int64(rows), packed.values, Int64(k0), Int64(nk), Int64(headDim),
+                                    acc, Int64(headDim), impl)
+                    } else {
+                        BLAS.gemmAB(m: rows, n: headDim, k: nk, a: scores, lda: nk, b: vh + k0 * vStride, ldb: vStride,
+                                    beta: 1, c: acc, ldc: headDim)
+                    }
                     k0 += nk
                 }
                 for i in 0..<rows {
@@ -168,4 +216,29 @@ fileprivate struct HeadsJob {
     let queries: Int, keys: Int, heads: Int, kvHeads: Int, headDim: Int
     let causalOffset: Int?
     let workers: Int
+    let bf16: Bool
+}
+
+/// One worker's bf16 operands (layouts in attn_bf16.c): a head's packed keys and values, a block
+/// of rounded queries and one of probabilities. Grown as calls need, never shrunk.
+fileprivate final class BF16Operands {
+    private(set) var keys = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)
+    private(set) var values = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)
+    private(set) var queries = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)
+    private(set) var probabilities = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)
+    private var capacities = [1, 1, 1, 1]
+
+    deinit { [keys, values, queries, probabilities].forEach { $0.deallocate() } }
+
+    func reserve(keys count: Int, headDim: Int, queryRows: Int, keyBlock: Int) {
+        let needs = [Int(plm_bf16_keys_count(Int64(count), Int64(headDim))), Int(plm_bf16_values_count(Int64(count), Int64(headDim))),
+                     queryRows * headDim, queryRows * ((keyBlock + 1) / 2 * 2)]
+        func grow(_ p: inout UnsafeMutablePointer<UInt16>, _ i: Int) {
+            guard needs[i] > capacities[i] else { return }
+            p.deallocate()
+            p = .allocate(capacity: needs[i])
+            capacities[i] = needs[i]
+        }
+        grow(&keys, 0); grow(&values, 1); grow(&queries, 2); grow(&probabilities, 3)
+    }
 }

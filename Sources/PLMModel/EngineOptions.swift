@@ -64,6 +64,21 @@ public enum ActivationPrecision: String, CaseIterable, Sendable, Hashable {
     case f32
 }
 
+/// How attention multiplies queries with keys and probabilities with values in prefill and
+/// vision tiles (a decoding step's single query always runs fp32: it reads the cache once and is
+/// bound by memory, not arithmetic). The softmax between the two products is fp32 either way.
+public enum AttentionPrecision: String, CaseIterable, Sendable, Hashable {
+    /// bf16 products on CPUs with AVX512-BF16 for `.plm` models; fp32 elsewhere and always for a
+    /// checkpoint folder (the fp32 reference that eval measures against).
+    case auto
+    /// Queries, keys, values and probabilities rounded to bf16 (8 significant bits), exact
+    /// products summed in fp32 by vdpbf16ps: twice fp32's multiply-adds per instruction. Needs
+    /// AVX512-BF16 and the AVX-512 kernels.
+    case bf16
+    /// fp32 products (OpenBLAS sgemm) everywhere.
+    case f32
+}
+
 /// How a model computes: passed to `PerceptionLM.load(_:options:)` and held by every layer, so
 /// two models with different options can run side by side in one process.
 public struct EngineOptions: Sendable, Hashable, CustomStringConvertible {
@@ -74,6 +89,7 @@ public struct EngineOptions: Sendable, Hashable, CustomStringConvertible {
     public var threads: Int
     public var kernel: KernelImplementation
     public var activations: ActivationPrecision
+    public var attention: AttentionPrecision
     /// Check the checksum of every tensor payload of a `.plm` file when it is loaded (the header
     /// and directory are always checked). On by default: it costs about 0.1 s per GB of a cached
     /// file, and without it a damaged byte silently changes the answers (Formats/PLM.md).
@@ -81,10 +97,11 @@ public struct EngineOptions: Sendable, Hashable, CustomStringConvertible {
 
     /// All online cores, the best kernels, activations chosen per phase, payloads verified at load.
     public init(threads: Int? = nil, kernel: KernelImplementation = .auto, activations: ActivationPrecision = .auto,
-                verifyPayloads: Bool = true) {
+                attention: AttentionPrecision = .auto, verifyPayloads: Bool = true) {
         self.threads = threads ?? EngineOptions.availableCores
         self.kernel = kernel
         self.activations = activations
+        self.attention = attention
         self.verifyPayloads = verifyPayloads
     }
 
@@ -102,6 +119,26 @@ public struct EngineOptions: Sendable, Hashable, CustomStringConvertible {
         if kernel != .auto, kernel.code > plm_best_impl() {
             throw .invalidOptions("this CPU cannot run the \(kernel.rawValue) kernels (the best it supports is \(KernelImplementation.best.rawValue))")
         }
+        if attention == .bf16, !Self.bf16AttentionAvailable(implCode) {
+            throw .invalidOptions(plm_cpu_has_avx512_bf16() == 0
+                ? "bf16 attention needs a CPU with AVX512-BF16; this one has none (use --attention f32 or auto)"
+                : "bf16 attention runs on the AVX-512 kernels, not \(effectiveKernel.rawValue)")
+        }
+    }
+
+    /// vdpbf16ps can run: the CPU has AVX512-BF16 and the AVX-512 kernels are chosen.
+    static func bf16AttentionAvailable(_ impl: Int32) -> Bool {
+        impl >= PLM_IMPL_AVX512 && plm_cpu_has_avx512_bf16() != 0
+    }
+
+    /// Whether attention runs the bf16 products: `auto` resolves per source (see
+    /// AttentionPrecision); `reference` is the fp32 checkpoint engine.
+    func bf16Attention(reference: Bool) -> Bool {
+        switch attention {
+        case .f32: return false
+        case .bf16: return Self.bf16AttentionAvailable(implCode)
+        case .auto: return !reference && Self.bf16AttentionAvailable(implCode)
+        }
     }
 
     /// The implementation that runs (auto resolved to the CPU's best).
@@ -111,6 +148,6 @@ public struct EngineOptions: Sendable, Hashable, CustomStringConvertible {
     var implCode: Int32 { effectiveKernel.code }
 
     public var description: String {
-        "\(threads) thread\(threads == 1 ? "" : "s"), kernels \(effectiveKernel.rawValue), activations \(activations.rawValue)"
+        "\(threads) thread\(threads == 1 ? "" : "s"), kernels \(effectiveKernel.rawValue), activations \(activations.rawValue), attention \(attention.rawValue)"
     }
 }

@@ -182,7 +182,7 @@ public struct LlamaDecoder: Sendable {
             lmHead = try source.linear(weight: Component.lmHead, bias: nil, outFeatures: t.vocabSize, inFeatures: t.hiddenSize)
         }
         rope = LlamaRope(headDim: t.headDim, parameters: t.rope)
-        attention = BlockedAttention(options: source.options)
+        attention = BlockedAttention(options: source.options, reference: source.isReference)
         impl = source.options.implCode
     }
 

@@ -9,6 +9,7 @@ public struct PLMWeightSource: WeightSource {
     public let file: PLMFile
     public let options: EngineOptions
     public var sourceName: String { file.path }
+    public var isReference: Bool { false }
 
     public init(file: PLMFile, options: EngineOptions) {
         self.file = file

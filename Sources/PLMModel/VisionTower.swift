@@ -64,7 +64,7 @@ public struct VisionTower: Sendable {
         normPost = v.usePostTransformerNorm
             ? (try source.floats(p + "norm.weight", shape: [d]), try source.floats(p + "norm.bias", shape: [d])) : nil
         rope = VisionRope(config: v)
-        attention = BlockedAttention(options: source.options)
+        attention = BlockedAttention(options: source.options, reference: source.isReference)
         impl = source.options.implCode
         threads = source.options.threads
     }

@@ -8,6 +8,8 @@ public protocol WeightSource: Sendable {
     var sourceName: String { get }
     /// How the layers this source hands out compute (threads, kernels, activations).
     var options: EngineOptions { get }
+    /// The source is the fp32 reference (a checkpoint folder): `auto` choices keep it exact.
+    var isReference: Bool { get }
     func shape(of tensor: String) -> [Int]?
     /// The tensor widened to fp32, checked against the expected shape.
     func floats(_ tensor: String, shape: [Int]) throws(EngineError) -> [Float]
@@ -63,6 +65,7 @@ public struct CheckpointWeightSource: WeightSource {
     public let weights: CheckpointWeights
     public let options: EngineOptions
     public var sourceName: String { weights.folder }
+    public var isReference: Bool { true }
 
     public init(weights: CheckpointWeights, options: EngineOptions) {
         self.weights = weights

@@ -49,11 +49,15 @@ struct ComputeOptions: ParsableArguments {
     @Option(help: "Activations of quantized matmuls: auto (per phase: int16 for decode; for prefill fp32 sgemm, or the int8 VNNI tile GEMM on AVX-512), int8, int16 or f32 (the same at every row count).")
     var activations: ActivationPrecision = .auto
 
+    @Option(help: "Attention products in prefill and vision tiles: auto (bf16 for a .plm on CPUs with AVX512-BF16, else fp32; a checkpoint folder always fp32), bf16 or f32. Decoding steps always run fp32.")
+    var attention: AttentionPrecision = .auto
+
     @Flag(name: .customLong("no-verify"),
           help: "Load a .plm without checking its tensor payload checksums (the header and directory are always checked). Saves about 0.1 s per GB of a cached file; a damaged payload then silently changes the answers.")
     var noVerify = false
 
-    var engine: EngineOptions { EngineOptions(threads: threads, kernel: kernel, activations: activations, verifyPayloads: !noVerify) }
+    var engine: EngineOptions { EngineOptions(threads: threads, kernel: kernel, activations: activations, attention: attention,
+                                          verifyPayloads: !noVerify) }
 
     func validate() throws {
         do { try engine.validate() } catch { throw ValidationError(error.description) }
@@ -62,6 +66,7 @@ struct ComputeOptions: ParsableArguments {
 
 extension KernelImplementation: ExpressibleByArgument {}
 extension ActivationPrecision: ExpressibleByArgument {}
+extension AttentionPrecision: ExpressibleByArgument {}
 
 /// The files MODEL consists of (a .plm file, or every file of a checkpoint folder), which an
 /// output must never replace.

@@ -231,6 +231,35 @@ void plm_bf16_gemv_ref(const void *w, int64_t cols, const float *x, float *y, in
 void plm_bf16_widen(const void *w, int64_t count, float *out, int impl);
 void plm_bf16_widen_ref(const void *w, int64_t count, float *out);
 
+/// bf16 attention products (attn_bf16.c, where the layouts are declared): the CPU has
+/// AVX512-BF16 (vdpbf16ps) besides plmq's AVX-512 set.
+int plm_cpu_has_avx512_bf16(void);
+/// uint16 elements of a head's packed keys or values for `keys` keys of `dim` dimensions.
+int64_t plm_bf16_keys_count(int64_t keys, int64_t dim);
+int64_t plm_bf16_values_count(int64_t keys, int64_t dim);
+/// Keys [keys, dim] (row stride `stride` floats) rounded to bf16 and packed in blocks of 16 keys;
+/// values packed in pairs of keys. `dim` a multiple of 16. Same bytes on every path.
+void plm_bf16_pack_keys(const float *k, int64_t stride, int64_t keys, int64_t dim, uint16_t *out, int impl);
+void plm_bf16_pack_keys_ref(const float *k, int64_t stride, int64_t keys, int64_t dim, uint16_t *out);
+void plm_bf16_pack_values(const float *v, int64_t stride, int64_t keys, int64_t dim, uint16_t *out, int impl);
+void plm_bf16_pack_values_ref(const float *v, int64_t stride, int64_t keys, int64_t dim, uint16_t *out);
+/// Rows [rows, cols] of x rounded to bf16 rows of out_stride ≥ cols elements (zeros after
+/// cols): round to nearest even, denormals to zero.
+void plm_bf16_round_rows(const float *x, int64_t stride, int64_t rows, int64_t cols, uint16_t *out, int64_t out_stride, int impl);
+void plm_bf16_round_rows_ref(const float *x, int64_t stride, int64_t rows, int64_t cols, uint16_t *out, int64_t out_stride);
+/// s[i·lds + j] = scale · q_i · key_(k0 + j) for i < rows, j < nk: q bf16 rows of dim, keys
+/// packed, k0 a multiple of 16. fp32 sums of exact products.
+void plm_bf16_scores(const uint16_t *q, int64_t rows, const uint16_t *keys, int64_t k0, int64_t nk, int64_t dim,
+                     float scale, float *s, int64_t lds, int impl);
+void plm_bf16_scores_ref(const uint16_t *q, int64_t rows, const uint16_t *keys, int64_t k0, int64_t nk, int64_t dim,
+                         float scale, float *s, int64_t lds);
+/// acc[i·ldacc + c] += Σ_j p[i·ldp + j] · value_(k0 + j)[c] for i < rows, c < dim, j < nk: p bf16
+/// rows holding nk rounded up to even (a zero after an odd nk), values packed, k0 even.
+void plm_bf16_pv(const uint16_t *p, int64_t ldp, int64_t rows, const uint16_t *values, int64_t k0, int64_t nk, int64_t dim,
+                 float *acc, int64_t ldacc, int impl);
+void plm_bf16_pv_ref(const uint16_t *p, int64_t ldp, int64_t rows, const uint16_t *values, int64_t k0, int64_t nk, int64_t dim,
+                     float *acc, int64_t ldacc);
+
 /// Quantizes rows [0, rows) of x (row-major, `cols` floats per row) as `kind` with groups of
 /// `group` (8…256, a multiple of 8) into the three parts of a .plm tensor (Formats/PLM.md; each
 /// points at the first row's bytes, row sizes from plm_quantized_row_bytes; `mins` may be NULL
