@@ -25,8 +25,8 @@ final class BlockedAttention: @unchecked Sendable {
     /// Several threads may share a model; they take turns on the scratch.
     private let lock = Mutex(())
 
-    /// Prefill and vision calls run the bf16 products (EngineOptions.attention), fixed at init.
-    let bf16: Bool
+    /// Which products prefill and vision calls run in bf16 (EngineOptions.attention), fixed at init.
+    let products: AttentionProducts
     /// Packed bf16 operands, one per worker (only when `bf16`).
     fileprivate var packs: [BF16Operands] = []
 
@@ -40,14 +40,14 @@ final class BlockedAttention: @unchecked Sendable {
         BLAS.useSingleThreadedKernels()
         threads = max(1, options.threads)
         impl = options.implCode
-        bf16 = options.bf16Attention(reference: reference)
+        products = options.attentionProducts(reference: reference)
     }
 
     deinit { scratch.forEach { $0.deallocate() } }
 
-    /// Whether a call of this shape runs the bf16 products.
+    /// Whether a call of this shape runs bf16 products (`products` says which).
     func usesBF16(queries: Int, heads: Int, kvHeads: Int, headDim: Int) -> Bool {
-        bf16 && queries >= Self.bf16MinimumQueries && headDim % 16 == 0 && headDim > 0
+        products != .f32 && queries >= Self.bf16MinimumQueries && headDim % 16 == 0 && headDim > 0
     }
 
     /// Per-worker buffers of at least `floats` floats for `workers` workers.
@@ -127,6 +127,7 @@ final class BlockedAttention: @unchecked Sendable {
         let stacked = queries == 1 && group > 1
         var h = range.lowerBound
         var packedHead = -1
+        let bf16Scores = packed != nil && products == .bf16
         while h < range.upperBound {
             let kvh = h / group
             let count = stacked ? min(range.upperBound, (kvh + 1) * group) - h : 1  // query heads in this pass
@@ -134,14 +135,14 @@ final class BlockedAttention: @unchecked Sendable {
             let lda = stacked ? headDim : qStride
             if let packed, kvh != packedHead {
                 // Once per key/value head and worker: the query heads of a group follow each other.
-                plm_bf16_pack_keys(kh, Int64(kStride), Int64(keys), Int64(headDim), packed.keys, impl)
+                if bf16Scores { plm_bf16_pack_keys(kh, Int64(kStride), Int64(keys), Int64(headDim), packed.keys, impl) }
                 plm_bf16_pack_values(vh, Int64(vStride), Int64(keys), Int64(headDim), packed.values, impl)
                 packedHead = kvh
             }
             var q0 = 0
             while q0 < queries {
                 let nq = min(bq, queries - q0), rows = stacked ? count : nq
-                if let packed {
+                if let packed, bf16Scores {
                     plm_bf16_round_rows(qh + q0 * qStride, Int64(qStride), Int64(nq), Int64(headDim), packed.queries, Int64(headDim), impl)
                 }
                 acc.initialize(repeating: 0, count: rows * headDim)
@@ -152,7 +153,7 @@ final class BlockedAttention: @unchecked Sendable {
                 var k0 = 0
                 while k0 < keyLimit {
                     let nk = min(bk, keyLimit - k0)
-                    if let packed {
+                    if let packed, bf16Scores {
                         // k0 is a multiple of keyBlock (or 0), so of the packed key blocks' 16.
                         plm_bf16_scores(packed.queries, Int64(rows), packed.keys, Int64(k0), Int64(nk), Int64(headDim), scale,
                                         scores, Int64(nk), impl)
