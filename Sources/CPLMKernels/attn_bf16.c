@@ -3,17 +3,12 @@
 // two bf16 values are exact in fp32, so the only rounding is that of the inputs (8 significant
 // bits) and of the fp32 sums. The softmax between the products stays fp32 (plm_exp_shift_sum).
 //
-// Layouts (declared here once; the Swift side only sizes them with the functions below):
-// - keys of one head: blocks of 16 keys; block kb, dimension pair p (dims 2p, 2p+1) is one zmm
-//   of 16 keys × 2 bf16 at ((kb·dim/2 + p)·16 + key % 16)·2, so one vdpbf16ps against a
-//   broadcast query pair gives 16 keys' partial scores. Keys past the end are zeros.
-// - values of one head: pairs of keys; pair t, dimension c holds keys 2t, 2t+1 at
-//   (t·dim + c)·2 (+0, +1), so a broadcast pair of probabilities times one zmm adds two keys'
-//   contributions to 16 output dimensions. A missing odd last key is zero.
-// - queries and probabilities: bf16 rows (row stride given by the caller).
+// The layouts are declared in plm_layout.h (PLM_BF16_KEY_BLOCK).
 // The reference twins compute the same sums in plain C, in vdpbf16ps's order (the odd element
 // of a pair first), from the same rounded inputs.
 #include "qcommon.h"
+
+_Static_assert(PLM_BF16_KEY_BLOCK == 16, "a key block is the 16 fp32 lanes of one zmm");
 
 /// fp32 → bf16, round to nearest even, denormals flushed to zero (what vcvtne2ps2bf16 does), NaN
 /// kept a quiet NaN.
@@ -33,13 +28,15 @@ static inline float bf16_value(uint16_t h) {
     return f;
 }
 
-int64_t plm_bf16_keys_count(int64_t keys, int64_t dim) { return (keys + 15) / 16 * 16 * dim; }
+#define KB PLM_BF16_KEY_BLOCK
+
+int64_t plm_bf16_keys_count(int64_t keys, int64_t dim) { return (keys + KB - 1) / KB * KB * dim; }
 int64_t plm_bf16_values_count(int64_t keys, int64_t dim) { return (keys + 1) / 2 * 2 * dim; }
 
 void plm_bf16_pack_keys_ref(const float *k, int64_t stride, int64_t keys, int64_t dim, uint16_t *out) {
-    const int64_t padded = (keys + 15) / 16 * 16;
+    const int64_t padded = (keys + KB - 1) / KB * KB;
     for (int64_t j = 0; j < padded; j++) {
-        uint16_t *block = out + (j / 16) * 16 * dim + (j % 16) * 2;
+        uint16_t *block = out + (j / KB) * KB * dim + (j % KB) * 2;
         for (int64_t p = 0; p < dim / 2; p++) {
             block[p * 32] = j < keys ? bf16_round(k[j * stride + 2 * p]) : 0;
             block[p * 32 + 1] = j < keys ? bf16_round(k[j * stride + 2 * p + 1]) : 0;
@@ -64,7 +61,7 @@ void plm_bf16_scores_ref(const uint16_t *q, int64_t rows, const uint16_t *keys, 
                          float scale, float *s, int64_t lds) {
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = k0; j < k0 + nk; j++) {
-            const uint16_t *block = keys + (j / 16) * 16 * dim + (j % 16) * 2;
+            const uint16_t *block = keys + (j / KB) * KB * dim + (j % KB) * 2;
             float acc = 0;
             for (int64_t p = 0; p < dim / 2; p++) {
                 acc += bf16_value(q[i * dim + 2 * p + 1]) * bf16_value(block[p * 32 + 1]);

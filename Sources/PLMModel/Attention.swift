@@ -220,7 +220,7 @@ fileprivate struct HeadsJob {
     let bf16: Bool
 }
 
-/// One worker's bf16 operands (layouts in attn_bf16.c): a head's packed keys and values, a block
+/// One worker's bf16 operands (layouts in plm_layout.h): a head's packed keys and values, a block
 /// of rounded queries and one of probabilities. Grown as calls need, never shrunk.
 fileprivate final class BF16Operands {
     private(set) var keys = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)

@@ -40,6 +40,24 @@ import Testing
         return out
     }
 
+    /// attention.run over packed rows (q: queries × heads·d, k and v: keys × kvHeads·d).
+    static func run(_ attention: BlockedAttention, q: [Float], k: [Float], v: [Float], queries: Int, keys: Int, heads: Int,
+                    kvHeads: Int, d: Int, causalOffset: Int?) -> [Float] {
+        var out = [Float](repeating: .nan, count: queries * heads * d)
+        q.withUnsafeBufferPointer { qp in
+            k.withUnsafeBufferPointer { kp in
+                v.withUnsafeBufferPointer { vp in
+                    out.withUnsafeMutableBufferPointer { op in
+                        attention.run(q: qp.baseAddress!, qStride: heads * d, k: kp.baseAddress!, kStride: kvHeads * d,
+                                      v: vp.baseAddress!, vStride: kvHeads * d, out: op.baseAddress!, outStride: heads * d,
+                                      queries: queries, keys: keys, heads: heads, kvHeads: kvHeads, headDim: d, causalOffset: causalOffset)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     @Test(arguments: [1, 2, 4])
     func decodingAndBlocksMatchThePlainSoftmax(threads: Int) {
         let (heads, kvHeads, d) = (6, 2, 16)
@@ -48,19 +66,9 @@ import Testing
             let offset = keys - queries
             let q = Self.values(queries * heads * d, seed: 3), k = Self.values(keys * kvHeads * d, seed: 5)
             let v = Self.values(keys * kvHeads * d, seed: 7)
-            var out = [Float](repeating: .nan, count: queries * heads * d)
             let attention = BlockedAttention(options: EngineOptions(threads: threads))
-            q.withUnsafeBufferPointer { qp in
-                k.withUnsafeBufferPointer { kp in
-                    v.withUnsafeBufferPointer { vp in
-                        out.withUnsafeMutableBufferPointer { op in
-                            attention.run(q: qp.baseAddress!, qStride: heads * d, k: kp.baseAddress!, kStride: kvHeads * d,
-                                          v: vp.baseAddress!, vStride: kvHeads * d, out: op.baseAddress!, outStride: heads * d,
-                                          queries: queries, keys: keys, heads: heads, kvHeads: kvHeads, headDim: d, causalOffset: offset)
-                        }
-                    }
-                }
-            }
+            let out = Self.run(attention, q: q, k: k, v: v, queries: queries, keys: keys, heads: heads, kvHeads: kvHeads, d: d,
+                               causalOffset: offset)
             let expected = Self.reference(q: q, k: k, v: v, queries: queries, keys: keys, heads: heads, kvHeads: kvHeads, d: d, offset: offset)
             let worst = zip(out, expected).map { abs($0 - $1) }.max() ?? .nan
             #expect(worst < 1e-4, "threads \(threads), \(queries) queries × \(keys) keys: max |Δ| \(worst)")

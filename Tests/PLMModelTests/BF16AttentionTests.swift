@@ -59,7 +59,7 @@ import CPLMKernels
         }
     }
 
-    /// The reference packs hold every key's and value's rounded element where attn_bf16.c says.
+    /// The reference packs hold every key's and value's rounded element where plm_layout.h says.
     @Test(arguments: [16, 64, 96])
     func packsFollowTheLayoutOnEveryPath(dim: Int) {
         for keys in [1, 2, 15, 16, 17, 33, 100] {
@@ -182,19 +182,8 @@ import CPLMKernels
             let offset = causal ? keys - queries : keys
             let q = AttentionTests.values(queries * heads * d, seed: 3), k = AttentionTests.values(keys * kvHeads * d, seed: 5)
             let v = AttentionTests.values(keys * kvHeads * d, seed: 7)
-            var out = [Float](repeating: .nan, count: queries * heads * d)
-            q.withUnsafeBufferPointer { qp in
-                k.withUnsafeBufferPointer { kp in
-                    v.withUnsafeBufferPointer { vp in
-                        out.withUnsafeMutableBufferPointer { op in
-                            attention.run(q: qp.baseAddress!, qStride: heads * d, k: kp.baseAddress!, kStride: kvHeads * d,
-                                          v: vp.baseAddress!, vStride: kvHeads * d, out: op.baseAddress!, outStride: heads * d,
-                                          queries: queries, keys: keys, heads: heads, kvHeads: kvHeads, headDim: d,
-                                          causalOffset: causal ? offset : nil)
-                        }
-                    }
-                }
-            }
+            let out = AttentionTests.run(attention, q: q, k: k, v: v, queries: queries, keys: keys, heads: heads, kvHeads: kvHeads,
+                                         d: d, causalOffset: causal ? offset : nil)
             let expected = AttentionTests.reference(q: q, k: k, v: v, queries: queries, keys: keys, heads: heads, kvHeads: kvHeads,
                                                     d: d, offset: offset)
             let errors = zip(out, expected).map { Double(abs($0 - $1)) }

@@ -231,7 +231,7 @@ void plm_bf16_gemv_ref(const void *w, int64_t cols, const float *x, float *y, in
 void plm_bf16_widen(const void *w, int64_t count, float *out, int impl);
 void plm_bf16_widen_ref(const void *w, int64_t count, float *out);
 
-/// bf16 attention products (attn_bf16.c, where the layouts are declared): the CPU has
+/// bf16 attention products (attn_bf16.c; layouts in plm_layout.h): the CPU has
 /// AVX512-BF16 (vdpbf16ps) besides plmq's AVX-512 set.
 int plm_cpu_has_avx512_bf16(void);
 /// uint16 elements of a head's packed keys or values for `keys` keys of `dim` dimensions.

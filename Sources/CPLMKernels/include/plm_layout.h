@@ -48,6 +48,17 @@ enum {
     // per 32-column block, the tile's rows' 32 level bytes one after another (row k at 32·k);
     // a short last tile is padded with zero rows. Scales stay in the file's layout.
     PLM_Q8_TILE_ROWS = 4,
+
+    // bf16 attention operands (attn_bf16.c), packed per head and call:
+    // - keys in blocks of PLM_BF16_KEY_BLOCK keys: block kb, dimension pair p (dims 2p, 2p+1)
+    //   is one zmm of 16 keys × 2 bf16 at element ((kb·dim/2 + p)·16 + key % 16)·2, so one
+    //   vdpbf16ps against a broadcast query pair gives 16 keys' partial scores; keys past the end
+    //   are zeros.
+    // - values in pairs of keys: pair t, dimension c holds keys 2t and 2t + 1 at elements
+    //   (t·dim + c)·2 and +1, so a broadcast pair of probabilities times one zmm adds two keys'
+    //   terms to 16 output dimensions; a missing odd last key is zero.
+    // - queries and probabilities: bf16 rows (row stride given by the caller).
+    PLM_BF16_KEY_BLOCK = 16,
 };
 
 _Static_assert(PLM_K6_MIN_INDICES + 6 == PLM_K6_BLOCK_BYTES, "k6 block: d, dmin and two 6-byte index fields");
