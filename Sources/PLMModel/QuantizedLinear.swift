@@ -19,11 +19,9 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     private let rawPointers: [UnsafeRawPointer?]
     /// The decode layout (int4 k6 g32 on AVX2 and AVX-512 machines), built at load.
     let repacked: RepackedMatrix?
-    /// The int8 kinds' levels interleaved four rows at a time (AVX2 machines; AVX-512 runs its
-    /// own kernels over the file layout), built at load.
+    /// The int8 kinds' levels interleaved four rows at a time (AVX2 and AVX-512 machines), built
+    /// at load: decode, the fp32 prefill path and embedding lookups read it.
     let int8Tiles: InterleavedInt8?
-    /// The int8 kinds' levels in the file layout, copied to huge pages (AVX-512 machines).
-    let levelCopy: HugePageMemory?
     /// Activation scratch for single-row calls, so a decode step allocates nothing; the lock
     /// keeps a model usable from several threads (they take turns on this matrix).
     private let singleLock = Mutex(())
@@ -44,21 +42,8 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         guard let kind = t.type.kernelKind else {
             throw .tensorInvalid(file: file.path, tensor: t.name, detail: "not a quantized type")
         }
-        // AVX-512 runs the int8 kinds over the file layout: a copy of the levels on huge pages
-        // (same bytes, the mapped ones released below) streams faster than the mapped file's
-        // 4 KiB pages. Interleaved decode runs, without vs with the copy, medians of 4: PLM-1B
-        // int8 8.5 → 9.6 tokens/s on 1 thread, 13.1 → 13.6 on 2 (int4 with its int8 head: +2–5 %).
-        let copyLevels = options.implCode >= PLM_IMPL_AVX512 && (kind == PLM_Q8_SYM || kind == PLM_Q8_ASYM)
-        if copyLevels, let src = rawPointers[0], let bytes = parts["data"]?.withBytes({ $0.count }) {
-            let copy = HugePageMemory(byteCount: bytes)
-            copy.pointer.copyMemory(from: src, byteCount: bytes)
-            levelCopy = copy
-        } else {
-            levelCopy = nil
-        }
-        let levels = levelCopy.map { UnsafeRawPointer($0.pointer) } ?? rawPointers[0]
         matrix = plm_qmatrix(kind: kind, group: Int32(t.type.groupSize!), rows: Int64(layout.rows), cols: Int64(layout.columns),
-                             data: levels?.assumingMemoryBound(to: UInt8.self),
+                             data: rawPointers[0]?.assumingMemoryBound(to: UInt8.self),
                              scales: rawPointers[1]?.assumingMemoryBound(to: UInt8.self),
                              mins: rawPointers[2]?.assumingMemoryBound(to: UInt8.self),
                              data_row_bytes: Int64(layout.dataBytesPerRow), scale_row_bytes: Int64(layout.scaleBytesPerRow),
@@ -75,11 +60,17 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         // The portable build keeps the file layout: its reference GEMV over the repacked bytes
         // is no faster, and the copy would only add memory.
         repacked = options.implCode >= PLM_IMPL_AVX2 ? RepackedMatrix(matrix, threads: options.threads) : nil
-        int8Tiles = options.implCode == PLM_IMPL_AVX2 ? InterleavedInt8(matrix, threads: options.threads) : nil
-        // A copy serves decode and prefill (the fp32 path dequantizes from it too); the mapped
-        // levels are re-read only by the fp32-activation GEMV beside a repacked or interleaved
-        // copy, so release them (RSS stays about the file size).
-        if repacked != nil || int8Tiles != nil || levelCopy != nil { parts["data"]?.dropResidentPages() }
+        // AVX-512 machines decode the int8 kinds from the interleaved copy with the AVX2 kernel
+        // too: interleaved decode A/B on a 2-core Zen 4 (PLM-1B, `plmq bench --depth 0`), the
+        // AVX-512 kernel over a huge-page copy of the file's rows vs this: int8 8.8–9.3 → 10.8–11.5
+        // tokens/s on 1 thread, 11.9–12.0 → 12.7–15.9 on 2; int4 with its int8 head 22.6–22.8 →
+        // 25.8–29.8 on 2.
+        int8Tiles = options.implCode >= PLM_IMPL_AVX2 ? InterleavedInt8(matrix, threads: options.threads) : nil
+        // A copy serves decode (and the fp32 path, which dequantizes from it), so release the
+        // mapped levels: RSS stays about the file size. They are re-read by the fp32-activation
+        // GEMV beside a copy and, on AVX-512, by the int8 kinds' tile GEMMs in prefill, which come
+        // back as (reclaimable) page cache when a prefill runs.
+        if repacked != nil || int8Tiles != nil { parts["data"]?.dropResidentPages() }
     }
 
     deinit { singleQ.deallocate(); singleD.deallocate(); singleSum.deallocate(); singleQ16.deallocate() }

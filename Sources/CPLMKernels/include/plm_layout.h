@@ -43,8 +43,8 @@ enum {
     PLM_RP_BLOCK_BYTES = 2 * PLM_TILE_ROWS + PLM_BLOCK * PLM_TILE_ROWS / 2,
     PLM_RP_SUPERBLOCK_BYTES = PLM_RP_HEADER_BYTES + 8 * PLM_RP_BLOCK_BYTES,
 
-    // Row-interleaved int8 levels (plm_q8_tiles, the AVX2 decode layout of the int8 kinds, built
-    // at load when cols is a multiple of 32 and of the group): per tile of PLM_Q8_TILE_ROWS rows,
+    // Row-interleaved int8 levels (plm_q8_tiles, the decode layout of the int8 kinds on AVX2 and
+    // AVX-512 machines, built at load when cols is a multiple of 32 and of the group): per tile of PLM_Q8_TILE_ROWS rows,
     // per 32-column block, the tile's rows' 32 level bytes one after another (row k at 32·k);
     // a short last tile is padded with zero rows. Scales stay in the file's layout.
     PLM_Q8_TILE_ROWS = 4,
