@@ -101,6 +101,7 @@ static plm_qmatrix q8_tiles_row(const plm_qmatrix *w, const uint8_t *tiles, int6
     plm_qmatrix row = *w;
     row.rows = 1;
     row.data = levels;
+    row.q8_tiles = NULL;
     row.data_row_bytes = w->cols;
     row.scales = w->scales + r * w->scale_row_bytes;
     row.mins = w->mins ? w->mins + r * w->min_row_bytes : NULL;

@@ -42,12 +42,12 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         guard let kind = t.type.kernelKind else {
             throw .tensorInvalid(file: file.path, tensor: t.name, detail: "not a quantized type")
         }
-        matrix = plm_qmatrix(kind: kind, group: Int32(t.type.groupSize!), rows: Int64(layout.rows), cols: Int64(layout.columns),
+        var matrix = plm_qmatrix(kind: kind, group: Int32(t.type.groupSize!), rows: Int64(layout.rows), cols: Int64(layout.columns),
                              data: rawPointers[0]?.assumingMemoryBound(to: UInt8.self),
                              scales: rawPointers[1]?.assumingMemoryBound(to: UInt8.self),
                              mins: rawPointers[2]?.assumingMemoryBound(to: UInt8.self),
                              data_row_bytes: Int64(layout.dataBytesPerRow), scale_row_bytes: Int64(layout.scaleBytesPerRow),
-                             min_row_bytes: Int64(layout.minBytesPerRow))
+                             min_row_bytes: Int64(layout.minBytesPerRow), q8_tiles: nil)
         inFeatures = layout.columns
         outFeatures = layout.rows
         type = t.type
@@ -62,14 +62,16 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         repacked = options.implCode >= PLM_IMPL_AVX2 ? RepackedMatrix(matrix, threads: options.threads) : nil
         // AVX-512 machines decode the int8 kinds from the interleaved copy with the AVX2 kernel
         // too: interleaved decode A/B on a 2-core Zen 4 (PLM-1B, `plmq bench --depth 0`), the
-        // AVX-512 kernel over a huge-page copy of the file's rows vs this: int8 8.8–9.3 → 10.8–11.5
-        // tokens/s on 1 thread, 11.9–12.0 → 12.7–15.9 on 2; int4 with its int8 head 22.6–22.8 →
-        // 25.8–29.8 on 2.
+        // AVX-512 kernel over a huge-page copy of the file's rows vs this: int8 8.5–9.3 →
+        // 10.8–14.0 tokens/s on 1 thread, 9.2–12.0 → 12.7–17.2 on 2; int4 with its int8 head
+        // 22.6–25.1 → 25.8–29.8 on 2. Their AVX-512 tile GEMMs (prefill) read the rows from the
+        // copy too (q8_tiles).
         int8Tiles = options.implCode >= PLM_IMPL_AVX2 ? InterleavedInt8(matrix, threads: options.threads) : nil
-        // A copy serves decode (and the fp32 path, which dequantizes from it), so release the
-        // mapped levels: RSS stays about the file size. They are re-read by the fp32-activation
-        // GEMV beside a copy and, on AVX-512, by the int8 kinds' tile GEMMs in prefill, which come
-        // back as (reclaimable) page cache when a prefill runs.
+        matrix.q8_tiles = int8Tiles?.bytes
+        self.matrix = matrix
+        // A copy serves decode and prefill (the fp32 path dequantizes from it too), so release
+        // the mapped levels: RSS stays about the file size. Only the fp32-activation GEMV beside
+        // a copy, and int8 activations on AVX2, re-read them.
         if repacked != nil || int8Tiles != nil { parts["data"]?.dropResidentPages() }
     }
 

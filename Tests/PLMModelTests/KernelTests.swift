@@ -36,7 +36,7 @@ final class TestMatrix {
             var matrix = plm_qmatrix(kind: kind, group: Int32(layout.type.groupSize!), rows: Int64(layout.rows), cols: Int64(layout.columns),
                                      data: d.baseAddress!.assumingMemoryBound(to: UInt8.self), scales: s.baseAddress!.assumingMemoryBound(to: UInt8.self),
                                      mins: m.baseAddress!.assumingMemoryBound(to: UInt8.self), data_row_bytes: Int64(layout.dataBytesPerRow),
-                                     scale_row_bytes: Int64(layout.scaleBytesPerRow), min_row_bytes: Int64(layout.minBytesPerRow))
+                                     scale_row_bytes: Int64(layout.scaleBytesPerRow), min_row_bytes: Int64(layout.minBytesPerRow), q8_tiles: nil)
             return body(&matrix)
         } } }
     }

@@ -84,7 +84,7 @@ import PLMQuant
             var matrix = plm_qmatrix(kind: kind, group: Int32(layout.type.groupSize!), rows: Int64(rows), cols: Int64(k),
                                      data: d.baseAddress!.assumingMemoryBound(to: UInt8.self), scales: s.baseAddress!.assumingMemoryBound(to: UInt8.self),
                                      mins: m.baseAddress!.assumingMemoryBound(to: UInt8.self), data_row_bytes: Int64(layout.dataBytesPerRow),
-                                     scale_row_bytes: Int64(layout.scaleBytesPerRow), min_row_bytes: Int64(layout.minBytesPerRow))
+                                     scale_row_bytes: Int64(layout.scaleBytesPerRow), min_row_bytes: Int64(layout.minBytesPerRow), q8_tiles: nil)
             x.withUnsafeBufferPointer { xp in aq.withUnsafeBufferPointer { qp in ad.withUnsafeBufferPointer { dp in asum.withUnsafeBufferPointer { sp in
                 var act = plm_qact(q: qp.baseAddress, d: dp.baseAddress, sum: sp.baseAddress, x: xp.baseAddress, cols: Int64(k))
                 plm_qgemv(&matrix, &act, &y, 0, Int64(rows), Int32(impl))

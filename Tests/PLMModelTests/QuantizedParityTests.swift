@@ -147,6 +147,25 @@ let quantizedCases: [QuantizedCase] = ["tiny-fp32-mha-tied", "tiny-bf16-gqa-llam
         let gap = zip(y.prefix(n), row0).map { abs($0 - $1) }.max() ?? .nan
         // int8 prefill activations against int16 decode ones: int8's rounding, ~1 % of the scale.
         #expect(y.allSatisfy(\.isFinite) && gap <= 0.03 * prefillScale, "\(typeName): prefill row 0 vs decode: \(gap) at scale \(prefillScale)")
+        guard CPU.hasAVX512 else { return }
+        // On AVX-512 the prefill is the int8 tile GEMM reading the rows from the copy: exactly
+        // what it gives over the file's rows.
+        #expect(matrix.q8_tiles != nil)
+        var onFile = matrix
+        onFile.q8_tiles = nil
+        var aq = [Int8](repeating: 0, count: rows * blocks * 32)
+        var ad = [Float](repeating: 0, count: rows * blocks), asum = ad
+        for m in 0..<rows {
+            xs.withUnsafeBufferPointer { xp in
+                aq.withUnsafeMutableBufferPointer { qp in ad.withUnsafeMutableBufferPointer { dp in asum.withUnsafeMutableBufferPointer { sp in
+                    plm_quantize_activations(xp.baseAddress! + m * k, Int64(k), qp.baseAddress! + m * blocks * 32, dp.baseAddress! + m * blocks,
+                                             sp.baseAddress! + m * blocks, kernel.code)
+                } } }
+            }
+        }
+        var fromFile = [Float](repeating: .nan, count: rows * n)
+        plm_qgemm(&onFile, aq, ad, asum, xs, Int64(rows), &fromFile, Int64(n), 0, Int64(n), kernel.code)
+        #expect(y == fromFile, "\(typeName): the tile GEMM from the copy vs from the file's rows")
     }
 }
 

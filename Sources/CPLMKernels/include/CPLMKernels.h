@@ -56,6 +56,9 @@ typedef struct {
     int64_t data_row_bytes;
     int64_t scale_row_bytes;
     int64_t min_row_bytes;
+    /// NULL, or the int8 kinds' levels interleaved by plm_interleave_q8: the AVX-512 tile GEMMs
+    /// then read the rows from there (the same bytes), so the mapped levels need not be resident.
+    const uint8_t *q8_tiles;
 } plm_qmatrix;
 
 /// Activations quantized to int8 in blocks of 32 along K: values q (padded with zeros to a whole
