@@ -228,14 +228,6 @@ BF16 static void pv_avx512(const uint16_t *p, int64_t ldp, int64_t rows, const u
     }
 }
 #undef PV_ROWS
-
-int plm_cpu_has_avx512_bf16(void) {
-    static int cached = -1;
-    if (cached < 0) { __builtin_cpu_init(); cached = plm_cpu_has_avx512() && __builtin_cpu_supports("avx512bf16"); }
-    return cached;
-}
-#else
-int plm_cpu_has_avx512_bf16(void) { return 0; }
 #endif
 
 static int use_bf16(int impl) { return impl >= PLM_IMPL_AVX512 && plm_cpu_has_avx512_bf16(); }

@@ -22,9 +22,16 @@ int plm_cpu_has_avx512(void) {
     }
     return cached;
 }
+
+int plm_cpu_has_avx512_bf16(void) {
+    static int cached = -1;
+    if (cached < 0) { __builtin_cpu_init(); cached = plm_cpu_has_avx512() && __builtin_cpu_supports("avx512bf16"); }
+    return cached;
+}
 #else
 int plm_cpu_has_avx2(void) { return 0; }
 int plm_cpu_has_avx512(void) { return 0; }
+int plm_cpu_has_avx512_bf16(void) { return 0; }
 #endif
 
 int plm_best_impl(void) {

@@ -215,7 +215,7 @@ AVX2 __attribute__((always_inline)) static inline void int8_rows16(const plm_qma
     const int64_t stride = tiles ? 32 * PLM_Q8_TILE_ROWS : 32;
     __m256 acc[4], shiftAcc[4];
     for (int k = 0; k < R; k++) {
-        rows[k] = tiles ? tiles + (r / PLM_Q8_TILE_ROWS) * PLM_Q8_TILE_ROWS * w->cols + 32 * k : w->data + (r + k) * w->data_row_bytes;
+        rows[k] = tiles ? plm_q8_tile_row(tiles, w->cols, r + k) : w->data + (r + k) * w->data_row_bytes;
         // A short last tile's padding rows read the last row's scales (their outputs are dropped).
         const int64_t sr = r + k < w->rows ? r + k : w->rows - 1;
         scales[k] = w->scales + sr * w->scale_row_bytes;

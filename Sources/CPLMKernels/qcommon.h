@@ -56,6 +56,12 @@ static inline int64_t plm_group_offset(const plm_qmatrix *w, int64_t g) {
 
 static inline int plm_is_int4(const plm_qmatrix *w) { return w->kind >= PLM_Q4_SYM; }
 
+/// Row r's first 32 levels in the row-interleaved int8 copy (plm_layout.h); its block b lies
+/// 32·PLM_Q8_TILE_ROWS·b bytes further.
+static inline const uint8_t *plm_q8_tile_row(const uint8_t *tiles, int64_t cols, int64_t r) {
+    return tiles + (r / PLM_Q8_TILE_ROWS) * PLM_Q8_TILE_ROWS * cols + 32 * (r % PLM_Q8_TILE_ROWS);
+}
+
 /// The k6 scale block (see plm_layout.h) that holds group g of row r.
 static inline const uint8_t *plm_k6_block(const plm_qmatrix *w, int64_t r, int64_t g) {
     return w->scales + r * w->scale_row_bytes + (g / PLM_K6_GROUPS) * PLM_K6_BLOCK_BYTES;

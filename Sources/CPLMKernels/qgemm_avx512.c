@@ -42,10 +42,9 @@ AVX512 static void unpack_row(const plm_qmatrix *w, int64_t r, uint8_t *out, int
         }
     } else {
         const __m256i flip = _mm256_set1_epi8(w->kind == PLM_Q8_SYM ? (char)0x80 : 0);
-        // From the interleaved copy when there is one (plm_layout.h: row r's 32 bytes of block b
-        // at tile r/4, offset 32·(4·b + r % 4)); it exists only when cols is a multiple of 32
-        // and of the group, so every block is whole.
-        const uint8_t *tile = w->q8_tiles ? w->q8_tiles + (r / PLM_Q8_TILE_ROWS) * PLM_Q8_TILE_ROWS * w->cols + 32 * (r % PLM_Q8_TILE_ROWS) : NULL;
+        // From the interleaved copy when there is one; it exists only when cols is a multiple of
+        // 32 and of the group, so every block is whole.
+        const uint8_t *tile = w->q8_tiles ? plm_q8_tile_row(w->q8_tiles, w->cols, r) : NULL;
         for (int64_t c = 0; c + 32 <= full * g; c += 32) {
             const uint8_t *src = tile ? tile + PLM_Q8_TILE_ROWS * c : row + c;
             _mm256_storeu_si256((__m256i *)(out + c), _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)src), flip));

@@ -96,7 +96,7 @@ int plm_interleave_q8(const plm_qmatrix *w, uint8_t *tiles, int64_t tile0, int64
 /// Row r of the interleaved copy as a one-row matrix over `levels` (cols bytes), so the file
 /// layout's reference definitions apply unchanged.
 static plm_qmatrix q8_tiles_row(const plm_qmatrix *w, const uint8_t *tiles, int64_t r, uint8_t *levels) {
-    const uint8_t *tile = tiles + (r / PLM_Q8_TILE_ROWS) * PLM_Q8_TILE_ROWS * w->cols + 32 * (r % PLM_Q8_TILE_ROWS);
+    const uint8_t *tile = plm_q8_tile_row(tiles, w->cols, r);
     for (int64_t b = 0; b < w->cols / 32; b++) memcpy(levels + 32 * b, tile + 32 * PLM_Q8_TILE_ROWS * b, 32);
     plm_qmatrix row = *w;
     row.rows = 1;

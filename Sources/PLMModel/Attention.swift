@@ -46,7 +46,7 @@ final class BlockedAttention: @unchecked Sendable {
     deinit { scratch.forEach { $0.deallocate() } }
 
     /// Whether a call of this shape runs bf16 products (`products` says which).
-    func usesBF16(queries: Int, heads: Int, kvHeads: Int, headDim: Int) -> Bool {
+    func usesBF16(queries: Int, headDim: Int) -> Bool {
         products != .f32 && queries >= Self.bf16MinimumQueries && headDim % 16 == 0 && headDim > 0
     }
 
@@ -83,10 +83,12 @@ final class BlockedAttention: @unchecked Sendable {
         // Sized for a full key block (not the current key count, which grows by one per decode step).
         reserve(workers: workers, floats: bq * keyBlock + bq * headDim + 2 * bq)
         let buffers = scratch
-        let bf16Call = usesBF16(queries: queries, heads: heads, kvHeads: kvHeads, headDim: headDim)
+        let bf16Call = usesBF16(queries: queries, headDim: headDim)
         if bf16Call {
             while packs.count < workers { packs.append(BF16Operands()) }
-            for p in packs.prefix(workers) { p.reserve(keys: keys, headDim: headDim, queryRows: bq, keyBlock: keyBlock) }
+            for p in packs.prefix(workers) {
+                p.reserve(keys: keys, headDim: headDim, queryRows: bq, keyBlock: keyBlock, scores: products == .bf16)
+            }
         }
         if workers == 1 {
             // Called directly: building the worker closure would allocate its context every call.
@@ -231,9 +233,12 @@ fileprivate final class BF16Operands {
 
     deinit { [keys, values, queries, probabilities].forEach { $0.deallocate() } }
 
-    func reserve(keys count: Int, headDim: Int, queryRows: Int, keyBlock: Int) {
-        let needs = [Int(plm_bf16_keys_count(Int64(count), Int64(headDim))), Int(plm_bf16_values_count(Int64(count), Int64(headDim))),
-                     queryRows * headDim, queryRows * ((keyBlock + 1) / 2 * 2)]
+    /// `scores`: the scores run in bf16 too, so keys and queries are packed (else only values
+    /// and probabilities).
+    func reserve(keys count: Int, headDim: Int, queryRows: Int, keyBlock: Int, scores: Bool) {
+        let needs = [scores ? Int(plm_bf16_keys_count(Int64(count), Int64(headDim))) : 1,
+                     Int(plm_bf16_values_count(Int64(count), Int64(headDim))),
+                     scores ? queryRows * headDim : 1, queryRows * ((keyBlock + 1) / 2 * 2)]
         func grow(_ p: inout UnsafeMutablePointer<UInt16>, _ i: Int) {
             guard needs[i] > capacities[i] else { return }
             p.deallocate()

@@ -178,7 +178,7 @@ import CPLMKernels
         #expect(attention.products == (precision == .bf16 ? .bf16 : .bf16Values))
         let (worstBound, meanBound) = precision == .bf16 ? (0.03, 0.004) : (0.015, 0.002)
         for (queries, keys, causal) in [(300, 700, true), (40, 40, false), (16, 529, true)] {
-            #expect(attention.usesBF16(queries: queries, heads: heads, kvHeads: kvHeads, headDim: d))
+            #expect(attention.usesBF16(queries: queries, headDim: d))
             let offset = causal ? keys - queries : keys
             let q = AttentionTests.values(queries * heads * d, seed: 3), k = AttentionTests.values(keys * kvHeads * d, seed: 5)
             let v = AttentionTests.values(keys * kvHeads * d, seed: 7)
@@ -211,7 +211,7 @@ import CPLMKernels
         }
         // Short calls stay fp32 whatever the option.
         let attention = BlockedAttention(options: EngineOptions(threads: 1, attention: .bf16))
-        #expect(!attention.usesBF16(queries: BlockedAttention.bf16MinimumQueries - 1, heads: 4, kvHeads: 2, headDim: 64))
-        #expect(!attention.usesBF16(queries: 64, heads: 4, kvHeads: 2, headDim: 24))
+        #expect(!attention.usesBF16(queries: BlockedAttention.bf16MinimumQueries - 1, headDim: 64))
+        #expect(!attention.usesBF16(queries: 64, headDim: 24))
     }
 }
