@@ -111,6 +111,29 @@ final class BlockedAttention: @unchecked Sendable {
         }
     }
 
+    /// One decoding query per head over the cache's positions 0 ..< keys of `layer`: q and out
+    /// [heads · headDim]. Key/value heads split over the workers; each runs plm_kv_attend for
+    /// the query heads that share it (they lie next to each other in q).
+    func decode(q: UnsafePointer<Float>, cache: KVCache, layer: Int, keys: Int, out: UnsafeMutablePointer<Float>, heads: Int) {
+        lock.withLock { _ in
+            let kvHeads = Int(cache.layout.kv_heads), headDim = Int(cache.layout.head_dim)
+            let group = heads / max(kvHeads, 1)
+            let workers = max(1, min(threads, kvHeads))
+            // Sized by the cache's capacity, which doubles, so steps into reserved room never allocate.
+            reserve(workers: workers, floats: Int(plm_kv_attend_scratch(Int64(group), Int64(max(keys, cache.capacity)))))
+            var job = DecodeJob(q: q, out: out, keys: cache.keys(layer), values: cache.values(layer), layout: cache.layout,
+                                count: keys, kvHeads: kvHeads, group: group, scale: 1 / Float(headDim).squareRoot(),
+                                workers: workers, impl: impl, scratch: scratch)
+            if workers == 1 {
+                job.run(worker: 0)
+                return
+            }
+            WorkerPool.run(workers, &job) { context, worker in
+                context?.assumingMemoryBound(to: DecodeJob.self).pointee.run(worker: Int(worker))
+            }
+        }
+    }
+
     fileprivate func runHeads(_ range: Range<Int>, q: UnsafePointer<Float>, qStride: Int, k: UnsafePointer<Float>, kStride: Int,
                           v: UnsafePointer<Float>, vStride: Int, out: UnsafeMutablePointer<Float>, outStride: Int,
                           queries: Int, keys: Int, heads: Int, kvHeads: Int, headDim: Int, causalOffset: Int?,
@@ -206,6 +229,28 @@ final class BlockedAttention: @unchecked Sendable {
     /// Rows of one product: a block of queries, or the stacked query heads of a decoding step.
     static func blockRows(queries: Int, group: Int, queryBlock: Int) -> Int {
         max(min(queryBlock, queries), queries == 1 ? group : 1)
+    }
+}
+
+/// One decoding step's attention for one layer, shared by the workers (each runs a contiguous
+/// range of key/value heads with its own scratch).
+fileprivate struct DecodeJob {
+    let q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>
+    let keys: UnsafeRawPointer, values: UnsafeRawPointer
+    let layout: plm_kv_layout
+    let count: Int, kvHeads: Int, group: Int
+    let scale: Float
+    let workers: Int
+    let impl: Int32
+    let scratch: [UnsafeMutablePointer<Float>]
+
+    func run(worker: Int) {
+        var l = layout
+        let d = Int(layout.head_dim)
+        for h in (worker * kvHeads / workers)..<((worker + 1) * kvHeads / workers) {
+            plm_kv_attend(&l, keys, values, Int64(count), Int64(h), q + h * group * d, Int64(group), scale, scratch[worker],
+                          out + h * group * d, impl)
+        }
     }
 }
 

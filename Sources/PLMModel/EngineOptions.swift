@@ -85,6 +85,21 @@ public enum AttentionPrecision: String, CaseIterable, Sendable, Hashable {
     case f32
 }
 
+/// How the KV cache stores the keys (after RoPE) and values of the positions seen so far.
+/// A decoding step reads the whole cache once per layer, so at long contexts its bytes rival the
+/// weights': on PLM-1B at 4,096 positions fp32 keys and values are 268 MB per token beside the
+/// 0.8 GB of int4 weights. Both kinds are widened to fp32 in registers and summed in fp32.
+public enum KVCachePrecision: String, CaseIterable, Sendable, Hashable {
+    /// f16 for a `.plm` model; fp32 for a checkpoint folder (the fp32 reference eval measures
+    /// against).
+    case auto
+    /// IEEE half precision (11 significant bits, round to nearest even): half the bytes. Values
+    /// beyond ±65,504 become infinite, as in llama.cpp's default f16 cache.
+    case f16
+    /// fp32: the keys and values as computed.
+    case f32
+}
+
 /// What attention's products run in, resolved from AttentionPrecision for one source.
 enum AttentionProducts: Equatable, Sendable {
     case f32
@@ -105,6 +120,7 @@ public struct EngineOptions: Sendable, Hashable, CustomStringConvertible {
     public var kernel: KernelImplementation
     public var activations: ActivationPrecision
     public var attention: AttentionPrecision
+    public var kvCache: KVCachePrecision
     /// Check the checksum of every tensor payload of a `.plm` file when it is loaded (the header
     /// and directory are always checked). On by default: it costs about 0.1 s per GB of a cached
     /// file, and without it a damaged byte silently changes the answers (Formats/PLM.md).
@@ -112,11 +128,12 @@ public struct EngineOptions: Sendable, Hashable, CustomStringConvertible {
 
     /// All online cores, the best kernels, activations chosen per phase, payloads verified at load.
     public init(threads: Int? = nil, kernel: KernelImplementation = .auto, activations: ActivationPrecision = .auto,
-                attention: AttentionPrecision = .auto, verifyPayloads: Bool = true) {
+                attention: AttentionPrecision = .auto, kvCache: KVCachePrecision = .auto, verifyPayloads: Bool = true) {
         self.threads = threads ?? EngineOptions.availableCores
         self.kernel = kernel
         self.activations = activations
         self.attention = attention
+        self.kvCache = kvCache
         self.verifyPayloads = verifyPayloads
     }
 
@@ -157,6 +174,15 @@ public struct EngineOptions: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The cache's element kind (`PLM_KV_*`), `auto` resolved per source (see KVCachePrecision).
+    func kvCacheKind(reference: Bool) -> Int32 {
+        switch kvCache {
+        case .f16: return Int32(PLM_KV_F16)
+        case .f32: return Int32(PLM_KV_F32)
+        case .auto: return reference ? Int32(PLM_KV_F32) : Int32(PLM_KV_F16)
+        }
+    }
+
     /// The implementation that runs (auto resolved to the CPU's best).
     public var effectiveKernel: KernelImplementation { kernel == .auto ? .best : kernel }
 
@@ -164,6 +190,6 @@ public struct EngineOptions: Sendable, Hashable, CustomStringConvertible {
     var implCode: Int32 { effectiveKernel.code }
 
     public var description: String {
-        "\(threads) thread\(threads == 1 ? "" : "s"), kernels \(effectiveKernel.rawValue), activations \(activations.rawValue), attention \(attention.rawValue)"
+        "\(threads) thread\(threads == 1 ? "" : "s"), kernels \(effectiveKernel.rawValue), activations \(activations.rawValue), attention \(attention.rawValue), KV cache \(kvCache.rawValue)"
     }
 }

@@ -1,34 +1,61 @@
+import CPLMKernels
 import PLMCore
 import PLMCheckpoint
 
 /// Keys (after RoPE) and values of every layer for the positions seen so far, in one
-/// preallocated block per layer and kind ([capacity, kvDim]). It grows by doubling when a prefill
-/// needs more room, so a decode step into reserved room never allocates, and a conversation can
-/// keep its cache across turns and only prefill what is new.
+/// preallocated block per layer and kind, in the layout of plm_layout.h (PLM_KV_KEY_BLOCK: keys
+/// transposed per 16 positions, values as rows), fp32 or f16 elements. It grows by doubling
+/// when a prefill needs more room, so a decode step into reserved room never allocates, and a
+/// conversation can keep its cache across turns and only prefill what is new.
 public final class KVCache {
     public private(set) var length = 0
     public private(set) var capacity = 0
     let layers: Int, kvDim: Int
-    private var keyBlocks: [UnsafeMutablePointer<Float>] = []
-    private var valueBlocks: [UnsafeMutablePointer<Float>] = []
+    /// Element kind and shape (PLM_KV_F32 or PLM_KV_F16).
+    let layout: plm_kv_layout
+    let impl: Int32
+    private let elementBytes: Int
+    private var keyBlocks: [UnsafeMutableRawPointer] = []
+    private var valueBlocks: [UnsafeMutableRawPointer] = []
+    /// One layer's keys and values widened to fp32 rows [positions, kvDim] for a prefill's
+    /// blocked attention; shared by the layers (they run one after another), grown as needed.
+    private var wideKeys = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private var wideValues = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private var wideCapacity = 0
 
-    public init(layers: Int, kvDim: Int, reserve: Int = 0) {
+    init(layers: Int, kvHeads: Int, headDim: Int, kind: Int32, impl: Int32, reserve: Int = 0) {
         self.layers = layers
-        self.kvDim = kvDim
+        self.kvDim = kvHeads * headDim
+        layout = plm_kv_layout(kind: kind, kv_heads: Int32(kvHeads), head_dim: Int32(headDim))
+        elementBytes = kind == PLM_KV_F16 ? 2 : 4
+        self.impl = impl
         self.reserve(reserve)
     }
 
-    deinit { (keyBlocks + valueBlocks).forEach { $0.deallocate() } }
+    deinit {
+        (keyBlocks + valueBlocks).forEach { $0.deallocate() }
+        wideKeys.deallocate(); wideValues.deallocate()
+    }
+
+    /// Bytes of one layer's keys or values for `positions` positions.
+    private func bytes(_ positions: Int) -> Int {
+        var l = layout
+        return Int(plm_kv_elements(&l, Int64(positions))) * elementBytes
+    }
 
     /// Makes room for `positions` positions in all (no-op when there is room already).
     public func reserve(_ positions: Int) {
         guard positions > capacity else { return }
-        let grown = max(positions, capacity * 2, 64)
-        func regrow(_ blocks: inout [UnsafeMutablePointer<Float>]) {
+        let grown = (max(positions, capacity * 2, 64) + 15) / 16 * 16
+        let old = bytes(capacity), new = bytes(grown)
+        func regrow(_ blocks: inout [UnsafeMutableRawPointer]) {
             for l in 0..<layers {
-                let block = UnsafeMutablePointer<Float>.allocate(capacity: grown * kvDim)
+                // Zeroed, so the unwritten positions of a key block hold no stale NaNs.
+                let block = UnsafeMutableRawPointer.allocate(byteCount: new, alignment: 64)
+                block.initializeMemory(as: UInt8.self, repeating: 0, count: new)
                 if l < blocks.count {
-                    block.update(from: blocks[l], count: length * kvDim)
+                    // Positions append, so the old elements keep their places in the larger block.
+                    block.copyMemory(from: blocks[l], byteCount: old)
                     blocks[l].deallocate()
                     blocks[l] = block
                 } else {
@@ -44,13 +71,27 @@ public final class KVCache {
     /// Forgets every position from `positions` on (a chat that rewinds, or /reset with 0).
     public func truncate(to positions: Int) { length = min(length, max(0, positions)) }
 
-    func keys(_ layer: Int) -> UnsafeMutablePointer<Float> { keyBlocks[layer] }
-    func values(_ layer: Int) -> UnsafeMutablePointer<Float> { valueBlocks[layer] }
+    func keys(_ layer: Int) -> UnsafeRawPointer { UnsafeRawPointer(keyBlocks[layer]) }
+    func values(_ layer: Int) -> UnsafeRawPointer { UnsafeRawPointer(valueBlocks[layer]) }
 
-    /// Writes `rows` positions of one layer after the cached ones (room was reserved).
+    /// Writes `rows` positions of one layer after the cached ones (room was reserved); rows of
+    /// kvDim floats.
     func store(layer: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, rows: Int) {
-        keyBlocks[layer].advanced(by: length * kvDim).update(from: k, count: rows * kvDim)
-        valueBlocks[layer].advanced(by: length * kvDim).update(from: v, count: rows * kvDim)
+        var l = layout
+        plm_kv_store(&l, keyBlocks[layer], valueBlocks[layer], Int64(length), Int64(rows), k, Int64(kvDim), v, Int64(kvDim), impl)
+    }
+
+    /// Positions 0 ..< count of one layer as fp32 rows [count, kvDim] (valid until the next call).
+    func widened(layer: Int, count: Int) -> (keys: UnsafePointer<Float>, values: UnsafePointer<Float>) {
+        if count > wideCapacity {
+            wideKeys.deallocate(); wideValues.deallocate()
+            wideCapacity = max(count, capacity)
+            wideKeys = .allocate(capacity: wideCapacity * kvDim)
+            wideValues = .allocate(capacity: wideCapacity * kvDim)
+        }
+        var l = layout
+        plm_kv_widen(&l, keyBlocks[layer], valueBlocks[layer], Int64(count), wideKeys, wideValues, impl)
+        return (UnsafePointer(wideKeys), UnsafePointer(wideValues))
     }
 
     func advance(by n: Int) { length += n }
@@ -124,9 +165,18 @@ struct DecoderLayer: Sendable {
         d.rope.apply(s.q, rows: rows, stride: s.qDim, heads: t.numAttentionHeads, firstPosition: start)
         d.rope.apply(s.k, rows: rows, stride: s.kvDim, heads: t.numKeyValueHeads, firstPosition: start)
         cache.store(layer: l, keys: s.k, values: s.v, rows: rows)
-        d.attention.run(q: s.q, qStride: s.qDim, k: cache.keys(l), kStride: s.kvDim, v: cache.values(l), vStride: s.kvDim,
-                        out: s.attended, outStride: s.qDim, queries: rows, keys: start + rows, heads: t.numAttentionHeads,
-                        kvHeads: t.numKeyValueHeads, headDim: t.headDim, causalOffset: start)
+        if rows == 1 {
+            // A decoding step reads the cache in place (matrix × vector per key/value head).
+            d.attention.decode(q: s.q, cache: cache, layer: l, keys: start + 1, out: s.attended, heads: t.numAttentionHeads)
+        } else {
+            // Prefill: every position, widened to fp32 rows, through the blocked attention. The
+            // new positions come back from the cache too, so they are rounded as a decoding
+            // step would see them.
+            let kv = cache.widened(layer: l, count: start + rows)
+            d.attention.run(q: s.q, qStride: s.qDim, k: kv.keys, kStride: s.kvDim, v: kv.values, vStride: s.kvDim,
+                            out: s.attended, outStride: s.qDim, queries: rows, keys: start + rows, heads: t.numAttentionHeads,
+                            kvHeads: t.numKeyValueHeads, headDim: t.headDim, causalOffset: start)
+        }
         oProj.apply(s.attended, rows: rows, into: s.projected)
         for i in 0..<(rows * h) { s.x[i] += s.projected[i] }
     }
@@ -164,6 +214,8 @@ public struct LlamaDecoder: Sendable {
     let rope: LlamaRope
     let attention: BlockedAttention
     let impl: Int32
+    /// The KV cache's element kind (EngineOptions.kvCache resolved for this source).
+    let cacheKind: Int32
     /// Rows of the position-wise MLP processed at once, to bound scratch memory on long prompts.
     let mlpChunkRows = 512
 
@@ -184,10 +236,12 @@ public struct LlamaDecoder: Sendable {
         rope = LlamaRope(headDim: t.headDim, parameters: t.rope)
         attention = BlockedAttention(options: source.options, reference: source.isReference)
         impl = source.options.implCode
+        cacheKind = source.options.kvCacheKind(reference: source.isReference)
     }
 
     public func newCache(reserve: Int = 0) -> KVCache {
-        KVCache(layers: config.numHiddenLayers, kvDim: config.numKeyValueHeads * config.headDim, reserve: reserve)
+        KVCache(layers: config.numHiddenLayers, kvHeads: config.numKeyValueHeads, headDim: config.headDim, kind: cacheKind,
+                impl: impl, reserve: reserve)
     }
 
     /// Embedding rows for token ids (ids already validated against the vocabulary).

@@ -52,12 +52,15 @@ struct ComputeOptions: ParsableArguments {
     @Option(help: "Attention products in prefill and vision tiles: auto (bf16 for a .plm on CPUs with AVX512-BF16, else fp32; a checkpoint folder always fp32), bf16 or f32. Decoding steps always run fp32.")
     var attention: AttentionPrecision = .auto
 
+    @Option(name: .customLong("kv-cache"), help: "How the KV cache stores keys and values: auto (f16 for a .plm, fp32 for a checkpoint folder), f16 (half the bytes a decoding step reads) or f32.")
+    var kvCache: KVCachePrecision = .auto
+
     @Flag(name: .customLong("no-verify"),
           help: "Load a .plm without checking its tensor payload checksums (the header and directory are always checked). Saves about 0.1 s per GB of a cached file; a damaged payload then silently changes the answers.")
     var noVerify = false
 
     var engine: EngineOptions { EngineOptions(threads: threads, kernel: kernel, activations: activations, attention: attention,
-                                          verifyPayloads: !noVerify) }
+                                          kvCache: kvCache, verifyPayloads: !noVerify) }
 
     func validate() throws {
         do { try engine.validate() } catch { throw ValidationError(error.description) }
@@ -67,6 +70,7 @@ struct ComputeOptions: ParsableArguments {
 extension KernelImplementation: ExpressibleByArgument {}
 extension ActivationPrecision: ExpressibleByArgument {}
 extension AttentionPrecision: ExpressibleByArgument {}
+extension KVCachePrecision: ExpressibleByArgument {}
 
 /// The files MODEL consists of (a .plm file, or every file of a checkpoint folder), which an
 /// output must never replace.

@@ -45,8 +45,10 @@ import Testing
     @Test func theReferenceAgainstItselfIsExactlyZero() throws {
         let c = try #require(Self.converted)
         let json = c.folder.path + "/self.json"
-        // fp32 attention: `auto` runs a .plm's P·V in bf16 on AVX512-BF16 CPUs, the reference never.
-        let r = try plmq("eval", c.exact, "--dataset", Self.samples, "--json", json, "--max-new-tokens", "6", "--attention", "f32")
+        // fp32 attention and KV cache: `auto` runs a .plm's P·V in bf16 on AVX512-BF16 CPUs and
+        // keeps its cache in f16, the reference neither.
+        let r = try plmq("eval", c.exact, "--dataset", Self.samples, "--json", json, "--max-new-tokens", "6", "--attention", "f32",
+                         "--kv-cache", "f32")
         #expect(r.status == 0, "\(r.stderr)")
         let model = try #require(try Self.report(json)["models"]?.arrayValue?.first)
         #expect(Self.meanKL(model) == 0)
@@ -129,7 +131,7 @@ import Testing
         let c = try #require(Self.converted)
         let json = c.folder.path + "/layers.json"
         let r = try plmq("eval", c.q8, c.q4, c.exact, "--dataset", Self.samples, "--per-layer", "--max-new-tokens", "4", "--json", json,
-                         "--attention", "f32")
+                         "--attention", "f32", "--kv-cache", "f32")
         #expect(r.status == 0, "\(r.stderr)")
         let models = try #require(try Self.report(json)["models"]?.arrayValue)
         func layers(_ i: Int) -> [(String, Double)] {

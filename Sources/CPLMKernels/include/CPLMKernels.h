@@ -263,6 +263,41 @@ void plm_bf16_pv(const uint16_t *p, int64_t ldp, int64_t rows, const uint16_t *v
 void plm_bf16_pv_ref(const uint16_t *p, int64_t ldp, int64_t rows, const uint16_t *values, int64_t k0, int64_t nk, int64_t dim,
                      float *acc, int64_t ldacc);
 
+/// The KV cache (kvcache.c; layout in plm_layout.h, PLM_KV_KEY_BLOCK): one layer's keys and
+/// values of `kv_heads` heads of `head_dim` dimensions, elements fp32 or f16.
+enum { PLM_KV_F32 = 0, PLM_KV_F16 = 1 };
+typedef struct plm_kv_layout {
+    int32_t kind;
+    int32_t kv_heads;
+    int32_t head_dim;
+} plm_kv_layout;
+/// Elements of one layer's keys (or values) for `positions` positions (rounded up to 16).
+int64_t plm_kv_elements(const plm_kv_layout *l, int64_t positions);
+/// fp32 → f16, round to nearest even (subnormals kept, overflow to ±inf, NaN quiet): what
+/// vcvtps2ph does. And back (exact).
+uint16_t plm_f16_round(float x);
+float plm_f16_value(uint16_t h);
+/// Writes positions first ..< first + rows: k and v rows of kv_heads·head_dim floats at row
+/// strides k_stride, v_stride. Same bytes on every path.
+void plm_kv_store(const plm_kv_layout *l, void *keys, void *values, int64_t first, int64_t rows,
+                  const float *k, int64_t k_stride, const float *v, int64_t v_stride, int impl);
+void plm_kv_store_ref(const plm_kv_layout *l, void *keys, void *values, int64_t first, int64_t rows,
+                      const float *k, int64_t k_stride, const float *v, int64_t v_stride);
+/// Positions 0 ..< count as fp32 rows [count, kv_heads·head_dim] (exact; for prefill's
+/// blocked attention). Either output may be NULL.
+void plm_kv_widen(const plm_kv_layout *l, const void *keys, const void *values, int64_t count, float *k, float *v, int impl);
+void plm_kv_widen_ref(const plm_kv_layout *l, const void *keys, const void *values, int64_t count, float *k, float *v);
+/// A decoding step's attention for the `queries` query heads that share key/value head `head`:
+/// q and out are rows of head_dim floats (q_i at q + i·head_dim), over cached positions
+/// 0 ..< count (count ≥ 1): out_i = softmax(scale · q_i·Kᵀ) · V, in fp32. `scratch` holds
+/// plm_kv_attend_scratch floats.
+int64_t plm_kv_attend_scratch(int64_t queries, int64_t count);
+void plm_kv_attend(const plm_kv_layout *l, const void *keys, const void *values, int64_t count, int64_t head,
+                   const float *q, int64_t queries, float scale, float *scratch, float *out, int impl);
+/// The plain C definition (libm expf, sums in position and dimension order).
+void plm_kv_attend_ref(const plm_kv_layout *l, const void *keys, const void *values, int64_t count, int64_t head,
+                       const float *q, int64_t queries, float scale, float *scratch, float *out);
+
 /// Quantizes rows [0, rows) of x (row-major, `cols` floats per row) as `kind` with groups of
 /// `group` (8…256, a multiple of 8) into the three parts of a .plm tensor (Formats/PLM.md; each
 /// points at the first row's bytes, row sizes from plm_quantized_row_bytes; `mins` may be NULL

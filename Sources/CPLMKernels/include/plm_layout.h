@@ -59,6 +59,15 @@ enum {
     //   terms to 16 output dimensions; a missing odd last key is zero.
     // - queries and probabilities: bf16 rows (row stride given by the caller).
     PLM_BF16_KEY_BLOCK = 16,
+
+    // The KV cache of one layer (kvcache.c), elements f32 or f16 (plm_kv_layout.kind), H key/value
+    // heads of D dimensions, positions rounded up to blocks of PLM_KV_KEY_BLOCK:
+    // - keys transposed per block of 16 positions: position p, head h, dimension d at element
+    //   ((p / 16 · H + h) · D + d) · 16 + p % 16, so one vector load holds dimension d of 16
+    //   keys and a decoding query's scores need no horizontal sums;
+    // - values as rows: position p, head h, dimension d at element (p · H + h) · D + d.
+    // Growing the cache keeps every element where it is (positions only append).
+    PLM_KV_KEY_BLOCK = 16,
 };
 
 _Static_assert(PLM_K6_MIN_INDICES + 6 == PLM_K6_BLOCK_BYTES, "k6 block: d, dmin and two 6-byte index fields");
