@@ -108,6 +108,25 @@ void plm_kv_attend_ref(const plm_kv_layout *l, const void *keys, const void *val
 #define AVX2 PLM_TARGET_AVX2
 #define AVX512 PLM_TARGET_AVX512
 
+// Queries go in groups of four, with a constant count per case so that each group keeps its
+// accumulators in registers; one definition serves both instruction sets.
+#define PLM_KV_ATTEND(TARGET, NAME, GROUP)                                                                          \
+    TARGET static void NAME(const plm_kv_layout *l, const void *keys, const void *values, int64_t count,            \
+                            int64_t head, const float *q, int64_t queries, float scale, float *scratch, float *out) { \
+        const int f16 = l->kind == PLM_KV_F16;                                                                      \
+        const int64_t dim = l->head_dim;                                                                            \
+        for (int64_t g = 0; g < queries; g += 4) {                                                                  \
+            const float *qg = q + g * dim;                                                                          \
+            float *og = out + g * dim;                                                                              \
+            switch (queries - g < 4 ? queries - g : 4) {                                                            \
+            case 1: GROUP(l, keys, values, count, head, qg, 1, scale, scratch, og, f16); break;                     \
+            case 2: GROUP(l, keys, values, count, head, qg, 2, scale, scratch, og, f16); break;                     \
+            case 3: GROUP(l, keys, values, count, head, qg, 3, scale, scratch, og, f16); break;                     \
+            default: GROUP(l, keys, values, count, head, qg, 4, scale, scratch, og, f16); break;                    \
+            }                                                                                                       \
+        }                                                                                                           \
+    }
+
 // Store and widen: the conversions run 8 at a time with F16C (both instruction sets have it);
 // the transposed keys are scattered element by element (prefill-sized work, not per token).
 
@@ -236,22 +255,7 @@ AVX512 __attribute__((always_inline)) static inline void attend_group_512(const 
     for (; dc < dim; dc += 16) pv_512(l, values, count, head, s, ld, nq, 1, dc, inv, out, f16);
 }
 
-AVX512 static void attend_avx512(const plm_kv_layout *l, const void *keys, const void *values, int64_t count, int64_t head,
-                                 const float *q, int64_t queries, float scale, float *scratch, float *out) {
-    const int f16 = l->kind == PLM_KV_F16;
-    const int64_t dim = l->head_dim;
-    for (int64_t g = 0; g < queries; g += 4) {
-        const float *qg = q + g * dim;
-        float *og = out + g * dim;
-        // Constant query counts, so each case keeps its accumulators in registers.
-        switch (queries - g < 4 ? queries - g : 4) {
-        case 1: attend_group_512(l, keys, values, count, head, qg, 1, scale, scratch, og, f16); break;
-        case 2: attend_group_512(l, keys, values, count, head, qg, 2, scale, scratch, og, f16); break;
-        case 3: attend_group_512(l, keys, values, count, head, qg, 3, scale, scratch, og, f16); break;
-        default: attend_group_512(l, keys, values, count, head, qg, 4, scale, scratch, og, f16); break;
-        }
-    }
-}
+PLM_KV_ATTEND(AVX512, attend_avx512, attend_group_512)
 
 // ---- AVX2 decode attention: the same steps over two 8-lane halves of each key block ----
 
@@ -321,21 +325,7 @@ AVX2 __attribute__((always_inline)) static inline void attend_group_256(const pl
     for (int64_t dc = 0; dc < l->head_dim; dc += 16) pv_256(l, values, count, head, s, ld, nq, dc, inv, out, f16);
 }
 
-AVX2 static void attend_avx2(const plm_kv_layout *l, const void *keys, const void *values, int64_t count, int64_t head,
-                             const float *q, int64_t queries, float scale, float *scratch, float *out) {
-    const int f16 = l->kind == PLM_KV_F16;
-    const int64_t dim = l->head_dim;
-    for (int64_t g = 0; g < queries; g += 4) {
-        const float *qg = q + g * dim;
-        float *og = out + g * dim;
-        switch (queries - g < 4 ? queries - g : 4) {
-        case 1: attend_group_256(l, keys, values, count, head, qg, 1, scale, scratch, og, f16); break;
-        case 2: attend_group_256(l, keys, values, count, head, qg, 2, scale, scratch, og, f16); break;
-        case 3: attend_group_256(l, keys, values, count, head, qg, 3, scale, scratch, og, f16); break;
-        default: attend_group_256(l, keys, values, count, head, qg, 4, scale, scratch, og, f16); break;
-        }
-    }
-}
+PLM_KV_ATTEND(AVX2, attend_avx2, attend_group_256)
 #endif
 
 /// The SIMD twins need whole vectors of dimensions (16 for both: AVX2 runs two halves).
