@@ -29,6 +29,8 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     private let singleD: UnsafeMutablePointer<Float>
     private let singleSum: UnsafeMutablePointer<Float>
     private let singleQ16: UnsafeMutablePointer<Int16>
+    /// The next unclaimed tile of a single-row call (see computeTiles).
+    private let singleClaim: UnsafeMutablePointer<Int64>
 
     init(file: PLMFile, tensor t: PLMTensor, bias: [Float]?, options: EngineOptions) throws(PLMError) {
         self.options = options
@@ -57,6 +59,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         singleD = .allocate(capacity: blocks)
         singleSum = .allocate(capacity: blocks)
         singleQ16 = .allocate(capacity: blocks * 32)
+        singleClaim = .allocate(capacity: 1)
         // The portable build keeps the file layout: its reference GEMV over the repacked bytes
         // is no faster, and the copy would only add memory.
         repacked = options.implCode >= PLM_IMPL_AVX2 ? RepackedMatrix(matrix, threads: options.threads) : nil
@@ -75,7 +78,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         if repacked != nil || int8Tiles != nil { parts["data"]?.dropResidentPages() }
     }
 
-    deinit { singleQ.deallocate(); singleD.deallocate(); singleSum.deallocate(); singleQ16.deallocate() }
+    deinit { singleQ.deallocate(); singleD.deallocate(); singleSum.deallocate(); singleQ16.deallocate(); singleClaim.deallocate() }
 
     /// From this many input rows on, a matrix product is prefill-like (bound by arithmetic, not
     /// by the weight bytes). There, fp32 activations go through blocks of dequantized weight rows
@@ -157,9 +160,14 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
             }
         }
         let tiles = (n + Self.tileRows - 1) / Self.tileRows
+        let workers = max(1, min(options.threads, tiles))
+        // A single row (decode) is bound by the weight bytes: its tiles go out in chunks, so a
+        // worker slowed by the rest of the machine does not keep the others waiting at the end.
+        let claim = rows == 1 && workers > 1 ? singleClaim : nil
+        claim?.pointee = 0
         var job = MatmulJob(linear: Unmanaged.passUnretained(self), x: x, y: y, q: q, q16: q16, d: d, sums: sums, rows: rows, k: k, n: n,
-                            blocks: blocks, tiles: tiles, workers: max(1, min(options.threads, tiles)),
-                            impl: options.implCode, path: path)
+                            blocks: blocks, tiles: tiles, workers: workers, impl: options.implCode, path: path,
+                            claim: claim, chunkTiles: max(2, tiles / (workers * Self.chunksPerWorker)))
         WorkerPool.run(job.workers, &job) { context, worker in
             guard let j = context?.assumingMemoryBound(to: MatmulJob.self).pointee else { return }
             j.linear.takeUnretainedValue().computeTiles(j, worker: Int(worker))
@@ -178,11 +186,27 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         }
     }
 
-    /// One worker's contiguous range of weight tiles: each worker streams its own part of the
-    /// weights and writes its own columns of y.
+    /// One worker's share of the weight tiles: a contiguous range (each worker streams its own
+    /// part of the weights and writes its own columns of y), or chunks claimed in turn.
     fileprivate func computeTiles(_ j: MatmulJob, worker: Int) {
+        guard let claim = j.claim else {
+            computeTiles(j, first: worker * j.tiles / j.workers, last: (worker + 1) * j.tiles / j.workers)
+            return
+        }
+        while true {
+            let first = Int(plm_pool_claim(claim, Int64(j.chunkTiles)))
+            guard first < j.tiles else { return }
+            computeTiles(j, first: first, last: min(j.tiles, first + j.chunkTiles))
+        }
+    }
+
+    /// Chunks per worker of a single-row call: enough to even out workers running at different
+    /// speeds, few enough that the per-call setup (the int16 split) stays negligible.
+    static let chunksPerWorker = 4
+
+    /// Weight tiles [first, last) for every input row.
+    private func computeTiles(_ j: MatmulJob, first: Int, last: Int) {
         var matrix = self.matrix
-        let first = worker * j.tiles / j.workers, last = (worker + 1) * j.tiles / j.workers
         let r0 = first * Self.tileRows, r1 = min(j.n, last * Self.tileRows)
         guard r0 < r1 else { return }
         defer { addBias(j.y, rows: j.rows, n: j.n, columns: r0..<r1) }
@@ -336,6 +360,9 @@ fileprivate struct MatmulJob {
     let rows: Int, k: Int, n: Int, blocks: Int, tiles: Int, workers: Int
     let impl: Int32
     let path: QuantizedLinear.Path
+    /// Single-row calls: the shared counter of claimed tiles, and how many a claim takes.
+    let claim: UnsafeMutablePointer<Int64>?
+    let chunkTiles: Int
 }
 
 /// Activation rows to quantize, strided across workers.

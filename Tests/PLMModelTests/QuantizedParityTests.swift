@@ -80,25 +80,29 @@ let quantizedCases: [QuantizedCase] = ["tiny-fp32-mha-tied", "tiny-bf16-gqa-llam
     }
 }
 
-/// Splitting a matmul across two workers gives exactly the one-worker result, for every
+/// Splitting a matmul across two or three workers gives exactly the one-worker result, for every
 /// storage type and for decode (1 row) and prefill (6 rows), on a model whose weight rows do
 /// not fill whole tiles.
 @Suite struct WorkerSplitTests {
     @Test(arguments: ["int8-sym", "int8-asym", "int4-sym", "int4-asym-f16", "int4-asym-k6"])
-    func twoWorkersEqualOne(_ typeName: String) async throws {
+    func severalWorkersEqualOne(_ typeName: String) async throws {
         let folder = NSTemporaryDirectory() + "plmq-split-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let file = try tinyModel(weightsAs: typeName, in: folder)
         for name in ["model.language_model.layers.0.mlp.gate_proj.weight", "model.vision_tower.timm_model.patch_embed.proj.weight"] {
             let t = try #require(file.tensor(name))
-            let linears = try [1, 2].map { threads in
+            // Three workers: single rows hand out their tiles in chunks, more than one per worker.
+            let linears = try [1, 2, 3].map { threads in
                 try PLMWeightSource(file: file, options: EngineOptions(threads: threads))
                     .linear(weight: name, bias: nil, outFeatures: t.layout.rows, inFeatures: t.layout.columns)
             }
             for rows in [1, 6] {
                 let x = (0..<(rows * t.layout.columns)).map { Float(($0 * 37) % 101) / 50 - 1 }
-                let one: [Float] = linears[0](x, rows: rows), two: [Float] = linears[1](x, rows: rows)
-                #expect(one == two, "\(typeName) \(name) rows \(rows)")
+                let one: [Float] = linears[0](x, rows: rows)
+                for (i, linear) in linears.enumerated().dropFirst() {
+                    let several: [Float] = linear(x, rows: rows)
+                    #expect(one == several, "\(typeName) \(name) rows \(rows), \(i + 1) threads")
+                }
             }
         }
     }

@@ -187,6 +187,11 @@ void plm_q8tiles_dequantize_row(const plm_qmatrix *w, const uint8_t *tiles, int6
 /// not call plm_pool_run itself.
 typedef void (*plm_task)(void *context, int worker);
 void plm_pool_run(int workers, plm_task task, void *context);
+/// Claims the next `n` items of a shared counter for a worker (returns the first; the counter
+/// starts at 0): sections whose workers may run at different speeds hand out chunks this way.
+static inline int64_t plm_pool_claim(int64_t *counter, int64_t n) {
+    return __atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
 
 /// x[i] = exp(x[i] − shift) for i < n; returns the sum. `impl` as for the matmuls; the portable
 /// path uses libm's expf and is the reference.
