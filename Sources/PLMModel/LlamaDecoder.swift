@@ -123,14 +123,16 @@ public final class DecodeState {
         intermediate = t.intermediateSize
         vocab = t.vocabSize
         x = .allocate(capacity: rows * hidden); normed = .allocate(capacity: rows * hidden); projected = .allocate(capacity: rows * hidden)
-        q = .allocate(capacity: rows * qDim); attended = .allocate(capacity: rows * qDim)
-        k = .allocate(capacity: rows * kvDim); v = .allocate(capacity: rows * kvDim)
-        gate = .allocate(capacity: self.chunkRows * intermediate); up = .allocate(capacity: self.chunkRows * intermediate)
+        attended = .allocate(capacity: rows * qDim)
+        // q, k, v in one block and gate, up in another: a one-row state's q|k|v and gate|up are
+        // then contiguous, as the fused decoding-step projections write them (FusedRowLinear).
+        q = .allocate(capacity: rows * (qDim + 2 * kvDim)); k = q + rows * qDim; v = k + rows * kvDim
+        gate = .allocate(capacity: 2 * self.chunkRows * intermediate); up = gate + self.chunkRows * intermediate
         down = .allocate(capacity: self.chunkRows * hidden); logits = .allocate(capacity: vocab)
     }
 
     deinit {
-        for p in [x, normed, projected, q, attended, k, v, gate, up, down, logits] { p.deallocate() }
+        for p in [x, normed, projected, q, attended, gate, down, logits] { p.deallocate() }
     }
 }
 
@@ -140,6 +142,9 @@ struct DecoderLayer: Sendable {
     let qProj: any LinearMap, kProj: any LinearMap, vProj: any LinearMap, oProj: any LinearMap
     let postAttentionLayernorm: [Float]
     let gateProj: any LinearMap, upProj: any LinearMap, downProj: any LinearMap
+    /// q/k/v and gate/up as one parallel section each for a decoding step (nil where the
+    /// projections are not all quantized alike: the fp32 reference).
+    let qkvRow: FusedRowLinear?, gateUpRow: FusedRowLinear?
 
     init(source: WeightSource, prefix p: String, config t: TextConfig) throws(EngineError) {
         let h = t.hiddenSize, q = t.numAttentionHeads * t.headDim, kv = t.numKeyValueHeads * t.headDim
@@ -152,6 +157,8 @@ struct DecoderLayer: Sendable {
         gateProj = try source.linear(p + "mlp.gate_proj", outFeatures: t.intermediateSize, inFeatures: h, bias: t.mlpBias)
         upProj = try source.linear(p + "mlp.up_proj", outFeatures: t.intermediateSize, inFeatures: h, bias: t.mlpBias)
         downProj = try source.linear(p + "mlp.down_proj", outFeatures: h, inFeatures: t.intermediateSize, bias: t.mlpBias)
+        qkvRow = FusedRowLinear([qProj, kProj, vProj])
+        gateUpRow = FusedRowLinear([gateProj, upProj])
     }
 
     /// x ← x + o_proj(attention(RMSNorm(x))), with this layer's keys and values appended to the
@@ -159,9 +166,13 @@ struct DecoderLayer: Sendable {
     func attentionBlock(_ s: DecodeState, rows: Int, start: Int, layer l: Int, cache: KVCache, decoder d: LlamaDecoder) {
         let t = d.config, h = t.hiddenSize
         Ops.rmsNorm(s.x, rows: rows, width: h, weight: inputLayernorm, eps: Float(t.rmsNormEps), into: s.normed)
-        qProj.apply(s.normed, rows: rows, into: s.q)
-        kProj.apply(s.normed, rows: rows, into: s.k)
-        vProj.apply(s.normed, rows: rows, into: s.v)
+        if s.rows == 1, let qkvRow {
+            qkvRow.apply(s.normed, into: s.q)  // a one-row state's q|k|v are contiguous
+        } else {
+            qProj.apply(s.normed, rows: rows, into: s.q)
+            kProj.apply(s.normed, rows: rows, into: s.k)
+            vProj.apply(s.normed, rows: rows, into: s.v)
+        }
         d.rope.apply(s.q, rows: rows, stride: s.qDim, heads: t.numAttentionHeads, firstPosition: start)
         d.rope.apply(s.k, rows: rows, stride: s.kvDim, heads: t.numKeyValueHeads, firstPosition: start)
         cache.store(layer: l, keys: s.k, values: s.v, rows: rows)
@@ -189,8 +200,12 @@ struct DecoderLayer: Sendable {
         var r0 = 0
         while r0 < rows {
             let n = min(s.chunkRows, rows - r0)
-            gateProj.apply(s.normed + r0 * h, rows: n, into: s.gate)
-            upProj.apply(s.normed + r0 * h, rows: n, into: s.up)
+            if s.chunkRows == 1, let gateUpRow {
+                gateUpRow.apply(s.normed + r0 * h, into: s.gate)  // a one-row state's gate|up are contiguous
+            } else {
+                gateProj.apply(s.normed + r0 * h, rows: n, into: s.gate)
+                upProj.apply(s.normed + r0 * h, rows: n, into: s.up)
+            }
             if t.hiddenAct == .silu {
                 Ops.siluMul(s.gate, s.up, count: n * s.intermediate, impl: d.impl, threads: d.attention.threads)
             } else {

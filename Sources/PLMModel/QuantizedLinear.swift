@@ -25,12 +25,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     /// Activation scratch for single-row calls, so a decode step allocates nothing; the lock
     /// keeps a model usable from several threads (they take turns on this matrix).
     private let singleLock = Mutex(())
-    private let singleQ: UnsafeMutablePointer<Int8>
-    private let singleD: UnsafeMutablePointer<Float>
-    private let singleSum: UnsafeMutablePointer<Float>
-    private let singleQ16: UnsafeMutablePointer<Int16>
-    /// The next unclaimed tile of a single-row call (see computeTiles).
-    private let singleClaim: UnsafeMutablePointer<Int64>
+    private let single: RowScratch
 
     init(file: PLMFile, tensor t: PLMTensor, bias: [Float]?, options: EngineOptions) throws(PLMError) {
         self.options = options
@@ -54,12 +49,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         outFeatures = layout.rows
         type = t.type
         self.bias = bias
-        let blocks = (layout.columns + 31) / 32
-        singleQ = .allocate(capacity: blocks * 32)
-        singleD = .allocate(capacity: blocks)
-        singleSum = .allocate(capacity: blocks)
-        singleQ16 = .allocate(capacity: blocks * 32)
-        singleClaim = .allocate(capacity: 1)
+        single = RowScratch(columns: layout.columns)
         // The portable build keeps the file layout: its reference GEMV over the repacked bytes
         // is no faster, and the copy would only add memory.
         repacked = options.implCode >= PLM_IMPL_AVX2 ? RepackedMatrix(matrix, threads: options.threads) : nil
@@ -78,7 +68,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         if repacked != nil || int8Tiles != nil { parts["data"]?.dropResidentPages() }
     }
 
-    deinit { singleQ.deallocate(); singleD.deallocate(); singleSum.deallocate(); singleQ16.deallocate(); singleClaim.deallocate() }
+    deinit { single.deallocate() }
 
     /// From this many input rows on, a matrix product is prefill-like (bound by arithmetic, not
     /// by the weight bytes). There, fp32 activations go through blocks of dequantized weight rows
@@ -133,10 +123,10 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         let quantized = path == .int8 || path == .int16Gemv
         let perCall = quantized && rows > 1
         let wide = path == .int16Gemv
-        let q = perCall && !wide ? UnsafeMutablePointer<Int8>.allocate(capacity: rows * blocks * 32) : singleQ
-        let q16 = perCall && wide ? UnsafeMutablePointer<Int16>.allocate(capacity: rows * blocks * 32) : singleQ16
-        let d = perCall ? UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks) : singleD
-        let sums = perCall ? UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks) : singleSum
+        let q = perCall && !wide ? UnsafeMutablePointer<Int8>.allocate(capacity: rows * blocks * 32) : single.q
+        let q16 = perCall && wide ? UnsafeMutablePointer<Int16>.allocate(capacity: rows * blocks * 32) : single.q16
+        let d = perCall ? UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks) : single.d
+        let sums = perCall ? UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks) : single.sums
         defer {
             if perCall {
                 if wide { q16.deallocate() } else { q.deallocate() }
@@ -163,7 +153,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         let workers = max(1, min(options.threads, tiles))
         // A single row (decode) is bound by the weight bytes: its tiles go out in chunks, so a
         // worker slowed by the rest of the machine does not keep the others waiting at the end.
-        let claim = rows == 1 && workers > 1 ? singleClaim : nil
+        let claim = rows == 1 && workers > 1 ? single.claim : nil
         claim?.pointee = 0
         var job = MatmulJob(linear: Unmanaged.passUnretained(self), x: x, y: y, q: q, q16: q16, d: d, sums: sums, rows: rows, k: k, n: n,
                             blocks: blocks, tiles: tiles, workers: workers, impl: options.implCode, path: path,
@@ -205,7 +195,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     static let chunksPerWorker = 4
 
     /// Weight tiles [first, last) for every input row.
-    private func computeTiles(_ j: MatmulJob, first: Int, last: Int) {
+    func computeTiles(_ j: MatmulJob, first: Int, last: Int) {
         var matrix = self.matrix
         let r0 = first * Self.tileRows, r1 = min(j.n, last * Self.tileRows)
         guard r0 < r1 else { return }
@@ -349,7 +339,7 @@ fileprivate struct LoadCopyJob {
 }
 
 /// The shared inputs of one parallel matmul (read by every worker; each writes its own rows of y).
-fileprivate struct MatmulJob {
+struct MatmulJob {
     let linear: Unmanaged<QuantizedLinear>
     let x: UnsafePointer<Float>
     let y: UnsafeMutablePointer<Float>
@@ -376,4 +366,24 @@ fileprivate struct QuantizeJob {
     let sums: UnsafeMutablePointer<Float>
     let rows: Int, k: Int, blocks: Int, workers: Int
     let impl: Int32
+}
+
+/// One activation row's quantized levels (int8 or int16), block scales and sums, and the claim
+/// counter of a single-row call: allocated once per matrix (or fused group), so a decode step
+/// allocates nothing.
+struct RowScratch {
+    let q: UnsafeMutablePointer<Int8>
+    let q16: UnsafeMutablePointer<Int16>
+    let d: UnsafeMutablePointer<Float>
+    let sums: UnsafeMutablePointer<Float>
+    let claim: UnsafeMutablePointer<Int64>
+
+    init(columns: Int) {
+        let blocks = (columns + 31) / 32
+        q = .allocate(capacity: blocks * 32); q16 = .allocate(capacity: blocks * 32)
+        d = .allocate(capacity: blocks); sums = .allocate(capacity: blocks)
+        claim = .allocate(capacity: 1)
+    }
+
+    func deallocate() { q.deallocate(); q16.deallocate(); d.deallocate(); sums.deallocate(); claim.deallocate() }
 }

@@ -108,6 +108,42 @@ let quantizedCases: [QuantizedCase] = ["tiny-fp32-mha-tied", "tiny-bf16-gqa-llam
     }
 }
 
+/// A decoding step's fused q/k/v and gate/up sections give exactly each projection's own output,
+/// back to back, for every storage type, a mix of types, and one to three workers.
+@Suite struct FusedRowTests {
+    @Test(arguments: ["int8-sym", "int8-asym", "int4-sym", "int4-asym-f16", "int4-asym-k6", "mixed"])
+    func fusedRowsEqualTheMembers(_ typeName: String) async throws {
+        let folder = NSTemporaryDirectory() + "plmq-fused-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // "mixed": v_proj and up_proj stay int8 while the others are int4, as a bit allocation may leave them.
+        let file = try typeName == "mixed"
+            ? tinyModel(rules: ["(v|up)_proj.weight$=int8-sym", "weight$=int4-asym-k6"], in: folder)
+            : tinyModel(weightsAs: typeName, in: folder)
+        let p = "model.language_model.layers.0."
+        for threads in [1, 2, 3] {
+            let source = try PLMWeightSource(file: file, options: EngineOptions(threads: threads))
+            for names in [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], ["mlp.gate_proj", "mlp.up_proj"]] {
+                let maps: [any LinearMap] = try names.map { name in
+                    let t = try #require(file.tensor(p + name + ".weight"))
+                    return try source.linear(weight: t.name, bias: nil, outFeatures: t.layout.rows, inFeatures: t.layout.columns)
+                }
+                let fused = try #require(FusedRowLinear(maps), "\(typeName): \(names) not fused")
+                let x = (0..<fused.inFeatures).map { Float(($0 * 53) % 97) / 48 - 1 }
+                let expected = maps.flatMap { $0(x, rows: 1) }
+                var y = [Float](repeating: .nan, count: fused.outFeatures)
+                x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { fused.apply(xp.baseAddress!, into: $0.baseAddress!) } }
+                #expect(y == expected, "\(typeName) \(names), \(threads) threads")
+            }
+        }
+    }
+
+    /// The fp32 reference engine's projections are not quantized: they are not fused.
+    @Test func referenceLayersAreNotFused() throws {
+        let linear = try DenseLinear(weight: FloatBuffer(count: 64), bias: nil, outFeatures: 2, inFeatures: 32, threads: 1)
+        #expect(FusedRowLinear([linear, linear]) == nil)
+    }
+}
+
 /// On AVX-512 machines as on AVX2 ones the int8 kinds decode from the four-row interleaved copy
 /// (the mapped levels released); decode from it gives the file layout's exact int16 product (the
 /// AVX-512 kernel on the mapped rows, within rounding), and a prefill, which reads the file's rows
@@ -175,9 +211,14 @@ let quantizedCases: [QuantizedCase] = ["tiny-fp32-mha-tied", "tiny-bf16-gqa-llam
 
 /// tiny-g-nocls converted with every weight stored as `typeName` (groups of 32) into `folder`.
 func tinyModel(weightsAs typeName: String, in folder: String) throws -> PLMFile {
+    try tinyModel(rules: ["weight$=\(typeName)"], in: folder)
+}
+
+/// The tiny model converted with these keep rules (the first match wins).
+func tinyModel(rules: [String], in folder: String) throws -> PLMFile {
     try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     var options = ConversionOptions()
-    options.keep = [try KeepRule.parse("weight$=\(typeName)", defaultGroupSize: 32)]
+    options.keep = try rules.map { try KeepRule.parse($0, defaultGroupSize: 32) }
     let plan = try ConversionPlan(folder: CheckpointFolder(path: Fixtures.model("tiny-g-nocls")), options: options)
     _ = try Converter(plan: plan, producer: "test").run(output: folder + "/m.plm", dryRun: false)
     return try PLMFile(path: folder + "/m.plm")
