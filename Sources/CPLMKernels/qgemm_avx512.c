@@ -62,6 +62,31 @@ AVX512 static void tile_compute8(const uint8_t *tile, const float *scales, const
         const int8_t *q = a->q;
         const float *d = a->d, *sum = a->sum;
         int64_t m = 0;
+        // Eight rows, one chain each: eight independent vpdpbusd chains hide its latency without
+        // the two-chain merge, and each weight load serves eight rows.
+        for (; m + 8 <= rows; m += 8) {
+            const int8_t *a0 = q + m * padded;
+            __m512 acc[8];
+            for (int i = 0; i < 8; i++) acc[i] = _mm512_setzero_ps();
+            for (int64_t b = 0; b < blocks; b++) {
+                __m512i s[8];
+                for (int i = 0; i < 8; i++) s[i] = _mm512_setzero_si512();
+                const uint8_t *tb = tile + b * 8 * 64;
+                for (int c = 0; c < 8; c++) {
+                    const __m512i wv = _mm512_load_si512((const __m512i *)(tb + c * 64));
+                    const int8_t *ac = a0 + b * 32 + c * 4;
+                    for (int i = 0; i < 8; i++) s[i] = _mm512_dpbusd_epi32(s[i], wv, BCAST4(ac + i * padded));
+                }
+                const __m512 sc = _mm512_load_ps(scales + b * TILE), mn = _mm512_load_ps(mins + b * TILE);
+                const float *dm = d + m * blocks + b, *sm = sum + m * blocks + b;
+                for (int i = 0; i < 8; i++) {
+                    acc[i] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sm[i * blocks]),
+                                             _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i]), _mm512_mul_ps(sc, _mm512_set1_ps(dm[i * blocks])), acc[i]));
+                }
+            }
+            const __mmask16 keep = (__mmask16)((1u << n) - 1);
+            for (int i = 0; i < 8; i++) _mm512_mask_storeu_ps(y + (m + i) * ldy, keep, acc[i]);
+        }
         for (; m + 4 <= rows; m += 4) {
             const int8_t *a0 = q + m * padded, *a1 = a0 + padded, *a2 = a1 + padded, *a3 = a2 + padded;
             __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;

@@ -207,7 +207,8 @@ struct QuantizedActivations {
     /// The AVX-512 tile GEMM quantizes a short last group's activations too; the row-wise paths
     /// take it in fp32.
     func checkGemm(_ type: StorageType, impl: Int) {
-        for (n, k, m) in [(37, 588, 6), (16, 256, 4), (5, 128 * 3, 9)] {
+        // m 13: the AVX-512 kernel's eight-row, four-row and single-row loops in one call.
+        for (n, k, m) in [(37, 588, 6), (16, 256, 4), (5, 128 * 3, 9), (24, 512, 13)] {
             let w = TestMatrix(rows: n, columns: k, type: type, seed: UInt64(n + k))
             let xs = (0..<m).map { gaussian(k, seed: UInt64(100 + $0), scale: 1) }
             let acts = xs.map { QuantizedActivations($0) }
@@ -393,7 +394,7 @@ struct QuantizedActivations {
     func avx512RepackedGemmMatchesTheReference() { checkGemm(impl: PLM_IMPL_AVX512) }
 
     func checkGemm(impl: Int) {
-        let (rows, k, m) = (21, 512, 6)
+        let (rows, k, m) = (21, 512, 13)  // the eight-, four- and one-row loops of the AVX-512 kernel
         let w = TestMatrix(rows: rows, columns: k, type: .int4(.asymmetric, groupSize: 32, scales: .k6), seed: 11)
         let xs = (0..<m).map { gaussian(k, seed: UInt64(200 + $0), scale: 1) }
         let acts = xs.map { QuantizedActivations($0) }
