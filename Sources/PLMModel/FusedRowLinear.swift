@@ -58,8 +58,8 @@ final class FusedRowLinear: @unchecked Sendable {
     func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
         lock.withLock { _ in
             switch path {
-            case .int16Gemv: plm_quantize_activations16(x, Int64(inFeatures), scratch.q16, scratch.d, scratch.sums, impl)
-            case .int8: plm_quantize_activations(x, Int64(inFeatures), scratch.q, scratch.d, scratch.sums, impl)
+            case .int16Gemv: plm_quantize_activations16(x, Int64(inFeatures), scratch.act.q16, scratch.act.d, scratch.act.sums, impl)
+            case .int8: plm_quantize_activations(x, Int64(inFeatures), scratch.act.q, scratch.act.d, scratch.act.sums, impl)
             case .f32Gemv, .denseF32: break
             }
             scratch.claim.pointee = 0
@@ -79,7 +79,7 @@ final class FusedRowLinear: @unchecked Sendable {
             let chunk = chunks[c], member = members[chunk.member]
             let k = member.inFeatures, n = member.outFeatures
             let job = MatmulJob(linear: Unmanaged.passUnretained(member), x: x, y: y + offsets[chunk.member],
-                                q: scratch.q, q16: scratch.q16, d: scratch.d, sums: scratch.sums,
+                                act: scratch.act,
                                 rows: 1, k: k, n: n, blocks: (k + 31) / 32,
                                 tiles: (n + QuantizedLinear.tileRows - 1) / QuantizedLinear.tileRows, workers: workers,
                                 impl: impl, path: path, claim: nil, chunkTiles: chunk.last - chunk.first)

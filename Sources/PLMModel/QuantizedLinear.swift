@@ -123,10 +123,11 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         let quantized = path == .int8 || path == .int16Gemv
         let perCall = quantized && rows > 1
         let wide = path == .int16Gemv
-        let q = perCall && !wide ? UnsafeMutablePointer<Int8>.allocate(capacity: rows * blocks * 32) : single.q
-        let q16 = perCall && wide ? UnsafeMutablePointer<Int16>.allocate(capacity: rows * blocks * 32) : single.q16
-        let d = perCall ? UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks) : single.d
-        let sums = perCall ? UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks) : single.sums
+        let q = perCall && !wide ? UnsafeMutablePointer<Int8>.allocate(capacity: rows * blocks * 32) : single.act.q
+        let q16 = perCall && wide ? UnsafeMutablePointer<Int16>.allocate(capacity: rows * blocks * 32) : single.act.q16
+        let d = perCall ? UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks) : single.act.d
+        let sums = perCall ? UnsafeMutablePointer<Float>.allocate(capacity: rows * blocks) : single.act.sums
+        let act = QuantizedRows(q: q, q16: q16, d: d, sums: sums)
         defer {
             if perCall {
                 if wide { q16.deallocate() } else { q.deallocate() }
@@ -135,16 +136,16 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         }
         if quantized {
             // Rows are independent: quantize them on the workers too (8 % of a forward pass otherwise).
-            var job = QuantizeJob(x: x, q: q, q16: q16, wide: wide, d: d, sums: sums, rows: rows, k: k, blocks: blocks,
+            var job = QuantizeJob(x: x, act: act, wide: wide, rows: rows, k: k, blocks: blocks,
                                   workers: max(1, min(options.threads, rows / 8)), impl: options.implCode)
             WorkerPool.run(job.workers, &job) { context, worker in
                 guard let j = context?.assumingMemoryBound(to: QuantizeJob.self).pointee else { return }
                 for m in stride(from: Int(worker), to: j.rows, by: j.workers) {
-                    let x = j.x + m * j.k, d = j.d + m * j.blocks, sums = j.sums + m * j.blocks
+                    let x = j.x + m * j.k, d = j.act.d + m * j.blocks, sums = j.act.sums + m * j.blocks
                     if j.wide {
-                        plm_quantize_activations16(x, Int64(j.k), j.q16 + m * j.blocks * 32, d, sums, j.impl)
+                        plm_quantize_activations16(x, Int64(j.k), j.act.q16 + m * j.blocks * 32, d, sums, j.impl)
                     } else {
-                        plm_quantize_activations(x, Int64(j.k), j.q + m * j.blocks * 32, d, sums, j.impl)
+                        plm_quantize_activations(x, Int64(j.k), j.act.q + m * j.blocks * 32, d, sums, j.impl)
                     }
                 }
             }
@@ -155,7 +156,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         // worker slowed by the rest of the machine does not keep the others waiting at the end.
         let claim = rows == 1 && workers > 1 ? single.claim : nil
         claim?.pointee = 0
-        var job = MatmulJob(linear: Unmanaged.passUnretained(self), x: x, y: y, q: q, q16: q16, d: d, sums: sums, rows: rows, k: k, n: n,
+        var job = MatmulJob(linear: Unmanaged.passUnretained(self), x: x, y: y, act: act, rows: rows, k: k, n: n,
                             blocks: blocks, tiles: tiles, workers: workers, impl: options.implCode, path: path,
                             claim: claim, chunkTiles: max(2, tiles / (workers * Self.chunksPerWorker)))
         WorkerPool.run(job.workers, &job) { context, worker in
@@ -218,10 +219,10 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
             let layout = repacked?.layout
             if j.rows >= 4, j.impl >= PLM_IMPL_AVX512 {
                 // The AVX-512 tile GEMM over int16 activations split into bytes.
-                if var layout, plm_qgemm16_repacked(&layout, j.q16, j.d, j.sums, Int64(j.rows), j.y + r0, Int64(j.n), Int64(first), Int64(last), j.impl) == 1 {
+                if var layout, plm_qgemm16_repacked(&layout, j.act.q16, j.act.d, j.act.sums, Int64(j.rows), j.y + r0, Int64(j.n), Int64(first), Int64(last), j.impl) == 1 {
                     return
                 }
-                plm_qgemm16(&matrix, j.q16, j.d, j.sums, j.x, Int64(j.rows), j.y + r0, Int64(j.n), Int64(r0), Int64(r1), j.impl)
+                plm_qgemm16(&matrix, j.act.q16, j.act.d, j.act.sums, j.x, Int64(j.rows), j.y + r0, Int64(j.n), Int64(r0), Int64(r1), j.impl)
                 return
             }
             // Decode passes the worker's whole range in one call (the repacked kernel splits the
@@ -232,7 +233,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
                 let tEnd = min(last, t + step)
                 let t0 = t * Self.tileRows, t1 = min(j.n, tEnd * Self.tileRows)
                 for m in 0..<j.rows {
-                    var act = plm_qact16(q: j.q16 + m * j.blocks * 32, d: j.d + m * j.blocks, sum: j.sums + m * j.blocks,
+                    var act = plm_qact16(q: j.act.q16 + m * j.blocks * 32, d: j.act.d + m * j.blocks, sum: j.act.sums + m * j.blocks,
                                          x: j.x + m * j.k, cols: Int64(j.k))
                     if var layout {
                         plm_qgemv16_repacked(&layout, &act, j.y + m * j.n + t0, Int64(t), Int64(tEnd), j.impl)
@@ -249,17 +250,17 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
                 plm_qgemv_f32(&matrix, j.x + m * j.k, j.y + m * j.n + r0, Int64(r0), Int64(r1), j.impl)
             }
         } else if j.rows == 1, let repacked {
-            var act = plm_qact(q: j.q, d: j.d, sum: j.sums, x: j.x, cols: Int64(j.k))
+            var act = plm_qact(q: j.act.q, d: j.act.d, sum: j.act.sums, x: j.x, cols: Int64(j.k))
             var r = repacked.layout
             plm_qgemv_repacked(&r, &act, j.y + r0, Int64(first), Int64(last), j.impl)
         } else if let repacked, j.rows >= 4 || j.impl < PLM_IMPL_AVX512 {
             // The AVX-512 tile GEMM, or one repacked GEMV per row and tile elsewhere.
             var r = repacked.layout
-            plm_qgemm_repacked(&r, j.q, j.d, j.sums, Int64(j.rows), j.y + r0, Int64(j.n), Int64(first), Int64(last), j.impl)
+            plm_qgemm_repacked(&r, j.act.q, j.act.d, j.act.sums, Int64(j.rows), j.y + r0, Int64(j.n), Int64(first), Int64(last), j.impl)
         } else {
             // Writes y[m, r0..<r1] in place (row stride n): the tile GEMM for several rows,
             // one GEMV for a single row (decode).
-            plm_qgemm(&matrix, j.q, j.d, j.sums, j.x, Int64(j.rows), j.y + r0, Int64(j.n), Int64(r0), Int64(r1), j.impl)
+            plm_qgemm(&matrix, j.act.q, j.act.d, j.act.sums, j.x, Int64(j.rows), j.y + r0, Int64(j.n), Int64(r0), Int64(r1), j.impl)
         }
     }
 
@@ -343,10 +344,7 @@ struct MatmulJob {
     let linear: Unmanaged<QuantizedLinear>
     let x: UnsafePointer<Float>
     let y: UnsafeMutablePointer<Float>
-    let q: UnsafeMutablePointer<Int8>
-    let q16: UnsafeMutablePointer<Int16>
-    let d: UnsafeMutablePointer<Float>
-    let sums: UnsafeMutablePointer<Float>
+    let act: QuantizedRows
     let rows: Int, k: Int, n: Int, blocks: Int, tiles: Int, workers: Int
     let impl: Int32
     let path: QuantizedLinear.Path
@@ -358,32 +356,34 @@ struct MatmulJob {
 /// Activation rows to quantize, strided across workers.
 fileprivate struct QuantizeJob {
     let x: UnsafePointer<Float>
-    let q: UnsafeMutablePointer<Int8>
-    let q16: UnsafeMutablePointer<Int16>
-    /// int16 levels into q16, else int8 into q.
+    let act: QuantizedRows
+    /// int16 levels into act.q16, else int8 into act.q.
     let wide: Bool
-    let d: UnsafeMutablePointer<Float>
-    let sums: UnsafeMutablePointer<Float>
     let rows: Int, k: Int, blocks: Int, workers: Int
     let impl: Int32
 }
 
-/// One activation row's quantized levels (int8 or int16), block scales and sums, and the claim
-/// counter of a single-row call: allocated once per matrix (or fused group), so a decode step
-/// allocates nothing.
-struct RowScratch {
+/// Rows of quantized activations: int8 levels (q) or int16 ones (q16), 32 per block, with each
+/// block's scale (d) and sum of values (sums).
+struct QuantizedRows {
     let q: UnsafeMutablePointer<Int8>
     let q16: UnsafeMutablePointer<Int16>
     let d: UnsafeMutablePointer<Float>
     let sums: UnsafeMutablePointer<Float>
+}
+
+/// One activation row's quantized levels and the claim counter of a single-row call: allocated
+/// once per matrix (or fused group), so a decode step allocates nothing.
+struct RowScratch {
+    let act: QuantizedRows
     let claim: UnsafeMutablePointer<Int64>
 
     init(columns: Int) {
         let blocks = (columns + 31) / 32
-        q = .allocate(capacity: blocks * 32); q16 = .allocate(capacity: blocks * 32)
-        d = .allocate(capacity: blocks); sums = .allocate(capacity: blocks)
+        act = QuantizedRows(q: .allocate(capacity: blocks * 32), q16: .allocate(capacity: blocks * 32),
+                            d: .allocate(capacity: blocks), sums: .allocate(capacity: blocks))
         claim = .allocate(capacity: 1)
     }
 
-    func deallocate() { q.deallocate(); q16.deallocate(); d.deallocate(); sums.deallocate(); claim.deallocate() }
+    func deallocate() { act.q.deallocate(); act.q16.deallocate(); act.d.deallocate(); act.sums.deallocate(); claim.deallocate() }
 }

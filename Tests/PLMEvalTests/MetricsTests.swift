@@ -271,3 +271,18 @@ func estimate(_ o: JSONObject, _ key: String) -> (Double, Double) {
         print("reference positions: \(t1 / positions) per position; comparison: \(t2 / positions) per position; mean support \(positionsOut.map(\.supportCount).reduce(0, +) / positions)")
     }
 }
+
+/// A vector compared with itself has cosine exactly 1 and relative error 0, whatever its values
+/// (an exact file's per-layer report must read 1, not 1 − 1 ulp); a scaled copy stays within ±1.
+@Suite struct VectorComparisonTests {
+    @Test func aVectorAgainstItselfIsExactlyOne() {
+        for seed in 0..<200 {
+            let v = gaussian(37 + seed, seed: UInt64(seed), scale: Float(1 + seed % 7) * 0.37)
+            let c = v.withUnsafeBufferPointer { VectorComparison.compare(reference: $0, quantized: $0) }
+            #expect(c.cosine == 1 && c.relativeError == 0, "seed \(seed): \(c.cosine)")
+            let scaled = v.map { $0 * 3 }
+            let s = v.withUnsafeBufferPointer { r in scaled.withUnsafeBufferPointer { VectorComparison.compare(reference: r, quantized: $0) } }
+            #expect(s.cosine <= 1 && s.cosine > 1 - 1e-12, "seed \(seed): \(s.cosine)")
+        }
+    }
+}
