@@ -160,7 +160,11 @@ final class BlockedAttention: @unchecked Sendable {
             let lda = stacked ? headDim : qStride
             if let packed, kvh != packedHead {
                 // Once per key/value head and worker: the query heads of a group follow each other.
-                if bf16Scores { plm_bf16_pack_keys(kh, Int64(kStride), Int64(keys), Int64(headDim), packed.keys, impl) }
+                if bf16Scores {
+                    plm_bf16_pack_keys(kh, Int64(kStride), Int64(keys), Int64(headDim), packed.keys, impl)
+                } else {
+                    plm_f32_pack_keys(kh, Int64(kStride), Int64(keys), Int64(headDim), packed.f32Keys)
+                }
                 plm_bf16_pack_values(vh, Int64(vStride), Int64(keys), Int64(headDim), packed.values, impl)
                 packedHead = kvh
             }
@@ -182,6 +186,11 @@ final class BlockedAttention: @unchecked Sendable {
                         // k0 is a multiple of keyBlock (or 0), so of the packed key blocks' 16.
                         plm_bf16_scores(packed.queries, Int64(rows), packed.keys, Int64(k0), Int64(nk), Int64(headDim), scale,
                                         scores, Int64(nk), impl)
+                    } else if let packed {
+                        // fp32 scores beside bf16 values: 512-bit FMAs over the packed keys, about
+                        // 1.5–2× OpenBLAS's Haswell sgemm on Zen 4/5 for these shapes (CHANGELOG).
+                        plm_f32_scores(qh + q0 * qStride, Int64(lda), Int64(rows), packed.f32Keys, Int64(k0), Int64(nk), Int64(headDim),
+                                       scale, scores, Int64(nk), impl)
                     } else {
                         BLAS.gemmABt(m: rows, n: nk, k: headDim, alpha: scale, a: qh + q0 * qStride, lda: lda,
                                      b: kh + k0 * kStride, ldb: kStride, c: scores, ldc: nk)
@@ -274,12 +283,15 @@ fileprivate final class BF16Operands {
     private(set) var values = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)
     private(set) var queries = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)
     private(set) var probabilities = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)
+    /// fp32 keys in blocks of 16 for the fp32 scores beside bf16 values (plm_f32_scores).
+    private(set) var f32Keys = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private var capacities = [1, 1, 1, 1]
+    private var f32KeysCapacity = 1
 
-    deinit { [keys, values, queries, probabilities].forEach { $0.deallocate() } }
+    deinit { [keys, values, queries, probabilities].forEach { $0.deallocate() }; f32Keys.deallocate() }
 
-    /// `scores`: the scores run in bf16 too, so keys and queries are packed (else only values
-    /// and probabilities).
+    /// `scores`: the scores run in bf16 too, so keys and queries are packed in bf16 (else the
+    /// keys in fp32 blocks, the values and the probabilities).
     func reserve(keys count: Int, headDim: Int, queryRows: Int, keyBlock: Int, scores: Bool) {
         let needs = [scores ? Int(plm_bf16_keys_count(Int64(count), Int64(headDim))) : 1,
                      Int(plm_bf16_values_count(Int64(count), Int64(headDim))),
@@ -291,5 +303,11 @@ fileprivate final class BF16Operands {
             capacities[i] = needs[i]
         }
         grow(&keys, 0); grow(&values, 1); grow(&queries, 2); grow(&probabilities, 3)
+        let f32Needs = scores ? 1 : Int(plm_f32_keys_count(Int64(count), Int64(headDim)))
+        if f32Needs > f32KeysCapacity {
+            f32Keys.deallocate()
+            f32Keys = .allocate(capacity: f32Needs)
+            f32KeysCapacity = f32Needs
+        }
     }
 }

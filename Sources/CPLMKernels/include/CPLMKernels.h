@@ -261,6 +261,17 @@ void plm_bf16_scores(const uint16_t *q, int64_t rows, const uint16_t *keys, int6
                      float scale, float *s, int64_t lds, int impl);
 void plm_bf16_scores_ref(const uint16_t *q, int64_t rows, const uint16_t *keys, int64_t k0, int64_t nk, int64_t dim,
                          float scale, float *s, int64_t lds);
+/// fp32 scores over packed keys (attn_f32.c): floats of a head's keys for `keys` keys of `dim`
+/// dimensions in blocks of PLM_BF16_KEY_BLOCK ([dim][16] each, zero padded), and the packing.
+int64_t plm_f32_keys_count(int64_t keys, int64_t dim);
+void plm_f32_pack_keys(const float *k, int64_t stride, int64_t keys, int64_t dim, float *out);
+/// s[i·lds + j] = scale · q_i · key_(k0 + j) for i < rows, j < nk: q rows of stride ldq, keys
+/// packed, k0 a multiple of 16. One fused multiply-add per dimension in order, then the scale:
+/// the same bits on every path.
+void plm_f32_scores(const float *q, int64_t ldq, int64_t rows, const float *keys, int64_t k0, int64_t nk, int64_t dim,
+                    float scale, float *s, int64_t lds, int impl);
+void plm_f32_scores_ref(const float *q, int64_t ldq, int64_t rows, const float *keys, int64_t k0, int64_t nk, int64_t dim,
+                        float scale, float *s, int64_t lds);
 /// acc[i·ldacc + c] += Σ_j p[i·ldp + j] · value_(k0 + j)[c] for i < rows, c < dim, j < nk: p bf16
 /// rows holding nk rounded up to even (a zero after an odd nk), values packed, k0 even.
 void plm_bf16_pv(const uint16_t *p, int64_t ldp, int64_t rows, const uint16_t *values, int64_t k0, int64_t nk, int64_t dim,
