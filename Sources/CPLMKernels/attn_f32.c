@@ -1,7 +1,7 @@
 // fp32 attention scores S = scale · Q·Kᵀ over keys packed in blocks of 16 ([dim][16] floats per
 // block, PLM_BF16_KEY_BLOCK keys, zero padded), for the products that stay fp32 beside bf16
-// probabilities × values (AttentionPrecision.auto). Debian's OpenBLAS runs its 256-bit Haswell
-// sgemm on AMD Zen 4 and 5; with 512-bit FMAs over the packed keys a zmm holds one dimension of
+// probabilities × values (AttentionPrecision.auto). Debian's OpenBLAS ran its 256-bit Haswell
+// sgemm on a Zen 5 (perf record); with 512-bit FMAs over the packed keys a zmm holds one dimension of
 // 16 keys and no horizontal sums are needed.
 //
 // Every path sums in the same order, one fused multiply-add per dimension from 0 to dim − 1,

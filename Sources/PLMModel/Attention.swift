@@ -187,8 +187,8 @@ final class BlockedAttention: @unchecked Sendable {
                         plm_bf16_scores(packed.queries, Int64(rows), packed.keys, Int64(k0), Int64(nk), Int64(headDim), scale,
                                         scores, Int64(nk), impl)
                     } else if let packed {
-                        // fp32 scores beside bf16 values: 512-bit FMAs over the packed keys, about
-                        // 1.5–2× OpenBLAS's Haswell sgemm on Zen 4/5 for these shapes (CHANGELOG).
+                        // fp32 scores beside bf16 values: 512-bit FMAs over the packed keys, where
+                        // Debian's OpenBLAS ran its 256-bit Haswell kernels on a Zen 5 (CHANGELOG).
                         plm_f32_scores(qh + q0 * qStride, Int64(lda), Int64(rows), packed.f32Keys, Int64(k0), Int64(nk), Int64(headDim),
                                        scale, scores, Int64(nk), impl)
                     } else {

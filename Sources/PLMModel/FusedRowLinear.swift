@@ -4,7 +4,7 @@ import Synchronization
 /// Quantized matrices that read the same input, run over one row as a single parallel section:
 /// a decoding step's q/k/v projections and its gate/up pair. Computed apart, each matrix
 /// quantizes the row again and ends in its own wait for the slowest worker (seven sections a
-/// layer, three of them over the 512-row k and v); together the activations are quantized once
+/// layer, two of them over the 512-row k and v); together the activations are quantized once
 /// and the workers claim chunks of every member's tiles from one counter, so a layer has four
 /// sections. Each member computes its tiles with its own kernel (the members may be of
 /// different storage types), so the output is exactly the members' outputs, one after another.
@@ -36,14 +36,12 @@ final class FusedRowLinear: @unchecked Sendable {
         impl = head.options.implCode
         // One row: the path does not depend on the storage type (see QuantizedLinear.path).
         path = QuantizedLinear.path(rows: 1, options: head.options)
-        var offsets: [Int] = [], chunks: [Chunk] = [], total = 0, allTiles = 0
-        for m in members { allTiles += (m.outFeatures + QuantizedLinear.tileRows - 1) / QuantizedLinear.tileRows }
-        workers = max(1, min(head.options.threads, allTiles))
+        var offsets: [Int] = [], chunks: [Chunk] = [], total = 0
+        workers = max(1, min(head.options.threads, members.reduce(0) { $0 + $1.tileCount }))
         for (i, m) in members.enumerated() {
             offsets.append(total)
             total += m.outFeatures
-            let tiles = (m.outFeatures + QuantizedLinear.tileRows - 1) / QuantizedLinear.tileRows
-            let size = max(2, tiles / (workers * QuantizedLinear.chunksPerWorker))
+            let tiles = m.tileCount, size = QuantizedLinear.chunkTiles(tiles: tiles, workers: workers)
             for first in stride(from: 0, to: tiles, by: size) { chunks.append(Chunk(member: i, first: first, last: min(tiles, first + size))) }
         }
         self.offsets = offsets
@@ -57,10 +55,8 @@ final class FusedRowLinear: @unchecked Sendable {
     /// y[0 ..< outFeatures] = every member's x·Wᵀ + b for one row x, in member order.
     func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
         lock.withLock { _ in
-            switch path {
-            case .int16Gemv: plm_quantize_activations16(x, Int64(inFeatures), scratch.act.q16, scratch.act.d, scratch.act.sums, impl)
-            case .int8: plm_quantize_activations(x, Int64(inFeatures), scratch.act.q, scratch.act.d, scratch.act.sums, impl)
-            case .f32Gemv, .denseF32: break
+            if path == .int8 || path == .int16Gemv {
+                scratch.act.quantize(row: 0, of: x, columns: inFeatures, wide: path == .int16Gemv, impl: impl)
             }
             scratch.claim.pointee = 0
             var job = FusedJob(group: Unmanaged.passUnretained(self), x: x, y: y)
@@ -78,10 +74,8 @@ final class FusedRowLinear: @unchecked Sendable {
             guard c < chunks.count else { return }
             let chunk = chunks[c], member = members[chunk.member]
             let k = member.inFeatures, n = member.outFeatures
-            let job = MatmulJob(linear: Unmanaged.passUnretained(member), x: x, y: y + offsets[chunk.member],
-                                act: scratch.act,
-                                rows: 1, k: k, n: n, blocks: (k + 31) / 32,
-                                tiles: (n + QuantizedLinear.tileRows - 1) / QuantizedLinear.tileRows, workers: workers,
+            let job = MatmulJob(linear: Unmanaged.passUnretained(member), x: x, y: y + offsets[chunk.member], act: scratch.act,
+                                rows: 1, k: k, n: n, blocks: (k + 31) / 32, tiles: member.tileCount, workers: workers,
                                 impl: impl, path: path, claim: nil, chunkTiles: chunk.last - chunk.first)
             member.computeTiles(job, first: chunk.first, last: chunk.last)
         }

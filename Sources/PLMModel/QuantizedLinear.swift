@@ -136,21 +136,16 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         }
         if quantized {
             // Rows are independent: quantize them on the workers too (8 % of a forward pass otherwise).
-            var job = QuantizeJob(x: x, act: act, wide: wide, rows: rows, k: k, blocks: blocks,
+            var job = QuantizeJob(x: x, act: act, wide: wide, rows: rows, k: k,
                                   workers: max(1, min(options.threads, rows / 8)), impl: options.implCode)
             WorkerPool.run(job.workers, &job) { context, worker in
                 guard let j = context?.assumingMemoryBound(to: QuantizeJob.self).pointee else { return }
                 for m in stride(from: Int(worker), to: j.rows, by: j.workers) {
-                    let x = j.x + m * j.k, d = j.act.d + m * j.blocks, sums = j.act.sums + m * j.blocks
-                    if j.wide {
-                        plm_quantize_activations16(x, Int64(j.k), j.act.q16 + m * j.blocks * 32, d, sums, j.impl)
-                    } else {
-                        plm_quantize_activations(x, Int64(j.k), j.act.q + m * j.blocks * 32, d, sums, j.impl)
-                    }
+                    j.act.quantize(row: m, of: j.x, columns: j.k, wide: j.wide, impl: j.impl)
                 }
             }
         }
-        let tiles = (n + Self.tileRows - 1) / Self.tileRows
+        let tiles = tileCount
         let workers = max(1, min(options.threads, tiles))
         // A single row (decode) is bound by the weight bytes: its tiles go out in chunks, so a
         // worker slowed by the rest of the machine does not keep the others waiting at the end.
@@ -158,7 +153,7 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
         claim?.pointee = 0
         var job = MatmulJob(linear: Unmanaged.passUnretained(self), x: x, y: y, act: act, rows: rows, k: k, n: n,
                             blocks: blocks, tiles: tiles, workers: workers, impl: options.implCode, path: path,
-                            claim: claim, chunkTiles: max(2, tiles / (workers * Self.chunksPerWorker)))
+                            claim: claim, chunkTiles: Self.chunkTiles(tiles: tiles, workers: workers))
         WorkerPool.run(job.workers, &job) { context, worker in
             guard let j = context?.assumingMemoryBound(to: MatmulJob.self).pointee else { return }
             j.linear.takeUnretainedValue().computeTiles(j, worker: Int(worker))
@@ -194,6 +189,12 @@ public final class QuantizedLinear: LinearMap, @unchecked Sendable {
     /// Chunks per worker of a single-row call: enough to even out workers running at different
     /// speeds, few enough that the per-call setup (the int16 split) stays negligible.
     static let chunksPerWorker = 4
+
+    /// Tiles per claimed chunk of a single-row call over `tiles` tiles.
+    static func chunkTiles(tiles: Int, workers: Int) -> Int { max(2, tiles / (workers * chunksPerWorker)) }
+
+    /// Weight tiles of tileRows rows (the last one may be short).
+    var tileCount: Int { (outFeatures + Self.tileRows - 1) / Self.tileRows }
 
     /// Weight tiles [first, last) for every input row.
     func computeTiles(_ j: MatmulJob, first: Int, last: Int) {
@@ -359,7 +360,7 @@ fileprivate struct QuantizeJob {
     let act: QuantizedRows
     /// int16 levels into act.q16, else int8 into act.q.
     let wide: Bool
-    let rows: Int, k: Int, blocks: Int, workers: Int
+    let rows: Int, k: Int, workers: Int
     let impl: Int32
 }
 
@@ -370,6 +371,18 @@ struct QuantizedRows {
     let q16: UnsafeMutablePointer<Int16>
     let d: UnsafeMutablePointer<Float>
     let sums: UnsafeMutablePointer<Float>
+
+    /// Quantizes row m of x (rows of `columns` values) into row m: int16 levels when `wide`,
+    /// else int8.
+    func quantize(row m: Int, of x: UnsafePointer<Float>, columns k: Int, wide: Bool, impl: Int32) {
+        let blocks = (k + 31) / 32
+        let xm = x + m * k, dm = d + m * blocks, sm = sums + m * blocks
+        if wide {
+            plm_quantize_activations16(xm, Int64(k), q16 + m * blocks * 32, dm, sm, impl)
+        } else {
+            plm_quantize_activations(xm, Int64(k), q + m * blocks * 32, dm, sm, impl)
+        }
+    }
 }
 
 /// One activation row's quantized levels and the claim counter of a single-row call: allocated
